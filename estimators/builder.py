@@ -1,0 +1,108 @@
+"""GraphBuilder: the shared way search spaces describe an int8 network in the IR, layer by layer.
+
+Each method appends the op(s) TFLite would run for that layer, with weight and bias tensors in TFLite's
+layouts (conv: [Cout, Kh, Kw, Cin]; depthwise: [1, Kh, Kw, C]; fully connected: [Cout, Cin]; int32 bias),
+and returns the name of the output activation tensor.
+"""
+
+from __future__ import annotations
+
+import math
+
+from estimators.ir import Graph, Op, Tensor
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: str) -> int:
+    if padding == "same":
+        return math.ceil(size / stride)
+    if padding == "valid":
+        return (size - kernel) // stride + 1
+    raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}")
+
+
+class GraphBuilder:
+    """Builds a :class:`Graph` for a batch-1 int8 model with an NHWC (or N×L×C) input."""
+
+    def __init__(self, name: str, input_shape: tuple[int, ...], dtype: str = "int8"):
+        self.graph = Graph(name=name)
+        self._count: dict[str, int] = {}
+        x = self._tensor("input", (1, *input_shape), dtype=dtype)
+        self.graph.inputs.append(x)
+        self.dtype = dtype
+
+    # -- naming -------------------------------------------------------------------------------
+    def _unique(self, base: str) -> str:
+        n = self._count.get(base, 0)
+        self._count[base] = n + 1
+        return base if n == 0 else f"{base}_{n}"
+
+    def _tensor(self, base: str, shape: tuple[int, ...], dtype: str = "int8", const: bool = False,
+                quant_channels: int = 1) -> str:
+        name = self._unique(base)
+        self.graph.add_tensor(Tensor(name, tuple(int(d) for d in shape), dtype, const, quant_channels))
+        return name
+
+    def _op(self, kind: str, inputs: list[str], outputs: list[str], **attrs) -> None:
+        self.graph.add_op(Op(self._unique(kind.lower()), kind, tuple(inputs), tuple(outputs), attrs))
+
+    def shape(self, x: str) -> tuple[int, ...]:
+        return self.graph.tensors[x].shape
+
+    # -- layers -------------------------------------------------------------------------------
+    def conv2d(self, x: str, cout: int, kernel: int, stride: int = 1, activation: str | None = None,
+               padding: str = "same", name: str = "conv") -> str:
+        _, h, w, cin = self.shape(x)
+        weight = self._tensor(f"{name}/weight", (cout, kernel, kernel, cin), const=True, quant_channels=cout)
+        bias = self._tensor(f"{name}/bias", (cout,), dtype="int32", const=True, quant_channels=cout)
+        oh, ow = (conv_output_size(s, kernel, stride, padding) for s in (h, w))
+        y = self._tensor(f"{name}/out", (1, oh, ow, cout), dtype=self.dtype)
+        self._op("CONV_2D", [x, weight, bias], [y], kernel=(kernel, kernel), stride=(stride, stride),
+                 padding=padding, activation=activation)
+        return y
+
+    def depthwise_conv2d(self, x: str, kernel: int, stride: int = 1, activation: str | None = None,
+                         padding: str = "same", name: str = "dwconv") -> str:
+        _, h, w, c = self.shape(x)
+        weight = self._tensor(f"{name}/weight", (1, kernel, kernel, c), const=True, quant_channels=c)
+        bias = self._tensor(f"{name}/bias", (c,), dtype="int32", const=True, quant_channels=c)
+        oh, ow = (conv_output_size(s, kernel, stride, padding) for s in (h, w))
+        y = self._tensor(f"{name}/out", (1, oh, ow, c), dtype=self.dtype)
+        self._op("DEPTHWISE_CONV_2D", [x, weight, bias], [y], kernel=(kernel, kernel), stride=(stride, stride),
+                 padding=padding, activation=activation, depth_multiplier=1)
+        return y
+
+    def add(self, a: str, b: str, activation: str | None = None, name: str = "add") -> str:
+        y = self._tensor(f"{name}/out", self.shape(a), dtype=self.dtype)
+        self._op("ADD", [a, b], [y], activation=activation)
+        return y
+
+    def global_avg_pool(self, x: str, name: str = "pool") -> str:
+        """Global average pooling as TFLite's MEAN over H and W, keeping dims."""
+        n, _, _, c = self.shape(x)
+        axes = self._tensor(f"{name}/axes", (2,), dtype="int32", const=True, quant_channels=0)
+        y = self._tensor(f"{name}/out", (n, 1, 1, c), dtype=self.dtype)
+        self._op("MEAN", [x, axes], [y], axes=(1, 2), keep_dims=True)
+        return y
+
+    def reshape(self, x: str, shape: tuple[int, ...], name: str = "reshape") -> str:
+        new_shape = self._tensor(f"{name}/shape", (len(shape),), dtype="int32", const=True, quant_channels=0)
+        y = self._tensor(f"{name}/out", shape, dtype=self.dtype)
+        self._op("RESHAPE", [x, new_shape], [y])
+        return y
+
+    def flatten(self, x: str, name: str = "flatten") -> str:
+        shape = self.shape(x)
+        return self.reshape(x, (shape[0], math.prod(shape[1:])), name=name)
+
+    def fully_connected(self, x: str, cout: int, activation: str | None = None, name: str = "fc") -> str:
+        n, cin = self.shape(x)
+        weight = self._tensor(f"{name}/weight", (cout, cin), const=True, quant_channels=1)
+        bias = self._tensor(f"{name}/bias", (cout,), dtype="int32", const=True, quant_channels=1)
+        y = self._tensor(f"{name}/out", (n, cout), dtype=self.dtype)
+        self._op("FULLY_CONNECTED", [x, weight, bias], [y], activation=activation)
+        return y
+
+    def finish(self, *outputs: str) -> Graph:
+        self.graph.outputs.extend(outputs)
+        self.graph.validate()
+        return self.graph

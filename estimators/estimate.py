@@ -1,0 +1,82 @@
+"""The one front door: ``estimate(graph, mcu, runtime)`` → :class:`Estimate`."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from estimators.flash import FlashEstimate, estimate_flash
+from estimators.ir import Graph
+from estimators.latency import estimate_latency
+from estimators.macs import op_macs, op_params
+from estimators.mcu import MCU
+from estimators.sram import RUNTIMES, SramEstimate, estimate_sram
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerEstimate:
+    name: str
+    op: str
+    output_shape: tuple[int, ...]
+    macs: int
+    params: int
+    live_bytes: int
+    latency_ms: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """Everything the search needs to know about one model on one MCU and runtime."""
+
+    model: str
+    mcu: str
+    runtime: str
+    macs: int
+    params: int
+    sram: SramEstimate
+    flash: FlashEstimate
+    latency_ms: float
+    energy_mj: float
+    sram_budget_bytes: int
+    flash_budget_bytes: int
+    layers: tuple[LayerEstimate, ...]
+
+    @property
+    def fits(self) -> bool:
+        return self.sram.total_bytes <= self.sram_budget_bytes and self.flash.total_bytes <= self.flash_budget_bytes
+
+    def to_dict(self) -> dict:
+        """The ``tinynas estimate format=json`` document."""
+        return {
+            "model": self.model, "mcu": self.mcu, "runtime": self.runtime,
+            "macs": self.macs, "params": self.params,
+            "sram": {"activation_bytes": self.sram.activation_bytes, "persistent_bytes": self.sram.persistent_bytes,
+                     "total_bytes": self.sram.total_bytes, "budget_bytes": self.sram_budget_bytes},
+            "flash": {"model_bytes": self.flash.model_bytes, "runtime_bytes": self.flash.runtime_bytes,
+                      "total_bytes": self.flash.total_bytes, "budget_bytes": self.flash_budget_bytes},
+            "latency_ms": self.latency_ms, "energy_mj": self.energy_mj, "fits": self.fits,
+            "layers": [{"name": l.name, "op": l.op, "output_shape": list(l.output_shape), "macs": l.macs,
+                        "params": l.params, "live_bytes": l.live_bytes, "latency_ms": l.latency_ms}
+                       for l in self.layers],
+        }
+
+
+def estimate(graph: Graph, mcu: MCU, runtime: str = "tflm") -> Estimate:
+    """Peak SRAM, flash, latency, energy, MACs and params of ``graph`` on ``mcu`` under ``runtime``."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; allowed: {', '.join(RUNTIMES)}")
+    sram = estimate_sram(graph, runtime, mcu)
+    flash = estimate_flash(graph, runtime, mcu)
+    layer_ms = estimate_latency(graph, mcu, runtime)
+    layers = tuple(
+        LayerEstimate(op.name, op.kind, graph.tensors[op.outputs[0]].shape, op_macs(graph, op), op_params(graph, op),
+                      live, ms)
+        for op, live, ms in zip(graph.ops, sram.live_bytes, layer_ms)
+    )
+    latency_ms = float(sum(layer_ms))
+    return Estimate(
+        model=graph.name, mcu=mcu.name, runtime=runtime,
+        macs=sum(l.macs for l in layers), params=sum(l.params for l in layers),
+        sram=sram, flash=flash, latency_ms=latency_ms,
+        energy_mj=latency_ms * mcu.active_power_mw / 1000.0,
+        sram_budget_bytes=mcu.sram_bytes, flash_budget_bytes=mcu.flash_bytes, layers=layers,
+    )

@@ -1,0 +1,125 @@
+"""A small, typed graph IR that every estimator works on.
+
+The IR mirrors what a TFLite flatbuffer holds after int8 conversion: tensors (activations NHWC, batch
+first; constant weights in TFLite's layouts) and ops named by their TFLite builtin names, in execution
+order. It is built from an arch spec (each search space's ``to_ir``), an ONNX file or a ``.tflite`` file,
+and knows nothing of PyTorch.
+
+Op kinds and the attributes the estimators read:
+
+``CONV_2D``            kernel (kh, kw), stride (sh, sw), padding "same"|"valid", activation
+``DEPTHWISE_CONV_2D``  as CONV_2D plus depth_multiplier
+``FULLY_CONNECTED``    activation
+``ADD``, ``MUL``       activation (elementwise, broadcasting)
+``AVERAGE_POOL_2D``, ``MAX_POOL_2D``  kernel, stride, padding
+``MEAN``               axes (global average pooling)
+``RESHAPE``            aliases its input (no copy in TFLite Micro)
+``PAD``, ``SOFTMAX``, ``HARD_SWISH``, ``LOGISTIC``, ``CONCATENATION``, ``QUANTIZE``, ``DEQUANTIZE``
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+DTYPE_BYTES = {"int8": 1, "uint8": 1, "int16": 2, "int32": 4, "int64": 8, "float32": 4, "float16": 2, "bool": 1}
+
+CONV_KINDS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D"})
+WEIGHTED_KINDS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"})
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One tensor: activations are NHWC (or N×C for vectors); constants hold weights or biases.
+
+    ``quant_channels`` is the number of quantization scales (per-channel weights: output channels;
+    per-tensor: 1; 0 for a float tensor).
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "int8"
+    const: bool = False
+    quant_channels: int = 1
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPE_BYTES:
+            raise ValueError(f"tensor {self.name!r}: unknown dtype {self.dtype!r}; allowed: {sorted(DTYPE_BYTES)}")
+        if any(int(d) <= 0 for d in self.shape):
+            raise ValueError(f"tensor {self.name!r}: every dimension must be positive, got {self.shape}")
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= int(d)
+        return n
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * DTYPE_BYTES[self.dtype]
+
+
+@dataclass(frozen=True)
+class Op:
+    """One operator; ``inputs`` and ``outputs`` are tensor names, ``attrs`` its parameters."""
+
+    name: str
+    kind: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass
+class Graph:
+    """Tensors by name, ops in execution order, and the graph's input and output tensor names."""
+
+    name: str
+    tensors: dict[str, Tensor] = field(default_factory=dict)
+    ops: list[Op] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+
+    def add_tensor(self, tensor: Tensor) -> Tensor:
+        if tensor.name in self.tensors:
+            raise ValueError(f"graph {self.name!r}: duplicate tensor {tensor.name!r}")
+        self.tensors[tensor.name] = tensor
+        return tensor
+
+    def add_op(self, op: Op) -> Op:
+        for t in (*op.inputs, *op.outputs):
+            if t not in self.tensors:
+                raise ValueError(f"op {op.name!r} ({op.kind}) names unknown tensor {t!r}")
+        self.ops.append(op)
+        return op
+
+    def tensor(self, name: str) -> Tensor:
+        return self.tensors[name]
+
+    def activations(self) -> Iterator[Tensor]:
+        """Non-constant tensors (graph inputs and op outputs)."""
+        return (t for t in self.tensors.values() if not t.const)
+
+    def constants(self) -> Iterator[Tensor]:
+        return (t for t in self.tensors.values() if t.const)
+
+    def op_inputs(self, op: Op) -> list[Tensor]:
+        """The non-constant inputs of ``op``."""
+        return [self.tensors[n] for n in op.inputs if not self.tensors[n].const]
+
+    def op_weights(self, op: Op) -> list[Tensor]:
+        """The constant inputs of ``op`` (weights, biases, shapes)."""
+        return [self.tensors[n] for n in op.inputs if self.tensors[n].const]
+
+    def validate(self) -> None:
+        """Check that every op reads only tensors already produced (execution order is topological)."""
+        ready = set(self.inputs) | {t.name for t in self.constants()}
+        for op in self.ops:
+            missing = [n for n in op.inputs if n not in ready]
+            if missing:
+                raise ValueError(f"graph {self.name!r}: op {op.name!r} reads {missing} before they are produced")
+            ready.update(op.outputs)
+        for n in self.outputs:
+            if n not in ready:
+                raise ValueError(f"graph {self.name!r}: output {n!r} is never produced")

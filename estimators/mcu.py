@@ -1,0 +1,73 @@
+"""The MCU catalogue: one YAML file per board (``conf/mcu/<name>.yaml``), loaded into :class:`MCU`.
+
+Every number in those files carries its source; nothing about a board is a constant in code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# Cores whose CMSIS-NN kernels use the DSP (SIMD) extension, and those with the MVE (Helium) extension.
+DSP_CORES = frozenset({"cortex-m4f", "cortex-m4", "cortex-m7", "cortex-m33"})
+MVE_CORES = frozenset({"cortex-m55", "cortex-m85"})
+
+
+@dataclasses.dataclass(frozen=True)
+class MCU:
+    """One target: budgets in bytes, clock in MHz, active power in mW (0 where not applicable)."""
+
+    name: str
+    board: str
+    core: str
+    clock_mhz: float
+    sram_bytes: int
+    flash_bytes: int
+    active_power_mw: float
+    pointer_bytes: int = 4
+    notes: str = ""
+    sources: dict[str, str] = dataclasses.field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def kernel_isa(self) -> str:
+        """Which CMSIS-NN code path this core takes: 'mve', 'dsp' or 'generic'."""
+        if self.core in MVE_CORES:
+            return "mve"
+        if self.core in DSP_CORES:
+            return "dsp"
+        return "generic"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "MCU":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - fields)
+        if unknown:
+            raise ValueError(f"MCU {d.get('name', '?')!r}: unknown keys {unknown}; allowed: {sorted(fields)}")
+        missing = sorted(f.name for f in dataclasses.fields(cls)
+                         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                         and f.name not in d)
+        if missing:
+            raise ValueError(f"MCU {d.get('name', '?')!r}: missing keys {missing}")
+        return cls(**d)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "MCU":
+        with open(path) as f:
+            return cls.from_dict(yaml.safe_load(f))
+
+
+def catalogue(mcu_dir: str | Path) -> dict[str, MCU]:
+    """Every board in ``mcu_dir`` by name."""
+    return {p.stem: MCU.from_yaml(p) for p in sorted(Path(mcu_dir).glob("*.yaml"))}
+
+
+def load_mcu(name: str, mcu_dir: str | Path) -> MCU:
+    """The board ``name`` from ``mcu_dir``; a clear error lists the known boards otherwise."""
+    path = Path(mcu_dir) / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in Path(mcu_dir).glob("*.yaml"))
+        raise ValueError(f"unknown MCU {name!r}; known boards: {', '.join(known)} (add one as {path})")
+    return MCU.from_yaml(path)

@@ -1,0 +1,211 @@
+"""The MCUNet / TinyNAS MobileNetV2 space (Lin et al., NeurIPS 2020; OFA-style elastic blocks).
+
+Global width multiplier and input resolution; per stage an elastic depth; per block a kernel size and an
+expand ratio. The network is: 3×3 stride-2 stem → an expand-1 MBConv → the searched stages → a 1×1
+feature-mix conv → global average pool → classifier.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import Any, Sequence
+
+from estimators.builder import GraphBuilder
+from estimators.ir import Graph
+from search_spaces.base import ArchSpec, SearchSpace
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """MobileNet's channel rounding: nearest multiple of ``divisor``, never below 90% of ``value``."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+@dataclasses.dataclass(frozen=True)
+class MCUNetArch(ArchSpec):
+    """One architecture of the space; ``kernels[s]`` and ``expands[s]`` have ``depths[s]`` entries."""
+
+    space = "mcunet"
+    resolution: int
+    width: float
+    depths: tuple[int, ...]
+    kernels: tuple[tuple[int, ...], ...]
+    expands: tuple[tuple[int, ...], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class MCUNetSpace(SearchSpace):
+    """Choices of the space; defaults follow MCUNet's ImageNet space (resolutions are per experiment)."""
+
+    name = "mcunet"
+    arch_class = MCUNetArch
+
+    resolutions: tuple[int, ...] = (48, 64, 80, 96, 112, 128, 144, 160, 176)
+    widths: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
+    depth_choices: tuple[int, ...] = (2, 3, 4)
+    kernel_choices: tuple[int, ...] = (3, 5, 7)
+    expand_choices: tuple[int, ...] = (3, 4, 6)
+    # (base output channels, stride of the first block) per searched stage — MobileNetV2's stages.
+    stages: tuple[tuple[int, int], ...] = ((24, 2), (32, 2), (64, 2), (96, 1), (160, 2))
+    stem_channels: int = 32
+    first_block_channels: int = 16
+    head_channels: int = 1280
+    dropout: float = 0.0
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> "MCUNetSpace":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(cfg) - fields)
+        if unknown:
+            raise ValueError(f"search_space mcunet: unknown options {unknown}; allowed: {sorted(fields)}")
+        return cls(**{k: tuple(tuple(x) if isinstance(x, (list, tuple)) else x for x in v)
+                      if isinstance(v, (list, tuple)) else v for k, v in cfg.items()})
+
+    # -- channel plan ---------------------------------------------------------------------------
+    def channels(self, width: float) -> dict[str, Any]:
+        return {
+            "stem": make_divisible(self.stem_channels * width),
+            "first": make_divisible(self.first_block_channels * width),
+            "stages": [make_divisible(c * width) for c, _ in self.stages],
+            # MCUNet/OFA keep the feature-mix layer at full width for width < 1.
+            "head": make_divisible(self.head_channels * max(1.0, width)),
+        }
+
+    # -- sampling -------------------------------------------------------------------------------
+    def sample(self, trial) -> MCUNetArch:
+        resolution = trial.suggest_categorical("resolution", list(self.resolutions))
+        width = trial.suggest_categorical("width", list(self.widths))
+        depths, kernels, expands = [], [], []
+        for s in range(len(self.stages)):
+            d = trial.suggest_categorical(f"s{s}.depth", list(self.depth_choices))
+            depths.append(d)
+            kernels.append(tuple(trial.suggest_categorical(f"s{s}.b{b}.kernel", list(self.kernel_choices))
+                                 for b in range(d)))
+            expands.append(tuple(trial.suggest_categorical(f"s{s}.b{b}.expand", list(self.expand_choices))
+                                 for b in range(d)))
+        return MCUNetArch(resolution, width, tuple(depths), tuple(kernels), tuple(expands))
+
+    def params(self, arch: MCUNetArch) -> dict[str, Any]:
+        p: dict[str, Any] = {"resolution": arch.resolution, "width": arch.width}
+        for s, d in enumerate(arch.depths):
+            p[f"s{s}.depth"] = d
+            for b in range(d):
+                p[f"s{s}.b{b}.kernel"] = arch.kernels[s][b]
+                p[f"s{s}.b{b}.expand"] = arch.expands[s][b]
+        return p
+
+    def random(self, rng: random.Random) -> MCUNetArch:
+        depths = tuple(rng.choice(self.depth_choices) for _ in self.stages)
+        return MCUNetArch(
+            rng.choice(self.resolutions), rng.choice(self.widths), depths,
+            tuple(tuple(rng.choice(self.kernel_choices) for _ in range(d)) for d in depths),
+            tuple(tuple(rng.choice(self.expand_choices) for _ in range(d)) for d in depths),
+        )
+
+    def _blocks(self, arch: MCUNetArch, max_depth: int) -> list[list[tuple[int, int]]]:
+        """Per stage, ``max_depth`` (kernel, expand) slots, padded from ``arch`` so depth can grow."""
+        out = []
+        for s, d in enumerate(arch.depths):
+            slots = list(zip(arch.kernels[s], arch.expands[s]))
+            slots += [slots[-1]] * (max_depth - d)
+            out.append(slots)
+        return out
+
+    def _from_slots(self, resolution, width, depths, slots) -> MCUNetArch:
+        return MCUNetArch(resolution, width, tuple(depths),
+                          tuple(tuple(k for k, _ in slots[s][:d]) for s, d in enumerate(depths)),
+                          tuple(tuple(e for _, e in slots[s][:d]) for s, d in enumerate(depths)))
+
+    def mutate(self, arch: MCUNetArch, rng: random.Random, prob: float = 0.1) -> MCUNetArch:
+        def maybe(value, choices):
+            return rng.choice(choices) if rng.random() < prob else value
+
+        max_d = max(self.depth_choices)
+        slots = [[(maybe(k, self.kernel_choices), maybe(e, self.expand_choices)) for k, e in stage]
+                 for stage in self._blocks(arch, max_d)]
+        depths = [maybe(d, self.depth_choices) for d in arch.depths]
+        return self._from_slots(maybe(arch.resolution, self.resolutions), maybe(arch.width, self.widths),
+                                depths, slots)
+
+    def crossover(self, a: MCUNetArch, b: MCUNetArch, rng: random.Random) -> MCUNetArch:
+        def pick(x, y):
+            return x if rng.random() < 0.5 else y
+
+        max_d = max(self.depth_choices)
+        sa, sb = self._blocks(a, max_d), self._blocks(b, max_d)
+        slots = [[pick(x, y) for x, y in zip(ra, rb)] for ra, rb in zip(sa, sb)]
+        depths = [pick(x, y) for x, y in zip(a.depths, b.depths)]
+        return self._from_slots(pick(a.resolution, b.resolution), pick(a.width, b.width), depths, slots)
+
+    def check(self, arch: MCUNetArch) -> None:
+        def need(field: str, value, allowed: Sequence) -> None:
+            if value not in allowed:
+                raise ValueError(f"mcunet arch: {field}={value!r} is not in the space; allowed: {list(allowed)}")
+
+        need("resolution", arch.resolution, self.resolutions)
+        need("width", arch.width, self.widths)
+        if len(arch.depths) != len(self.stages):
+            raise ValueError(f"mcunet arch: {len(arch.depths)} stage depths given, the space has {len(self.stages)} stages")
+        for s, d in enumerate(arch.depths):
+            need(f"depths[{s}]", d, self.depth_choices)
+            if len(arch.kernels[s]) != d or len(arch.expands[s]) != d:
+                raise ValueError(f"mcunet arch: stage {s} has depth {d} but {len(arch.kernels[s])} kernels "
+                                 f"and {len(arch.expands[s])} expand ratios")
+            for b in range(d):
+                need(f"kernels[{s}][{b}]", arch.kernels[s][b], self.kernel_choices)
+                need(f"expands[{s}][{b}]", arch.expands[s][b], self.expand_choices)
+
+    def input_shape(self, arch: MCUNetArch, in_channels: int) -> tuple[int, ...]:
+        return (arch.resolution, arch.resolution, in_channels)
+
+    # -- block plan shared by the PyTorch and IR builders -----------------------------------------
+    def blocks(self, arch: MCUNetArch) -> list[dict[str, int]]:
+        """Every inverted-residual block: cin, cout, kernel, stride, expand (first block included)."""
+        ch = self.channels(arch.width)
+        plan = [dict(cin=ch["stem"], cout=ch["first"], kernel=3, stride=1, expand=1)]
+        cin = ch["first"]
+        for s, ((_, stride), cout) in enumerate(zip(self.stages, ch["stages"])):
+            for b in range(arch.depths[s]):
+                plan.append(dict(cin=cin, cout=cout, kernel=arch.kernels[s][b],
+                                 stride=stride if b == 0 else 1, expand=arch.expands[s][b]))
+                cin = cout
+        return plan
+
+    # -- builders -------------------------------------------------------------------------------
+    def build_torch(self, arch: MCUNetArch, in_channels: int, num_classes: int):
+        from search_spaces.torch_blocks import MobileNetV2Like
+
+        self.check(arch)
+        ch = self.channels(arch.width)
+        return MobileNetV2Like(in_channels, ch["stem"], self.blocks(arch), ch["head"], num_classes,
+                               dropout=self.dropout)
+
+    def to_ir(self, arch: MCUNetArch, in_channels: int, num_classes: int) -> Graph:
+        self.check(arch)
+        ch = self.channels(arch.width)
+        g = GraphBuilder(f"mcunet-{arch.hash}", self.input_shape(arch, in_channels))
+        x = g.conv2d(g.graph.inputs[0], ch["stem"], 3, 2, activation="relu6", name="stem")
+        for i, blk in enumerate(self.blocks(arch)):
+            x = inverted_residual_ir(g, x, blk, name=f"block{i}")
+        x = g.conv2d(x, ch["head"], 1, 1, activation="relu6", name="head")
+        x = g.global_avg_pool(x)
+        x = g.flatten(x)
+        x = g.fully_connected(x, num_classes, name="classifier")
+        return g.finish(x)
+
+
+def inverted_residual_ir(g: GraphBuilder, x: str, blk: dict[str, int], name: str,
+                         activation: str = "relu6") -> str:
+    """IR of one MBConv block: 1×1 expand (skipped when expand is 1), k×k depthwise, 1×1 project, skip add."""
+    inp = x
+    hidden = blk["cin"] * blk["expand"]
+    if blk["expand"] != 1:
+        x = g.conv2d(x, hidden, 1, 1, activation=activation, name=f"{name}/expand")
+    x = g.depthwise_conv2d(x, blk["kernel"], blk["stride"], activation=activation, name=f"{name}/dw")
+    x = g.conv2d(x, blk["cout"], 1, 1, activation=None, name=f"{name}/project")
+    if blk["stride"] == 1 and blk["cin"] == blk["cout"]:
+        x = g.add(x, inp, name=f"{name}/add")
+    return x
