@@ -106,3 +106,59 @@ class GraphBuilder:
         self.graph.outputs.extend(outputs)
         self.graph.validate()
         return self.graph
+
+    # -- rectangular kernels, pooling, softmax (appended) --------------------------------------
+    def _window_output(self, x: str, kernel: tuple[int, int], stride: tuple[int, int],
+                       padding: str) -> tuple[int, int]:
+        _, h, w, _ = self.shape(x)
+        return (conv_output_size(h, kernel[0], stride[0], padding),
+                conv_output_size(w, kernel[1], stride[1], padding))
+
+    def conv2d_hw(self, x: str, cout: int, kernel: tuple[int, int], stride: tuple[int, int] = (1, 1),
+                  activation: str | None = None, padding: str = "same", name: str = "conv") -> str:
+        """CONV_2D with a rectangular ``kernel`` (kh, kw) and ``stride`` (sh, sw); 1-D convs use kh or kw = 1."""
+        cin = self.shape(x)[3]
+        kh, kw = kernel
+        weight = self._tensor(f"{name}/weight", (cout, kh, kw, cin), const=True, quant_channels=cout)
+        bias = self._tensor(f"{name}/bias", (cout,), dtype="int32", const=True, quant_channels=cout)
+        oh, ow = self._window_output(x, kernel, stride, padding)
+        y = self._tensor(f"{name}/out", (1, oh, ow, cout), dtype=self.dtype)
+        self._op("CONV_2D", [x, weight, bias], [y], kernel=tuple(kernel), stride=tuple(stride),
+                 padding=padding, activation=activation)
+        return y
+
+    def depthwise_conv2d_hw(self, x: str, kernel: tuple[int, int], stride: tuple[int, int] = (1, 1),
+                            activation: str | None = None, padding: str = "same", name: str = "dwconv") -> str:
+        """DEPTHWISE_CONV_2D with a rectangular ``kernel`` and ``stride``."""
+        c = self.shape(x)[3]
+        kh, kw = kernel
+        weight = self._tensor(f"{name}/weight", (1, kh, kw, c), const=True, quant_channels=c)
+        bias = self._tensor(f"{name}/bias", (c,), dtype="int32", const=True, quant_channels=c)
+        oh, ow = self._window_output(x, kernel, stride, padding)
+        y = self._tensor(f"{name}/out", (1, oh, ow, c), dtype=self.dtype)
+        self._op("DEPTHWISE_CONV_2D", [x, weight, bias], [y], kernel=tuple(kernel), stride=tuple(stride),
+                 padding=padding, activation=activation, depth_multiplier=1)
+        return y
+
+    def _pool(self, kind: str, x: str, kernel: tuple[int, int], stride: tuple[int, int] | None,
+              padding: str, name: str) -> str:
+        stride = tuple(stride or kernel)
+        oh, ow = self._window_output(x, kernel, stride, padding)
+        y = self._tensor(f"{name}/out", (1, oh, ow, self.shape(x)[3]), dtype=self.dtype)
+        self._op(kind, [x], [y], kernel=tuple(kernel), stride=stride, padding=padding)
+        return y
+
+    def avg_pool2d(self, x: str, kernel: tuple[int, int], stride: tuple[int, int] | None = None,
+                   padding: str = "valid", name: str = "avgpool") -> str:
+        """AVERAGE_POOL_2D (stride defaults to the kernel, as in Keras)."""
+        return self._pool("AVERAGE_POOL_2D", x, kernel, stride, padding, name)
+
+    def max_pool2d(self, x: str, kernel: tuple[int, int], stride: tuple[int, int] | None = None,
+                   padding: str = "valid", name: str = "maxpool") -> str:
+        """MAX_POOL_2D (stride defaults to the kernel, as in Keras)."""
+        return self._pool("MAX_POOL_2D", x, kernel, stride, padding, name)
+
+    def softmax(self, x: str, name: str = "softmax") -> str:
+        y = self._tensor(f"{name}/out", self.shape(x), dtype=self.dtype)
+        self._op("SOFTMAX", [x], [y], beta=1.0)
+        return y
