@@ -1,13 +1,145 @@
-"""Latency (first version: a fixed cycles-per-MAC figure; the calibrated per-layer model replaces it)."""
+"""Per-op latency from op kind, shape, core family and runtime, calibrated on published end-to-end latencies.
+
+Model (few parameters, because there are few published points)::
+
+    cycles(op) = scale[family, runtime] × (ratio[kind, isa] × MACs(op) + element_cycles × output elements(op))
+
+``ratio`` is 1 for CONV_2D and DEPTHWISE_CONV_2D and fitted for FULLY_CONNECTED per ISA class (DSP or MVE:
+fully connected layers stream every weight once and are memory bound, markedly so on Helium cores);
+``element_cycles`` prices the per-output work every op does (requantization, activation, pooling, adds),
+which is what makes depthwise layers — few MACs per output — the most expensive per MAC. RESHAPE is free
+(TFLite Micro aliases it). The coefficients live in ``data/latency_coefficients.yaml``, written by
+``benchmarks/latency_calibration.py``; families and runtimes without points of their own borrow a calibrated
+one's coefficients as ``data/core_families.yaml`` says (relative CoreMark/MHz, reference-kernel slowdown).
+"""
 
 from __future__ import annotations
 
-from estimators.ir import Graph
-from estimators.macs import op_macs
+import dataclasses
+import functools
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from estimators.ir import Graph, Op
 from estimators.mcu import MCU
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+COEFFICIENTS = DATA_DIR / "latency_coefficients.yaml"
+FAMILIES = DATA_DIR / "core_families.yaml"
+
+FREE_KINDS = frozenset({"RESHAPE"})
+
+
+@functools.lru_cache(maxsize=None)
+def core_families(path: str | Path = FAMILIES) -> dict[str, Any]:
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+@functools.lru_cache(maxsize=256)
+def core_family(core: str) -> str:
+    """The family of an MCU ``core`` string, e.g. 'cortex-m4f' → 'cortex-m4', 'xtensa-lx7 (x2)' → 'xtensa-lx7'."""
+    base = core.split(" (")[0].strip().lower()
+    for family, spec in core_families()["families"].items():
+        if any(base == m or base.startswith(m) for m in spec["match"]):
+            return family
+    known = sorted(m for spec in core_families()["families"].values() for m in spec["match"])
+    raise ValueError(f"core {core!r} maps to no core family; known cores: {', '.join(known)}")
+
+
+def op_terms(graph: Graph, op: Op) -> tuple[int, int]:
+    """(MACs, output elements) of ``op``, the two quantities the model prices."""
+    kind = op.kind
+    if kind in FREE_KINDS:
+        return 0, 0
+    out = graph.tensors[op.outputs[0]].numel
+    if kind == "CONV_2D":
+        w = graph.tensors[op.inputs[1]].shape
+        return out * w[1] * w[2] * w[3], out
+    if kind == "DEPTHWISE_CONV_2D":
+        w = graph.tensors[op.inputs[1]].shape
+        return out * w[1] * w[2], out
+    if kind == "FULLY_CONNECTED":
+        return out * graph.tensors[op.inputs[1]].shape[1], out
+    return 0, out
+
+
+def graph_terms(graph: Graph) -> dict[str, int]:
+    """Summed model terms of a whole graph: MACs by kind class ('mac', 'fc_mac') and 'elements'."""
+    terms = {"mac": 0, "fc_mac": 0, "elements": 0}
+    for op in graph.ops:
+        macs, elements = op_terms(graph, op)
+        terms["fc_mac" if op.kind == "FULLY_CONNECTED" else "mac"] += macs
+        terms["elements"] += elements
+    return terms
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LatencyModel:
+    """Fitted coefficients plus the rules that extend them to uncalibrated families and runtimes."""
+
+    scale: dict[tuple[str, str], float]  # (family, runtime) → cycle multiplier, calibrated pairs only
+    fc_ratio: dict[str, float]  # isa → cycles of an FC MAC relative to a conv MAC
+    element_cycles: float
+    families: dict[str, Any] = dataclasses.field(default_factory=lambda: core_families())
+
+    @classmethod
+    def from_yaml(cls, path: str | Path = COEFFICIENTS) -> "LatencyModel":
+        with open(path) as f:
+            d = yaml.safe_load(f)
+        scale = {(s["family"], s["runtime"]): float(s["scale"]) for s in d["scale"]}
+        return cls(scale, {k: float(v) for k, v in d["fc_ratio"].items()}, float(d["element_cycles"]))
+
+    def isa(self, family: str) -> str:
+        return self.families["families"][family]["isa"]
+
+    @functools.lru_cache(maxsize=256)
+    def family_scale(self, family: str, runtime: str) -> float:
+        """Cycle multiplier for ``family`` under ``runtime``, derived where no point calibrates the pair."""
+        rt = self.families["runtimes"].get(runtime)
+        if rt is None:
+            raise ValueError(f"unknown runtime {runtime!r}; allowed: {', '.join(self.families['runtimes'])}")
+        if "same_as" in rt:
+            return self.family_scale(family, rt["same_as"]) * float(rt.get("slowdown", 1.0))
+        if (family, runtime) in self.scale:
+            return self.scale[(family, runtime)]
+        if runtime != "tflm":  # e.g. tinyengine on a core timed only with tflm: carry the runtime ratio over
+            ref = next((f for f, r in self.scale if r == runtime and (f, "tflm") in self.scale), None)
+            if ref is None:
+                raise ValueError(f"runtime {runtime!r} has no calibration point on any core")
+            return self.family_scale(family, "tflm") * self.scale[(ref, runtime)] / self.scale[(ref, "tflm")]
+        anchor = self.families["anchor"][self.isa(family)]
+        if (anchor, runtime) not in self.scale:
+            raise ValueError(f"core family {family!r} has no calibration and its anchor {anchor!r} has none either")
+        fam = self.families["families"]
+        return self.scale[(anchor, runtime)] * fam[anchor]["coremark_per_mhz"] / fam[family]["coremark_per_mhz"]
+
+    def cycles(self, terms: dict[str, int], family: str, runtime: str) -> float:
+        """Cycles of a graph (or op) from its :func:`graph_terms`."""
+        return self.family_scale(family, runtime) * (
+            terms["mac"] + self.fc_ratio[self.isa(family)] * terms["fc_mac"] + self.element_cycles * terms["elements"])
+
+    def op_cycles(self, graph: Graph, family: str, runtime: str) -> list[float]:
+        s = self.family_scale(family, runtime)
+        fc, b = self.fc_ratio[self.isa(family)], self.element_cycles
+        out = []
+        for op in graph.ops:
+            macs, elements = op_terms(graph, op)
+            out.append(s * ((fc * macs if op.kind == "FULLY_CONNECTED" else macs) + b * elements))
+        return out
+
+
+@functools.lru_cache(maxsize=4)
+def load_latency_model(path: str | Path = COEFFICIENTS) -> LatencyModel:
+    return LatencyModel.from_yaml(path)
 
 
 def estimate_latency(graph: Graph, mcu: MCU, runtime: str) -> list[float]:
-    """Milliseconds per op, in graph order."""
-    clock_hz = max(mcu.clock_mhz, 1.0) * 1e6
-    return [op_macs(graph, op) * 4.0 / clock_hz * 1e3 for op in graph.ops]
+    """Milliseconds per op, in graph order (zeros for a board without a clock, e.g. the ``host`` target)."""
+    if mcu.clock_mhz <= 0:
+        return [0.0] * len(graph.ops)
+    model = load_latency_model()
+    to_ms = 1e3 / (mcu.clock_mhz * 1e6)
+    return [c * to_ms for c in model.op_cycles(graph, core_family(mcu.core), runtime)]
