@@ -81,6 +81,14 @@ class SearchSpace(abc.ABC):
         """Take each choice from ``a`` or ``b`` at random."""
 
     @abc.abstractmethod
+    def largest(self, like: ArchSpec) -> ArchSpec:
+        """The biggest arch of the space (a distillation teacher), keeping ``like``'s input resolution."""
+
+    @abc.abstractmethod
+    def smallest(self) -> ArchSpec:
+        """The cheapest arch of the space (every choice at its minimum): if it misses a budget, every arch does."""
+
+    @abc.abstractmethod
     def params(self, arch: ArchSpec) -> dict[str, Any]:
         """The Optuna parameters that :meth:`sample` would suggest to produce ``arch``."""
 

@@ -105,6 +105,16 @@ class MCUNetSpace(SearchSpace):
             tuple(tuple(rng.choice(self.expand_choices) for _ in range(d)) for d in depths),
         )
 
+    def largest(self, like: MCUNetArch) -> MCUNetArch:
+        d, n = max(self.depth_choices), len(self.stages)
+        return MCUNetArch(like.resolution, max(self.widths), (d,) * n,
+                          ((max(self.kernel_choices),) * d,) * n, ((max(self.expand_choices),) * d,) * n)
+
+    def smallest(self) -> MCUNetArch:
+        d, n = min(self.depth_choices), len(self.stages)
+        return MCUNetArch(min(self.resolutions), min(self.widths), (d,) * n,
+                          ((min(self.kernel_choices),) * d,) * n, ((min(self.expand_choices),) * d,) * n)
+
     def _blocks(self, arch: MCUNetArch, max_depth: int) -> list[list[tuple[int, int]]]:
         """Per stage, ``max_depth`` (kernel, expand) slots, padded from ``arch`` so depth can grow."""
         out = []

@@ -1,0 +1,72 @@
+"""`tinynas <command> [hydra overrides]`: each command is a Hydra app composed from conf/<command>.yaml."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "search": "search, then distil, export and verify the best Pareto point (the full pipeline)",
+    "estimate": "SRAM / flash / latency / energy of an arch JSON or a .tflite / .onnx model on an MCU",
+    "sample": "write random arch-spec JSON files of a search space",
+    "train": "train one arch (arch=FILE.json) and save its checkpoint",
+    "distill": "distil one arch from a teacher and save its checkpoint",
+    "export": "export an arch (and checkpoint) to int8 TFLite + firmware files, verified in TFLite Micro",
+    "report": "rebuild the Pareto front, counts and plots of a study from its storage",
+}
+
+USAGE = "usage: tinynas <command> [key=value ...] [--help] [--cfg job] [--multirun]\n\ncommands:\n" + "\n".join(
+    f"  {name:<9} {text}" for name, text in COMMANDS.items())
+
+
+def fail(message: str, code: int = 2) -> None:
+    print(f"tinynas: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def check_group_choices(overrides: list[str], conf_dir) -> None:
+    """Name an unknown config-group choice (``mcu=nope``) and list the allowed ones, before Hydra composes."""
+    for arg in overrides:
+        key, sep, value = arg.lstrip("+~").partition("=")
+        group = conf_dir / key
+        if not sep or "." in key or not group.is_dir() or key == "hydra":
+            continue
+        known = sorted(p.stem for p in group.glob("*.yaml"))
+        for choice in value.split(","):
+            if choice and choice != "null" and choice not in known:
+                fail(f"unknown {key} {choice!r}; allowed: {', '.join(known)} (add one as {group / choice}.yaml)")
+
+
+def _task(command: str):
+    def task(cfg) -> None:
+        from tinynas.errors import TinyNASError
+
+        module = importlib.import_module(f"tinynas.commands.{command}")
+        try:
+            module.run(cfg)
+        except (TinyNASError, ValueError, FileNotFoundError, PermissionError, NotADirectoryError) as e:
+            fail(str(e))
+
+    return task
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return
+    command = argv[0]
+    if command not in COMMANDS:
+        fail(f"unknown command {command!r}; allowed: {', '.join(COMMANDS)}")
+    import hydra
+
+    from tinynas.paths import CONF_DIR
+
+    check_group_choices(argv[1:], CONF_DIR)
+    sys.argv = [f"tinynas {command}", *argv[1:]]
+    app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=command)(_task(command))
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""What every command resolves from its config: dataset, search space, MCU, runtime, device, run dir."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from estimators import MCU, load_mcu
+from estimators.sram import RUNTIMES
+from search_spaces import SearchSpace, get_space
+from tinynas.data import Dataset, load_dataset
+from tinynas.errors import ConfigError
+from tinynas.paths import MCU_DIR
+from tinynas.train import resolve_device
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    space: SearchSpace
+    data: Dataset
+    mcu: MCU
+    host: MCU
+    runtime: str
+    device: object
+
+
+def load_mcu_cfg(cfg) -> MCU:
+    return MCU.from_dict(OmegaConf.to_container(cfg.mcu, resolve=True))
+
+
+def load_space(cfg) -> SearchSpace:
+    ss = OmegaConf.to_container(cfg.search_space, resolve=True)
+    return get_space(ss["name"], ss.get("options"))
+
+
+def check_runtime(runtime: str) -> str:
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime={runtime!r} is unknown; allowed: {', '.join(RUNTIMES)}")
+    return runtime
+
+
+def load_common(cfg, with_data: bool = True) -> Context:
+    return Context(
+        space=load_space(cfg),
+        data=load_dataset(OmegaConf.to_container(cfg.dataset, resolve=True)) if with_data else None,
+        mcu=load_mcu_cfg(cfg),
+        host=load_mcu("host", MCU_DIR),
+        runtime=check_runtime(cfg.runtime),
+        device=resolve_device(cfg.device),
+    )
+
+
+def run_dir() -> Path:
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir)

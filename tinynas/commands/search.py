@@ -1,0 +1,125 @@
+"""`tinynas search`: search, then distil, export and verify the chosen Pareto point."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import optuna
+from omegaconf import OmegaConf
+
+from estimators import estimate
+from tinynas.commands.common import load_common, run_dir
+from tinynas.errors import ConfigError
+from tinynas.loggers import make_logger
+from tinynas.report import (pareto_row, plot_pareto, summary_markdown, write_json, write_pareto_csv)
+from tinynas.search import (Budgets, CandidateObjective, make_sampler, make_storage, objective_directions,
+                            pareto_trials, run_study, study_counts)
+from tinynas.train import TrainConfig
+
+log = logging.getLogger("tinynas.search")
+
+
+def check_budget_reachable(ctx, budgets: Budgets) -> None:
+    """Fail early, naming the numbers, when even the smallest arch of the space misses a budget."""
+    small = ctx.space.smallest()
+    est = estimate(ctx.space.to_ir(small, ctx.data.in_channels, ctx.data.num_classes), ctx.mcu, ctx.runtime)
+    over = {k: v for k, v in budgets.violations(est.sram.total_bytes, est.flash.total_bytes, est.latency_ms).items()
+            if v > 0}
+    if over:
+        raise ConfigError(
+            f"no candidate of search space {ctx.space.name!r} can meet the budgets on {ctx.mcu.name} "
+            f"({ctx.runtime}): its smallest arch needs SRAM {est.sram.total_bytes:,} B (budget {budgets.sram_bytes:,}), "
+            f"flash {est.flash.total_bytes:,} B (budget {budgets.flash_bytes:,}), latency {est.latency_ms:.1f} ms "
+            f"(budget {budgets.latency_ms}). Raise budgets.*, pick a larger mcu=, or shrink the space "
+            f"(search_space.options.resolutions / widths).")
+
+
+def trial_line(n_trials: int):
+    def show(number: int, a: dict) -> None:
+        arch = a["arch"]
+        head = (f"trial {number + 1:>3}/{n_trials}  {a['arch_hash'][:8]}  res {arch.get('resolution', '-')} "
+                f"w {arch.get('width', '-')}  SRAM {a['sram_bytes'] / 1024:6.1f} kB  flash {a['flash_bytes'] / 1024:6.1f} kB"
+                f"  {a['latency_ms']:7.1f} ms")
+        if a.get("infeasible"):
+            log.info("%s  over budget (%s): not trained", head, a["infeasible"])
+        else:
+            log.info("%s  acc %.3f%s  (%.1f s)", head, a["accuracy"], " (reused)" if a.get("reused") else "",
+                     a["seconds"])
+
+    return show
+
+
+def run(cfg) -> Path:
+    ctx = load_common(cfg)
+    out = run_dir()
+    budgets = Budgets.resolve(OmegaConf.to_container(cfg.budgets, resolve=True), ctx.mcu)
+    directions = objective_directions(list(cfg.objectives))
+    check_budget_reachable(ctx, budgets)
+    storage, storage_url = make_storage(cfg.storage, out)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name=cfg.study_name, storage=storage, directions=directions,
+                                sampler=make_sampler(OmegaConf.to_container(cfg.search), cfg.seed),
+                                load_if_exists=True)
+    if [d.name.lower() for d in study.directions] != directions:
+        raise ConfigError(f"study {cfg.study_name!r} in {storage_url} was created with other objectives; "
+                          f"use the same objectives or another study_name")
+    logger = make_logger(OmegaConf.to_container(cfg.logger), out, cfg.study_name,
+                         OmegaConf.to_container(cfg, resolve=True))
+    show = trial_line(cfg.n_trials)
+
+    def on_trial(number, attrs):
+        show(number, attrs)
+        logger.log_trial(number, attrs)
+
+    objective = CandidateObjective(ctx.space, ctx.data, ctx.mcu, ctx.runtime, budgets,
+                                   TrainConfig.from_cfg(cfg.train), ctx.device, list(cfg.objectives),
+                                   seed=cfg.seed, on_trial=on_trial)
+    log.info("search %s: %d trials on %s (%s), SRAM ≤ %.0f kB, flash ≤ %.0f kB, storage %s", cfg.study_name,
+             cfg.n_trials, ctx.mcu.name, ctx.runtime, budgets.sram_bytes / 1024, budgets.flash_bytes / 1024,
+             storage_url)
+    run_study(study, objective, cfg.n_trials)
+
+    trials = study.get_trials(deepcopy=False)
+    front = pareto_trials(study)
+    pareto = [pareto_row(t) for t in front]
+    results = {
+        "experiment": cfg.name, "mcu": ctx.mcu.name, "runtime": ctx.runtime,
+        "budgets": {"sram_bytes": budgets.sram_bytes, "flash_bytes": budgets.flash_bytes,
+                    "latency_ms": budgets.latency_ms},
+        "study": {"name": cfg.study_name, "storage": storage_url, **study_counts(study)},
+        "pareto": pareto,
+        "deployed": None,
+    }
+    if not front:
+        raise ConfigError(f"the search finished {len(trials)} trials but none was feasible and trained; "
+                          f"raise n_trials or the budgets")
+    if cfg.deploy:
+        from tinynas.deploy import deploy
+
+        chosen = front[0]
+        arch = ctx.space.decode(chosen.user_attrs["arch"])
+        dep = deploy(arch, ctx.space, ctx.data, ctx.mcu, ctx.host, ctx.runtime, TrainConfig.from_cfg(cfg.train),
+                     OmegaConf.to_container(cfg.distill), OmegaConf.to_container(cfg.export), out, ctx.device,
+                     seed=cfg.seed)
+        ex = dep.export
+        results["deployed"] = {
+            "trial": chosen.number, "arch": arch.to_dict(),
+            "tflite": str(Path(ex.tflite_path).resolve().relative_to(out.resolve())),
+            "c_source": str(Path(ex.c_source_path).resolve().relative_to(out.resolve())),
+            "tflite_bytes": ex.tflite_bytes, "tflm_arena_bytes": ex.arena.total_bytes,
+            "estimated_sram_bytes": dep.estimated_sram_bytes, "estimated_flash_bytes": dep.estimated_flash_bytes,
+            "teacher_accuracy": dep.teacher_accuracy, "fp32_accuracy": dep.fp32_accuracy,
+            "int8_accuracy": ex.int8_accuracy_tflm,
+        }
+    results_path = write_json(out / "results.json", results)
+    write_pareto_csv(out / "pareto.csv", pareto)
+    plot = plot_pareto(out / "pareto.png", trials, pareto, budgets.sram_bytes,
+                       deployed=(results["deployed"] or {}).get("trial"),
+                       title=f"{cfg.study_name}: {ctx.mcu.name}, {ctx.runtime}")
+    (out / "summary.md").write_text(summary_markdown(results))
+    logger.log_results(results, plot)
+    logger.close()
+    print(results_path.resolve(), file=sys.stdout, flush=True)
+    return results_path

@@ -1,0 +1,110 @@
+"""Run-dir reports: results.json (the contract), pareto.csv, the Pareto plot and summary.md."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from optuna.trial import FrozenTrial
+
+PARETO_FIELDS = ("trial", "accuracy", "sram_bytes", "flash_bytes", "latency_ms", "energy_mj", "macs", "params")
+
+
+def pareto_row(t: FrozenTrial) -> dict[str, Any]:
+    a = t.user_attrs
+    return {"trial": t.number, "arch": a["arch"], "accuracy": float(a["accuracy"]), "sram_bytes": int(a["sram_bytes"]),
+            "flash_bytes": int(a["flash_bytes"]), "latency_ms": float(a["latency_ms"]),
+            "energy_mj": float(a["energy_mj"]), "macs": int(a["macs"]), "params": int(a["params"])}
+
+
+def write_json(path: Path, doc: dict[str, Any]) -> Path:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def write_pareto_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=[*PARETO_FIELDS, "arch"])
+        w.writeheader()
+        for r in rows:
+            w.writerow({**{k: r[k] for k in PARETO_FIELDS}, "arch": json.dumps(r["arch"], sort_keys=True)})
+    return path
+
+
+def plot_pareto(path: Path, trials: list[FrozenTrial], pareto: list[dict[str, Any]], sram_budget: int,
+                deployed: int | None = None, title: str = "") -> Path:
+    """Accuracy against estimated peak SRAM: every trained trial, infeasible ones at the budget line, the front."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    trained = [t for t in trials if t.user_attrs.get("trained")]
+    infeasible = [t for t in trials if t.user_attrs.get("infeasible")]
+    ax.scatter([t.user_attrs["sram_bytes"] / 1024 for t in trained], [t.user_attrs["accuracy"] for t in trained],
+               s=18, c="#9db4c0", label="trained candidates")
+    if infeasible:
+        ax.scatter([t.user_attrs["sram_bytes"] / 1024 for t in infeasible], [0.0] * len(infeasible), marker="x",
+                   s=18, c="#c44e52", label="over budget (not trained)")
+    front = sorted(pareto, key=lambda r: r["sram_bytes"])
+    ax.step([r["sram_bytes"] / 1024 for r in front], [r["accuracy"] for r in front], where="post", c="#2a6f97",
+            marker="o", label="Pareto front")
+    if deployed is not None:
+        d = next((r for r in pareto if r["trial"] == deployed), None)
+        if d:
+            ax.scatter([d["sram_bytes"] / 1024], [d["accuracy"]], s=120, facecolors="none", edgecolors="k",
+                       label=f"deployed (trial {deployed})")
+    ax.axvline(sram_budget / 1024, ls="--", c="#c44e52", lw=1, label="SRAM budget")
+    ax.set_xlabel("estimated peak SRAM (kB)")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def summary_markdown(results: dict[str, Any]) -> str:
+    b, s = results["budgets"], results["study"]
+    lines = [
+        f"# {results['experiment']} on {results['mcu']} ({results['runtime']})",
+        "",
+        f"Budgets: SRAM {b['sram_bytes'] / 1024:.0f} kB, flash {b['flash_bytes'] / 1024:.0f} kB"
+        + (f", latency {b['latency_ms']} ms" if b["latency_ms"] else "") + ".",
+        f"Study `{s['name']}`: {s['n_trials']} trials — {s['n_complete']} complete "
+        f"({s['n_infeasible']} over budget, not trained), {s['n_pruned']} pruned, {s['n_failed']} failed.",
+        "",
+        "## Pareto front",
+        "",
+        "| trial | val acc | SRAM kB | flash kB | latency ms | energy mJ | MMACs | params |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results["pareto"]:
+        lines.append(f"| {r['trial']} | {r['accuracy']:.3f} | {r['sram_bytes'] / 1024:.1f} | "
+                     f"{r['flash_bytes'] / 1024:.1f} | {r['latency_ms']:.1f} | {r['energy_mj']:.3f} | "
+                     f"{r['macs'] / 1e6:.2f} | {r['params']:,} |")
+    d = results.get("deployed")
+    if d:
+        lines += [
+            "",
+            f"## Deployed: trial {d['trial']}",
+            "",
+            "| | value |",
+            "|---|---:|",
+            f"| teacher accuracy (test) | {d['teacher_accuracy']:.3f} |",
+            f"| student fp32 accuracy (test) | {d['fp32_accuracy']:.3f} |",
+            f"| student int8 accuracy in TFLM (test) | {d['int8_accuracy']:.3f} |",
+            f"| .tflite bytes (estimated flash for the model) | {d['tflite_bytes']:,} ({d['estimated_flash_bytes']:,}) |",
+            f"| TFLM arena on the host, measured | {d['tflm_arena_bytes']:,} |",
+            f"| estimated SRAM on {results['mcu']} ({results['runtime']}) | {d['estimated_sram_bytes']:,} |",
+            "",
+            f"Files: `{d['tflite']}`, `{d['c_source']}`.",
+        ]
+    return "\n".join(lines) + "\n"
