@@ -1,11 +1,33 @@
-"""Flash (first version: constant bytes plus per-channel quantization parameters)."""
+"""Flash: the int8 ``.tflite`` file's bytes, estimated from the IR, plus the runtime's code size.
+
+A full-int8 flatbuffer holds the constant tensors' data (int8 weights, int32 biases and shape tensors), one
+float32 scale and one int64 zero point per quantization channel of every quantized tensor (per output
+channel for conv / depthwise weights and biases, one for activations), and per tensor its table, shape
+vector, buffer entry and name. The model here is exactly that::
+
+    bytes = Σ constant bytes + quant_param_bytes × Σ quantization channels + per_tensor_bytes × tensors + fixed
+
+``per_tensor_bytes`` (tables + the exporter's average name length) and ``fixed_bytes`` (header, operator
+codes, signature, metadata) depend on the exporter that wrote the file; both are fitted on real files by
+``benchmarks/flash_calibration.py`` into ``data/flash_model.yaml``. Runtime code sizes come from
+``data/runtime_code_size.yaml``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+from pathlib import Path
+from typing import Any
+
+import yaml
 
 from estimators.ir import Graph
 from estimators.mcu import MCU
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+FLASH_MODEL = DATA_DIR / "flash_model.yaml"
+RUNTIME_CODE = DATA_DIR / "runtime_code_size.yaml"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -15,6 +37,43 @@ class FlashEstimate:
     total_bytes: int
 
 
+@functools.lru_cache(maxsize=4)
+def _yaml(path: Path) -> dict[str, Any]:
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def flash_terms(graph: Graph) -> dict[str, int]:
+    """The counts the file-size model prices: constant bytes, quantization channels, tensors."""
+    const_bytes = qch = 0
+    for t in graph.tensors.values():
+        qch += t.quant_channels
+        if t.const:
+            const_bytes += t.nbytes
+    return {"const_bytes": const_bytes, "quant_channels": qch, "tensors": len(graph.tensors)}
+
+
+def tflite_bytes(graph: Graph, exporter: str | None = None) -> int:
+    """Estimated size of ``graph`` as a full-int8 ``.tflite`` written by ``exporter`` (default: the project's)."""
+    model = _yaml(FLASH_MODEL)
+    exporter = exporter or model["default_exporter"]
+    if exporter not in model["exporters"]:
+        raise ValueError(f"unknown exporter {exporter!r}; calibrated: {', '.join(model['exporters'])}")
+    c = model["exporters"][exporter]
+    t = flash_terms(graph)
+    return round(t["const_bytes"] + model["quant_param_bytes_per_channel"] * t["quant_channels"]
+                 + c["per_tensor_bytes"] * t["tensors"] + c["fixed_bytes"])
+
+
+def runtime_code_bytes(runtime: str) -> int:
+    """Flash taken by ``runtime``'s code (interpreter and kernels)."""
+    runtimes = _yaml(RUNTIME_CODE)["runtimes"]
+    if runtime not in runtimes:
+        raise ValueError(f"unknown runtime {runtime!r}; allowed: {', '.join(runtimes)}")
+    return int(runtimes[runtime]["code_bytes"])
+
+
 def estimate_flash(graph: Graph, runtime: str, mcu: MCU) -> FlashEstimate:
-    model = sum(t.nbytes + 12 * t.quant_channels for t in graph.constants())
-    return FlashEstimate(model, 0, model)
+    """Model file bytes + runtime code bytes (``mcu`` is unused: code sizes are per runtime, Cortex-M builds)."""
+    model, code = tflite_bytes(graph), runtime_code_bytes(runtime)
+    return FlashEstimate(model, code, model + code)

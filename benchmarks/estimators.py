@@ -1,0 +1,92 @@
+"""Throughput of the analytical path (arch → IR → estimate) versus building the PyTorch module and counting MACs.
+
+    python benchmarks/estimators.py [--archs 2000] [--torch-archs 30] [--mcu stm32f746] [--runtime tflm] [--profile]
+
+Single process, one core. The last line is ``archs_per_s=<float> speedup_vs_torch=<float>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import random
+import sys
+import time
+from pathlib import Path
+
+# This file is named like the package it measures: keep its own folder off the import path.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+
+from estimators import estimate, load_mcu
+from search_spaces import get_space
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def analytic(space, archs, mcu, runtime) -> float:
+    t0 = time.perf_counter()
+    for arch in archs:
+        estimate(space.to_ir(arch, 3, 10), mcu, runtime)
+    return time.perf_counter() - t0
+
+
+def torch_macs(space, archs) -> float:
+    import torch
+
+    torch.set_num_threads(1)
+
+    def count(model, res):
+        macs = 0
+
+        def hook(mod, inp, out):
+            nonlocal macs
+            if isinstance(mod, torch.nn.Conv2d):
+                macs += out.numel() * mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1]
+            elif isinstance(mod, torch.nn.Linear):
+                macs += out.numel() * mod.in_features
+
+        hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+        with torch.no_grad():
+            model(torch.zeros(1, 3, res, res))
+        for h in hooks:
+            h.remove()
+        return macs
+
+    t0 = time.perf_counter()
+    for arch in archs:
+        count(space.build_torch(arch, 3, 10).eval(), arch.resolution)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--archs", type=int, default=2000)
+    ap.add_argument("--torch-archs", type=int, default=30)
+    ap.add_argument("--mcu", default="stm32f746")
+    ap.add_argument("--runtime", default="tflm")
+    ap.add_argument("--profile", action="store_true", help="print the top functions of the analytical path")
+    args = ap.parse_args()
+
+    space = get_space("mcunet", {})
+    mcu = load_mcu(args.mcu, ROOT / "conf" / "mcu")
+    rng = random.Random(0)
+    archs = [space.random(rng) for _ in range(args.archs)]
+    analytic(space, archs[:20], mcu, args.runtime)  # warm caches (YAML loads)
+    if args.profile:
+        prof = cProfile.Profile()
+        prof.enable()
+        analytic(space, archs[:500], mcu, args.runtime)
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(15)
+    t_ana = analytic(space, archs, mcu, args.runtime)
+    t_torch = torch_macs(space, archs[:args.torch_archs])
+    per_ana, per_torch = t_ana / len(archs), t_torch / args.torch_archs
+    print(f"analytic: {len(archs)} archs in {t_ana:.2f} s ({per_ana * 1e3:.3f} ms/arch); "
+          f"torch build + MAC hooks: {args.torch_archs} archs in {t_torch:.2f} s ({per_torch * 1e3:.1f} ms/arch)")
+    print(f"archs_per_s={1 / per_ana:.1f} speedup_vs_torch={per_torch / per_ana:.1f}")
+
+
+if __name__ == "__main__":
+    main()
