@@ -1,4 +1,13 @@
-"""Peak SRAM (first version: live activation bytes per op; the runtime-exact planners replace it)."""
+"""Peak SRAM of a graph under one runtime.
+
+``tflm-reference``  TFLite Micro, reference kernels (its Python interpreter): greedy-planned head with the
+                    kernels' scratch buffers + persistent tail for ``mcu.pointer_bytes``.
+``tflm``            TFLite Micro with CMSIS-NN kernels: as above with CMSIS-NN's scratch buffers for
+                    ``mcu.kernel_isa``.
+``tinyengine``      MCUNet's TinyEngine: in-place depthwise, fused residual add, first-fit arena,
+                    im2col and kernel buffers; parameters stay in flash (no persistent SRAM counted).
+``analytic``        MCUNet papers' accounting: peak of the activations alive at any op.
+"""
 
 from __future__ import annotations
 
@@ -6,38 +15,42 @@ import dataclasses
 
 from estimators.ir import Graph
 from estimators.mcu import MCU
+from estimators.mcunet_memory import analytic_live, tinyengine_plan
+from estimators.planner import live_bytes
+from estimators.tflm_memory import cmsis_nn_scratch, plan_head, reference_scratch, tail_bytes
 
 RUNTIMES = ("tflm-reference", "tflm", "tinyengine", "analytic")
 
 
 @dataclasses.dataclass(frozen=True)
 class SramEstimate:
+    """``activation_bytes`` (planned head / peak activations) + ``persistent_bytes`` = ``total_bytes``;
+    ``live_bytes`` holds the bytes alive while each op runs."""
+
     activation_bytes: int
     persistent_bytes: int
     total_bytes: int
     live_bytes: tuple[int, ...]
 
 
-def tensor_lifetimes(graph: Graph) -> dict[str, tuple[int, int]]:
-    """First and last op index at which each activation tensor must be held."""
-    first = {n: 0 for n in graph.inputs}
-    last = dict(first)
-    for i, op in enumerate(graph.ops):
-        for n in op.outputs:
-            first.setdefault(n, i)
-            last[n] = max(last.get(n, i), i)
-        for n in op.inputs:
-            if not graph.tensors[n].const:
-                last[n] = max(last.get(n, i), i)
-    for n in graph.outputs:
-        last[n] = len(graph.ops) - 1
-    return {n: (first[n], last[n]) for n in first}
+def _tflm(graph: Graph, mcu: MCU, scratch) -> SramEstimate:
+    head = plan_head(graph, scratch)
+    tail = tail_bytes(graph, mcu.pointer_bytes, scratch)
+    live = live_bytes(head.buffers, [i + 1 for i in range(len(graph.ops))])
+    return SramEstimate(head.bytes, tail, head.bytes + tail, live)
 
 
 def estimate_sram(graph: Graph, runtime: str, mcu: MCU) -> SramEstimate:
-    life = tensor_lifetimes(graph)
-    live = tuple(
-        sum(graph.tensors[n].nbytes for n, (a, b) in life.items() if a <= i <= b) for i in range(len(graph.ops))
-    )
-    peak = max(live, default=0)
-    return SramEstimate(peak, 0, peak, live)
+    """Peak SRAM of ``graph`` on ``mcu`` under ``runtime`` (one of :data:`RUNTIMES`)."""
+    if runtime == "tflm-reference":
+        return _tflm(graph, mcu, reference_scratch)
+    if runtime == "tflm":
+        return _tflm(graph, mcu, cmsis_nn_scratch(mcu.kernel_isa))
+    if runtime == "tinyengine":
+        peak, live = tinyengine_plan(graph)
+        return SramEstimate(peak, 0, peak, live)
+    if runtime == "analytic":
+        live = analytic_live(graph)
+        peak = max(live, default=0)
+        return SramEstimate(peak, 0, peak, live)
+    raise ValueError(f"unknown runtime {runtime!r}; allowed: {', '.join(RUNTIMES)}")
