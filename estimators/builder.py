@@ -76,12 +76,21 @@ class GraphBuilder:
         self._op("ADD", [a, b], [y], activation=activation)
         return y
 
-    def global_avg_pool(self, x: str, name: str = "pool") -> str:
-        """Global average pooling as TFLite's MEAN over H and W, keeping dims."""
+    def global_avg_pool(self, x: str, keep_dims: bool = True, name: str = "pool") -> str:
+        """Global average pooling as TFLite's MEAN over H and W (N×1×1×C, or N×C without ``keep_dims``)."""
         n, _, _, c = self.shape(x)
         axes = self._tensor(f"{name}/axes", (2,), dtype="int32", const=True, quant_channels=0)
-        y = self._tensor(f"{name}/out", (n, 1, 1, c), dtype=self.dtype)
-        self._op("MEAN", [x, axes], [y], axes=(1, 2), keep_dims=True)
+        y = self._tensor(f"{name}/out", (n, 1, 1, c) if keep_dims else (n, c), dtype=self.dtype)
+        self._op("MEAN", [x, axes], [y], axes=(1, 2), keep_dims=keep_dims)
+        return y
+
+    def pad(self, x: str, pads: tuple[tuple[int, int], tuple[int, int]], name: str = "pad") -> str:
+        """Zero PAD of H and W by ((top, bottom), (left, right)), as converters emit before strided convs."""
+        n, h, w, c = self.shape(x)
+        (top, bottom), (left, right) = pads
+        paddings = self._tensor(f"{name}/paddings", (4, 2), dtype="int32", const=True, quant_channels=0)
+        y = self._tensor(f"{name}/out", (n, h + top + bottom, w + left + right, c), dtype=self.dtype)
+        self._op("PAD", [x, paddings], [y], pads=((0, 0), (top, bottom), (left, right), (0, 0)))
         return y
 
     def reshape(self, x: str, shape: tuple[int, ...], name: str = "reshape") -> str:
@@ -94,12 +103,17 @@ class GraphBuilder:
         shape = self.shape(x)
         return self.reshape(x, (shape[0], math.prod(shape[1:])), name=name)
 
-    def fully_connected(self, x: str, cout: int, activation: str | None = None, name: str = "fc") -> str:
+    def fully_connected(self, x: str, cout: int, activation: str | None = None, per_channel: bool = False,
+                        bias: bool = True, name: str = "fc") -> str:
+        """FULLY_CONNECTED; ``per_channel`` quantizes the weights per output channel (onnx2tf does)."""
         n, cin = self.shape(x)
-        weight = self._tensor(f"{name}/weight", (cout, cin), const=True, quant_channels=1)
-        bias = self._tensor(f"{name}/bias", (cout,), dtype="int32", const=True, quant_channels=1)
+        channels = cout if per_channel else 1
+        weight = self._tensor(f"{name}/weight", (cout, cin), const=True, quant_channels=channels)
+        inputs = [x, weight]
+        if bias:
+            inputs.append(self._tensor(f"{name}/bias", (cout,), dtype="int32", const=True, quant_channels=channels))
         y = self._tensor(f"{name}/out", (n, cout), dtype=self.dtype)
-        self._op("FULLY_CONNECTED", [x, weight, bias], [y], activation=activation)
+        self._op("FULLY_CONNECTED", inputs, [y], activation=activation)
         return y
 
     def finish(self, *outputs: str) -> Graph:

@@ -194,17 +194,36 @@ class MCUNetSpace(SearchSpace):
                                dropout=self.dropout)
 
     def to_ir(self, arch: MCUNetArch, in_channels: int, num_classes: int) -> Graph:
+        """The int8 TFLite graph our export (PyTorch → ONNX → onnx2tf) produces for ``arch``."""
         self.check(arch)
         ch = self.channels(arch.width)
         g = GraphBuilder(f"mcunet-{arch.hash}", self.input_shape(arch, in_channels))
-        x = g.conv2d(g.graph.inputs[0], ch["stem"], 3, 2, activation="relu6", name="stem")
+        x = _strided(g, g.conv2d, g.graph.inputs[0], 3, 2, ch["stem"], activation="relu6", name="stem")
         for i, blk in enumerate(self.blocks(arch)):
             x = inverted_residual_ir(g, x, blk, name=f"block{i}")
         x = g.conv2d(x, ch["head"], 1, 1, activation="relu6", name="head")
-        x = g.global_avg_pool(x)
-        x = g.flatten(x)
-        x = g.fully_connected(x, num_classes, name="classifier")
+        x = g.global_avg_pool(x, keep_dims=False)
+        x = g.fully_connected(x, num_classes, per_channel=True, name="classifier")
         return g.finish(x)
+
+
+def _tf_same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's 'same' padding (before, after) of one spatial dimension."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def _strided(g: GraphBuilder, layer, x: str, kernel: int, stride: int, *args, name: str, **kwargs) -> str:
+    """A k×k layer with PyTorch's symmetric k//2 padding as onnx2tf writes it: a 'same' layer where
+    TensorFlow's 'same' padding is that symmetric padding (always at stride 1), else an explicit PAD
+    followed by a 'valid' layer."""
+    p = kernel // 2
+    _, h, w, _ = g.shape(x)
+    if all(_tf_same_pads(n, kernel, stride) == (p, p) for n in (h, w)):
+        return layer(x, *args, kernel=kernel, stride=stride, padding="same", name=name, **kwargs)
+    x = g.pad(x, ((p, p), (p, p)), name=f"{name}/pad")
+    return layer(x, *args, kernel=kernel, stride=stride, padding="valid", name=name, **kwargs)
 
 
 def inverted_residual_ir(g: GraphBuilder, x: str, blk: dict[str, int], name: str,
@@ -214,7 +233,7 @@ def inverted_residual_ir(g: GraphBuilder, x: str, blk: dict[str, int], name: str
     hidden = blk["cin"] * blk["expand"]
     if blk["expand"] != 1:
         x = g.conv2d(x, hidden, 1, 1, activation=activation, name=f"{name}/expand")
-    x = g.depthwise_conv2d(x, blk["kernel"], blk["stride"], activation=activation, name=f"{name}/dw")
+    x = _strided(g, g.depthwise_conv2d, x, blk["kernel"], blk["stride"], activation=activation, name=f"{name}/dw")
     x = g.conv2d(x, blk["cout"], 1, 1, activation=None, name=f"{name}/project")
     if blk["stride"] == 1 and blk["cin"] == blk["cout"]:
         x = g.add(x, inp, name=f"{name}/add")
