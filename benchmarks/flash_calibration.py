@@ -13,15 +13,19 @@ parameter bytes) on (tensor count, 1) per exporter; leave-one-out errors are pri
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# benchmarks/estimators.py would shadow the `estimators` package: keep this script's folder off the path.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+
 import argparse
 import datetime
-import json
 import os
 import random
 import subprocess
-import sys
 import tempfile
-from pathlib import Path
 
 import numpy as np
 import yaml

@@ -9,11 +9,17 @@ latency by the board's active power from conf/mcu and compares with the csv's me
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# benchmarks/estimators.py would shadow the `estimators` package: keep this script's folder off the path.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+
 import argparse
 import csv
 import datetime
 import math
-from pathlib import Path
 
 import numpy as np
 import yaml
