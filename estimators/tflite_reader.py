@@ -6,6 +6,7 @@ the tensors whose buffer holds data, and op attributes are those :mod:`estimator
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 from estimators.ir import Graph, Op, Tensor
@@ -102,6 +103,6 @@ def read_tflite(path: str | Path) -> Graph:
             graph.add_op(Op(f"{kind.lower()}_{i}", kind, inputs, outputs, _attrs(fb, kind, op, weight_shape)))
         graph.inputs.extend(names[j] for j in sub.InputsAsNumpy())
         graph.outputs.extend(names[j] for j in sub.OutputsAsNumpy())
-    except (IndexError, AttributeError, KeyError, TypeError) as e:  # flatbuffers reports corruption this way
+    except (IndexError, AttributeError, KeyError, TypeError, struct.error) as e:  # how flatbuffers reports corruption
         raise ValueError(f"{str(path)!r}: cannot parse the TFLite flatbuffer ({type(e).__name__}: {e})") from e
     return graph

@@ -134,3 +134,27 @@ def test_vww_head_is_the_published_greedy_figure(mlperf_tiny):
     est = estimate_sram(read_tflite(mlperf_tiny["vww"]), "tflm-reference", HOST)
     assert est.activation_bytes == 73_728
     assert max(est.live_bytes) == 55_296
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_to_ir_matches_exported_mcunet_arena(tmp_path, seed):
+    """A random MCUNet arch exported with our pipeline: to_ir's estimate hits TFLM's head exactly."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from search_spaces import get_space
+    from tinynas.export import export_model
+
+    space = get_space("mcunet", {"resolutions": [32, 40, 48], "widths": [0.3, 0.5]})
+    arch = space.random(random.Random(seed))
+    torch.manual_seed(seed)
+    model = space.build_torch(arch, 1, 10)
+    torch.nn.init.normal_(model.classifier.bias)  # a trained classifier has a bias (a zero one is dropped)
+    calib = np.random.default_rng(seed).standard_normal((16, 1, arch.resolution, arch.resolution))
+    result = export_model(model, calib.astype(np.float32), tmp_path / "export")
+    est = estimate_sram(space.to_ir(arch, 1, 10), "tflm-reference", HOST)
+    assert est.activation_bytes == result.arena.head_bytes
+    assert abs(est.total_bytes - result.arena.total_bytes) <= 0.02 * result.arena.total_bytes
