@@ -58,7 +58,12 @@ def main(argv: list[str] | None = None) -> None:
     command = argv[0]
     if command not in COMMANDS:
         fail(f"unknown command {command!r}; allowed: {', '.join(COMMANDS)}")
+    import warnings
+
     import hydra
+    from optuna.exceptions import ExperimentalWarning
+
+    warnings.filterwarnings("ignore", category=ExperimentalWarning)  # TPE's group=True
 
     from tinynas.paths import CONF_DIR
 

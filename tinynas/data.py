@@ -84,6 +84,10 @@ def load_dataset(cfg) -> Dataset:
     x = x.astype(np.float32)
     y = y.astype(np.int64)
     tr, va, te = split_indices(y, vf, tf, int(cfg.get("split_seed", 0)))
+    declared = {k: cfg[k] for k in ("in_channels", "num_classes") if cfg.get(k) is not None}
+    actual = {"in_channels": x.shape[1], "num_classes": int(y.max()) + 1}
+    if any(actual[k] != v for k, v in declared.items()):
+        raise ConfigError(f"dataset {name}: the config declares {declared} but the data has {actual}")
     mean, std = float(x[tr].mean()), float(x[tr].std())
     x = (x - mean) / std
     return Dataset(name, Split(x[tr], y[tr]), Split(x[va], y[va]), Split(x[te], y[te]),

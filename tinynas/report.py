@@ -108,3 +108,29 @@ def summary_markdown(results: dict[str, Any]) -> str:
             f"Files: `{d['tflite']}`, `{d['c_source']}`.",
         ]
     return "\n".join(lines) + "\n"
+
+
+def normalised_losses(rows: list[dict[str, Any]], objectives: list[str], scales: dict[str, float]) -> list[list[float]]:
+    """Each row as a point to minimise: 1 - accuracy, and every cost divided by its budget (or scale)."""
+    from tinynas.search import OBJECTIVES
+
+    pts = []
+    for r in rows:
+        p = []
+        for o in objectives:
+            key = OBJECTIVES[o][0]
+            p.append(1.0 - r[key] if o == "accuracy" else r[key] / scales[key])
+        pts.append(p)
+    return pts
+
+
+def hypervolume(rows: list[dict[str, Any]], objectives: list[str], scales: dict[str, float]) -> float:
+    """Hypervolume of the feasible front in normalised objective space, reference point 1 on every axis
+    (zero accuracy, the whole budget): bigger is better, at most 1."""
+    import numpy as np
+    from optuna._hypervolume import compute_hypervolume
+
+    pts = [p for p in normalised_losses(rows, objectives, scales) if all(v < 1.0 for v in p)]
+    if not pts:
+        return 0.0
+    return float(compute_hypervolume(np.asarray(pts), np.ones(len(objectives))))

@@ -93,8 +93,7 @@ def make_sampler(cfg: dict[str, Any], seed: int) -> optuna.samplers.BaseSampler:
     kind = cfg.get("sampler", "tpe")
     if kind == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
-                                          n_startup_trials=int(cfg.get("n_startup_trials", 10)),
-                                          warn_independent_sampling=False)
+                                          n_startup_trials=int(cfg.get("n_startup_trials", 10)))
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if kind == "nsga2":

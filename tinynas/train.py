@@ -30,6 +30,7 @@ def resolve_device(name: str) -> torch.device:
 class TrainConfig:
     epochs: int = 2
     batch_size: int = 128
+    optimizer: str = "sgd"  # sgd (Nesterov momentum) | adamw
     lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 4e-5
@@ -44,6 +45,8 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"train: unknown options {unknown}; allowed: {sorted(names)}")
         tc = cls(**dict(cfg))
+        if tc.optimizer not in ("sgd", "adamw"):
+            raise ConfigError(f"train.optimizer={tc.optimizer!r} is unknown; allowed: sgd, adamw")
         if tc.epochs < 0 or tc.batch_size < 1 or tc.lr <= 0:
             raise ConfigError(f"train: epochs={tc.epochs}, batch_size={tc.batch_size}, lr={tc.lr} must be ≥0, ≥1, >0")
         return tc
@@ -77,8 +80,11 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, device: torch.device, 
     model.to(device).train()
     if teacher is not None:
         teacher.to(device).eval()
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                          nesterov=True)
+    if cfg.optimizer == "adamw":
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                              nesterov=True)
     steps_per_epoch = max(1, math.ceil(len(y) / cfg.batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(1, cfg.epochs * steps_per_epoch),
                                                 pct_start=0.15)
@@ -105,8 +111,29 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, device: torch.device, 
             total += loss.item() * len(idx)
             count += len(idx)
         history.append(total / max(count, 1))
-    model.eval()
+    recalibrate_bn(model, x, device, cfg.batch_size)
     return history
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 128,
+                   max_samples: int = 1000) -> None:
+    """Re-estimate batch-norm running statistics as exact averages over training data (as OFA does before
+    scoring): after a short proxy training the momentum estimates lag far behind the weights."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        model.eval()
+        return
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative moving average
+    model.train()
+    for i in range(0, min(len(x), max_samples), batch_size):
+        if len(x[i:i + batch_size]) > 1:
+            model(x[i:i + batch_size].to(device))
+    for bn in bns:
+        bn.momentum = 0.1
+    model.eval()
 
 
 @torch.no_grad()

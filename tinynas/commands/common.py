@@ -52,6 +52,24 @@ def load_common(cfg, with_data: bool = True) -> Context:
     )
 
 
+def load_arch(cfg, space: SearchSpace):
+    """The arch spec named by ``arch=FILE.json``, checked against the configured search space."""
+    import json
+
+    if not cfg.get("arch"):
+        raise ConfigError("arch=FILE.json is required (write some with `tinynas sample`)")
+    path = Path(cfg.arch)
+    if not path.is_file():
+        raise ConfigError(f"arch={path}: no such file")
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"arch={path}: not valid JSON ({e})") from None
+    if doc.get("space") != space.name:
+        raise ConfigError(f"arch={path} is for search space {doc.get('space')!r}; run with search_space={doc.get('space')}")
+    return space.decode(doc)
+
+
 def run_dir() -> Path:
     from hydra.core.hydra_config import HydraConfig
 

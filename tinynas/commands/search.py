@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -62,6 +63,8 @@ def run(cfg) -> Path:
     study = optuna.create_study(study_name=cfg.study_name, storage=storage, directions=directions,
                                 sampler=make_sampler(OmegaConf.to_container(cfg.search), cfg.seed),
                                 load_if_exists=True)
+    study.set_user_attr("settings", {"objectives": list(cfg.objectives), "mcu": ctx.mcu.name, "runtime": ctx.runtime,
+                                     "budgets": dataclasses.asdict(budgets), "search_space": ctx.space.name})
     if [d.name.lower() for d in study.directions] != directions:
         raise ConfigError(f"study {cfg.study_name!r} in {storage_url} was created with other objectives; "
                           f"use the same objectives or another study_name")
@@ -107,7 +110,7 @@ def run(cfg) -> Path:
         results["deployed"] = {
             "trial": chosen.number, "arch": arch.to_dict(),
             "tflite": str(Path(ex.tflite_path).resolve().relative_to(out.resolve())),
-            "c_source": str(Path(ex.c_source_path).resolve().relative_to(out.resolve())),
+            "c_source": str(Path(ex.model_data_cc).resolve().relative_to(out.resolve())),
             "tflite_bytes": ex.tflite_bytes, "tflm_arena_bytes": ex.arena.total_bytes,
             "estimated_sram_bytes": dep.estimated_sram_bytes, "estimated_flash_bytes": dep.estimated_flash_bytes,
             "teacher_accuracy": dep.teacher_accuracy, "fp32_accuracy": dep.fp32_accuracy,

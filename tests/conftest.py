@@ -1,0 +1,23 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+@pytest.fixture
+def tinynas_cli(tmp_path):
+    """Run the `tinynas` console script in a subprocess; returns CompletedProcess (text)."""
+    import subprocess
+
+    def run(*args, cwd=None, env=None, timeout=600):
+        e = {**os.environ, "TINYNAS_RUNS": str(tmp_path / "runs"), "WANDB_MODE": "offline", **(env or {})}
+        exe = str(Path(sys.executable).with_name("tinynas"))
+        return subprocess.run([exe, *args], cwd=cwd or tmp_path, env=e, capture_output=True, text=True,
+                              timeout=timeout)
+
+    return run

@@ -1,0 +1,81 @@
+"""`tinynas estimate`: the estimators' figures for an arch spec or a model file, as a table or JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from estimators import Estimate, estimate
+from tinynas.commands.common import check_runtime, load_arch, load_mcu_cfg, load_space
+from tinynas.errors import ConfigError
+from tinynas.report import write_json
+
+
+def load_graph(cfg):
+    """The IR of ``arch=`` (a JSON arch spec) or ``model=`` (a .tflite or .onnx file)."""
+    if (cfg.arch is None) == (cfg.model is None):
+        raise ConfigError("give exactly one of arch=FILE.json or model=FILE.tflite|FILE.onnx")
+    path = Path(cfg.arch or cfg.model)
+    if not path.is_file():
+        raise ConfigError(f"{'arch' if cfg.arch else 'model'}={path}: no such file")
+    if cfg.arch is not None:
+        space = load_space(cfg)
+        arch = load_arch(cfg, space)
+        return space.to_ir(arch, int(cfg.dataset.in_channels), int(cfg.dataset.num_classes))
+    suffix = path.suffix.lower()
+    if suffix == ".tflite":
+        from estimators.tflite_reader import read_tflite
+
+        return read_tflite(path)
+    if suffix == ".onnx":
+        from estimators.onnx_reader import read_onnx
+
+        return read_onnx(path)
+    raise ConfigError(f"model={path}: unsupported file type {suffix!r}; allowed: .tflite, .onnx")
+
+
+def kb(n: int) -> str:
+    return f"{n / 1024:,.1f} kB"
+
+
+def table(est: Estimate) -> str:
+    rows = [f"{'#':>3}  {'layer':<28} {'op':<18} {'output':<16} {'MACs':>11} {'params':>9} {'live':>10} {'ms':>8}"]
+    for i, l in enumerate(est.layers):
+        rows.append(f"{i:>3}  {l.name[:28]:<28} {l.op:<18} {'x'.join(map(str, l.output_shape)):<16} "
+                    f"{l.macs:>11,} {l.params:>9,} {kb(l.live_bytes):>10} {l.latency_ms:>8.2f}")
+    s, f = est.sram, est.flash
+
+    def verdict(used: int, budget: int) -> str:
+        if budget <= 0:
+            return "(no budget)"
+        return f"{100 * used / budget:5.1f}% of {kb(budget)}  {'fits' if used <= budget else 'DOES NOT FIT'}"
+
+    rows += [
+        "",
+        f"model {est.model} on {est.mcu} ({est.runtime})",
+        f"MACs        {est.macs:,}",
+        f"params      {est.params:,}",
+        f"SRAM        {kb(s.total_bytes)} = activations {kb(s.activation_bytes)} + persistent "
+        f"{kb(s.persistent_bytes)}   {verdict(s.total_bytes, est.sram_budget_bytes)}",
+        f"flash       {kb(f.total_bytes)} = model {kb(f.model_bytes)} + runtime {kb(f.runtime_bytes)}   "
+        f"{verdict(f.total_bytes, est.flash_budget_bytes)}",
+        f"latency     {est.latency_ms:,.2f} ms",
+        f"energy      {est.energy_mj:,.3f} mJ",
+        f"fits        {est.fits}",
+    ]
+    return "\n".join(rows)
+
+
+def run(cfg) -> Estimate:
+    if cfg.format not in ("table", "json"):
+        raise ConfigError(f"format={cfg.format!r} is unknown; allowed: table, json")
+    if cfg.patch is not None:
+        raise ConfigError("patch= (MCUNetV2 patch-based inference) is not supported yet")
+    graph = load_graph(cfg)
+    est = estimate(graph, load_mcu_cfg(cfg), check_runtime(cfg.runtime))
+    doc = est.to_dict()
+    if cfg.out:
+        write_json(Path(cfg.out), doc)
+    print(json.dumps(doc, indent=1) if cfg.format == "json" else table(est), file=sys.stdout)
+    return est
