@@ -5,15 +5,17 @@ Both see only activations (int8, batch 1, no alignment) and treat RESHAPE as a v
 ``analytic``: the peak over ops of every activation alive while the op runs — its inputs and outputs plus
 any tensor held for a later op (the block input an identity shortcut keeps) — with no allocator.
 
-``tinyengine``: tensors live from producer to last consumer; a depthwise conv writes its output over its
-input when nothing later reads that input (in-place depthwise), and an ADD is fused into the conv that
-produces one of its operands (the sum is written into that conv's output buffer); buffers are placed
-largest-first, first-fit; the largest im2col buffer and the largest kernel buffer come on top.
+``tinyengine``: TinyEngine's code generator (mit-han-lab/tinyengine ``code_generator/
+GeneralMemoryScheduler.py``, ``operators/*.py``): RESHAPE / QUANTIZE / DEQUANTIZE are skipped and PAD is
+folded into its conv (all views here); a depthwise conv writes its output over its input (in-place
+depthwise); ADD is an op of its own; tensors live from producer to last consumer and are placed
+largest-first, first-fit; on top come the largest ``sbuf`` (im2col of a conv, or the padded int16 planes
+of an in-place depthwise) and the largest ``kbuf`` (a K×K conv's weights in int16) of any op.
 """
 
 from __future__ import annotations
 
-from estimators.ir import Graph, Op
+from estimators.ir import CONV_KINDS, Graph, Op
 from estimators.planner import Buffer, arena_size, first_fit_plan
 
 
@@ -55,54 +57,51 @@ def analytic_live(graph: Graph) -> tuple[int, ...]:
                  for i in range(len(graph.ops)))
 
 
-def _last_use(graph: Graph) -> dict[str, int]:
-    last = {}
-    for i, op in enumerate(graph.ops):
-        for n in op.inputs:
-            last[n] = i
-    for n in graph.outputs:
-        last[n] = len(graph.ops)
-    return last
+#: Ops TinyEngine's code generator does not run: views, and PAD (folded into the conv that reads it).
+TINYENGINE_VIEWS = frozenset({"RESHAPE", "QUANTIZE", "DEQUANTIZE", "PAD"})
 
 
 def _tinyengine_aliases(graph: Graph) -> dict[str, str]:
-    alias = _reshape_aliases(graph)
-    last = _last_use(graph)
-    producer = {n: op for op in graph.ops for n in op.outputs}
+    """Output → input for views and for in-place depthwise convs (TinyEngine writes a depthwise output
+    over its input; done here only when nothing later reads that input, which holds in every MBConv)."""
+    alias = {op.outputs[0]: op.inputs[0] for op in graph.ops if op.kind in TINYENGINE_VIEWS}
+    last: dict[str, int] = {}
+    for i, op in enumerate(graph.ops):
+        for n in op.inputs:
+            last[_root(alias, n)] = i
+    for n in graph.outputs:
+        last[_root(alias, n)] = len(graph.ops)
     for i, op in enumerate(graph.ops):
         if op.kind == "DEPTHWISE_CONV_2D":
-            x = op.inputs[0]
-            if last.get(_root(alias, x), last.get(x)) == i and x not in graph.inputs \
+            x = _root(alias, op.inputs[0])
+            if last.get(x) == i and x not in graph.inputs \
                     and graph.tensors[x].nbytes >= graph.tensors[op.outputs[0]].nbytes:
-                alias[op.outputs[0]] = x
-        elif op.kind == "ADD":
-            acts = [n for n in op.inputs if not graph.tensors[n].const]
-            fused = [n for n in acts if n in producer and producer[n].kind == "CONV_2D" and last.get(n) == i]
-            if len(acts) == 2 and fused:
-                alias[op.outputs[0]] = fused[0]
+                alias[op.outputs[0]] = op.inputs[0]
     return alias
 
 
-def _im2col_bytes(graph: Graph, op: Op) -> int:
-    """TinyEngine's im2col buffer: two int16 columns of Kh·Kw·Cin (1×1 convs too: two input pixels)."""
-    if op.kind != "CONV_2D":
-        return 0
+def _runtime_buffer_bytes(graph: Graph, op: Op) -> int:
+    """TinyEngine's ``sbuf`` of one op (``get_sbuf_size``): a conv's im2col, two int16 columns of
+    Kh·Kw·Cin (1×1 convs too); an in-place depthwise's two int16 padded planes, 2·(H + Kh − 1)·(W + Kw − 1)."""
     kh, kw = op.attrs.get("kernel", (1, 1))
-    cin = graph.tensors[op.inputs[0]].shape[-1]
-    return 2 * kh * kw * cin * 2
+    _, h, w, cin = graph.tensors[op.inputs[0]].shape if op.kind in CONV_KINDS else (0, 0, 0, 0)
+    if op.kind == "CONV_2D":
+        return 2 * kh * kw * cin * 2
+    if op.kind == "DEPTHWISE_CONV_2D":
+        return 2 * (h + kh - 1) * (w + kw - 1)
+    return 0
 
 
 def _kernel_buffer_bytes(graph: Graph, op: Op) -> int:
-    """TinyEngine's depthwise buffer: one zero-padded input channel, (H + Kh − 1)·(W + Kw − 1) int8."""
-    if op.kind != "DEPTHWISE_CONV_2D":
+    """TinyEngine's ``kbuf`` (``get_kbuf_size``): a K×K (K > 1) conv's weights widened to int16."""
+    if op.kind != "CONV_2D" or op.attrs.get("kernel", (1, 1))[0] == 1:
         return 0
-    _, h, w, _ = graph.tensors[op.inputs[0]].shape
-    kh, kw = op.attrs.get("kernel", (1, 1))
-    return (h + kh - 1) * (w + kw - 1)
+    return 2 * graph.op_weights(op)[0].numel
 
 
 def tinyengine_plan(graph: Graph) -> tuple[int, tuple[int, ...]]:
-    """(peak activation bytes, live bytes per op) under TinyEngine's schedule."""
+    """(peak SRAM bytes, live bytes per op) under TinyEngine's schedule (its ``GeneralMemoryScheduler``):
+    first-fit arena + the largest ``sbuf`` + the largest ``kbuf`` over all ops."""
     alias = _tinyengine_aliases(graph)
     life = _lifetimes(graph, alias)
     size: dict[str, int] = {}
@@ -112,9 +111,8 @@ def tinyengine_plan(graph: Graph) -> tuple[int, tuple[int, ...]]:
             size[r] = max(size.get(r, 0), t.nbytes)
     buffers = [Buffer(size[n], a, b, n) for n, (a, b) in life.items()]
     arena = arena_size(buffers, first_fit_plan(buffers))
-    extra = max((_im2col_bytes(graph, op) for op in graph.ops), default=0) + \
-        max((_kernel_buffer_bytes(graph, op) for op in graph.ops), default=0)
-    live = tuple(sum(b.size for b in buffers if b.first <= i <= b.last)
-                 + _im2col_bytes(graph, op) + _kernel_buffer_bytes(graph, op)
-                 for i, op in enumerate(graph.ops))
-    return arena + extra, live
+    sbuf = [_runtime_buffer_bytes(graph, op) for op in graph.ops]
+    kbuf = [_kernel_buffer_bytes(graph, op) for op in graph.ops]
+    live = tuple(sum(b.size for b in buffers if b.first <= i <= b.last) + s + k
+                 for i, (s, k) in enumerate(zip(sbuf, kbuf)))
+    return arena + max(sbuf, default=0) + max(kbuf, default=0), live

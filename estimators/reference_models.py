@@ -172,3 +172,96 @@ def reference_model(name: str) -> Graph:
     if key not in REFERENCE_MODELS:
         raise ValueError(f"unknown reference model {name!r}; known: {', '.join(REFERENCE_MODELS)}")
     return REFERENCE_MODELS[key]()
+
+
+# -- MCUNet model zoo (appended) ----------------------------------------------------------------------
+# The remaining int8 ImageNet configs released with MCUNet (mit-han-lab/mcunet at commit 8326da6,
+# ``assets/configs/*_imagenet.json``; the same files in mit-han-lab/tinyml ``mcunet/assets/configs``),
+# restated in the (in, out, kernel, stride, mid, identity) form above. ``ZeroLayer`` blocks (a skipped
+# block: identity shortcut only) are left out; without ``mid_channels`` mid is round(in · expand_ratio).
+# Their published statistics are in ``estimators/data/mcunet_zoo.csv``. No VWW or KWS config was released.
+MCUNET_10FPS = dict(
+    resolution=48, stem=24, feature_mix=None, classes=1000,
+    blocks=[(24, 16, 3, 1, 24, False), (16, 16, 5, 2, 64, False), (16, 16, 3, 1, 48, True),
+            (16, 16, 3, 1, 64, True), (16, 24, 7, 2, 80, False), (24, 24, 5, 1, 96, True),
+            (24, 24, 5, 1, 120, True), (24, 48, 7, 2, 120, False), (48, 48, 5, 1, 192, True),
+            (48, 56, 3, 1, 240, False), (56, 56, 5, 1, 224, True), (56, 56, 3, 1, 280, True),
+            (56, 112, 3, 2, 336, False), (112, 112, 5, 1, 448, True), (112, 192, 3, 1, 672, False)],
+)
+MCUNET_256KB_1MB = dict(
+    resolution=160, stem=16, feature_mix=None, classes=1000,
+    blocks=[(16, 8, 3, 1, 16, False), (8, 16, 5, 2, 24, False), (16, 16, 7, 1, 96, True),
+            (16, 16, 3, 1, 80, True), (16, 16, 5, 1, 80, True), (16, 24, 3, 2, 80, False),
+            (24, 24, 7, 1, 144, True), (24, 24, 5, 1, 144, True), (24, 40, 7, 2, 96, False),
+            (40, 40, 5, 1, 200, True), (40, 48, 3, 1, 200, False), (48, 48, 5, 1, 240, True),
+            (48, 48, 3, 1, 192, True), (48, 96, 5, 2, 288, False), (96, 96, 5, 1, 384, True),
+            (96, 96, 5, 1, 288, True), (96, 96, 3, 1, 384, True), (96, 160, 5, 1, 480, False)],
+)
+MCUNET_320KB_1MB = dict(
+    resolution=176, stem=16, feature_mix=None, classes=1000,
+    blocks=[(16, 8, 3, 1, 16, False), (8, 16, 7, 2, 24, False), (16, 16, 3, 1, 80, True),
+            (16, 16, 7, 1, 80, True), (16, 16, 5, 1, 64, True), (16, 24, 5, 2, 80, False),
+            (24, 24, 5, 1, 120, True), (24, 24, 5, 1, 120, True), (24, 40, 3, 2, 120, False),
+            (40, 40, 7, 1, 240, True), (40, 40, 5, 1, 160, True), (40, 48, 5, 1, 200, False),
+            (48, 48, 7, 1, 240, True), (48, 48, 3, 1, 240, True), (48, 96, 3, 2, 288, False),
+            (96, 96, 7, 1, 480, True), (96, 96, 3, 1, 384, True), (96, 160, 7, 1, 480, False)],
+)
+MCUNET_512KB_2MB = dict(
+    resolution=160, stem=32, feature_mix=None, classes=1000,
+    blocks=[(32, 16, 3, 1, 32, False), (16, 24, 7, 2, 48, False), (24, 24, 3, 1, 120, True),
+            (24, 24, 5, 1, 96, True), (24, 40, 7, 2, 120, False), (40, 40, 3, 1, 160, True),
+            (40, 40, 7, 1, 160, True), (40, 80, 7, 2, 120, False), (80, 80, 3, 1, 240, True),
+            (80, 80, 7, 1, 240, True), (80, 96, 3, 1, 320, False), (96, 96, 5, 1, 288, True),
+            (96, 96, 5, 1, 288, True), (96, 192, 7, 2, 384, False), (192, 192, 7, 1, 576, True),
+            (192, 192, 5, 1, 576, True), (192, 320, 5, 1, 768, False)],
+)
+MBV2_W035_R144 = dict(
+    resolution=144, stem=16, feature_mix=448, classes=1000,
+    blocks=[(16, 8, 3, 1, 16, False), (8, 8, 3, 2, 48, False), (8, 8, 3, 1, 48, True),
+            (8, 16, 3, 2, 48, False), (16, 16, 3, 1, 96, True), (16, 16, 3, 1, 96, True),
+            (16, 24, 3, 2, 96, False), (24, 24, 3, 1, 144, True), (24, 24, 3, 1, 144, True),
+            (24, 24, 3, 1, 144, True), (24, 32, 3, 1, 144, False), (32, 32, 3, 1, 192, True),
+            (32, 32, 3, 1, 192, True), (32, 56, 3, 2, 192, False), (56, 56, 3, 1, 336, True),
+            (56, 56, 3, 1, 336, True), (56, 112, 3, 1, 336, False)],
+)
+PROXYLESS_W025_R112 = dict(
+    resolution=112, stem=8, feature_mix=320, classes=1000,
+    blocks=[(8, 8, 3, 1, 8, False), (8, 8, 5, 2, 24, False), (8, 8, 3, 1, 24, True), (8, 16, 7, 2, 24, False),
+            (16, 16, 3, 1, 48, True), (16, 16, 5, 1, 48, True), (16, 16, 5, 1, 48, True),
+            (16, 24, 7, 2, 96, False), (24, 24, 5, 1, 72, True), (24, 24, 5, 1, 72, True),
+            (24, 24, 5, 1, 72, True), (24, 24, 5, 1, 144, False), (24, 24, 5, 1, 72, True),
+            (24, 24, 5, 1, 72, True), (24, 24, 5, 1, 72, True), (24, 48, 7, 2, 144, False),
+            (48, 48, 7, 1, 288, True), (48, 48, 7, 1, 144, True), (48, 48, 7, 1, 144, True),
+            (48, 80, 7, 1, 288, False)],
+)
+PROXYLESS_W03_R176 = dict(
+    resolution=176, stem=16, feature_mix=384, classes=1000,
+    blocks=[(16, 8, 3, 1, 16, False), (8, 16, 5, 2, 24, False), (16, 16, 3, 1, 48, True),
+            (16, 16, 7, 2, 48, False), (16, 16, 3, 1, 48, True), (16, 16, 5, 1, 48, True),
+            (16, 16, 5, 1, 48, True), (16, 24, 7, 2, 96, False), (24, 24, 5, 1, 72, True),
+            (24, 24, 5, 1, 72, True), (24, 24, 5, 1, 72, True), (24, 32, 5, 1, 144, False),
+            (32, 32, 5, 1, 96, True), (32, 32, 5, 1, 96, True), (32, 32, 5, 1, 96, True),
+            (32, 64, 7, 2, 192, False), (64, 64, 7, 1, 384, True), (64, 64, 7, 1, 192, True),
+            (64, 64, 7, 1, 192, True), (64, 96, 7, 1, 384, False)],
+)
+
+#: Zoo builders by config name, and by the model-zoo ``net_id`` the current mcunet README uses.
+MCUNET_ZOO: dict[str, dict] = {
+    "mcunet-10fps": MCUNET_10FPS, "mcunet-5fps": MCUNET_5FPS, "mcunet-256kb-1mb": MCUNET_256KB_1MB,
+    "mcunet-320kb-1mb": MCUNET_320KB_1MB, "mcunet-512kb-2mb": MCUNET_512KB_2MB,
+    "mbv2-w0.3-r80": MBV2_W03_R80, "mbv2-w0.35-r144": MBV2_W035_R144,
+    "proxyless-w0.25-r112": PROXYLESS_W025_R112, "proxyless-w0.3-r176": PROXYLESS_W03_R176,
+}
+MCUNET_NET_IDS = {
+    "mcunet-in0": "mcunet-10fps", "mcunet-in1": "mcunet-5fps", "mcunet-in2": "mcunet-256kb-1mb",
+    "mcunet-in3": "mcunet-320kb-1mb", "mcunet-in4": "mcunet-512kb-2mb",
+    "mbv2-w0.35": "mbv2-w0.35-r144", "proxyless-w0.3": "proxyless-w0.3-r176",
+}
+
+
+def _zoo_builder(key: str) -> Callable[[], Graph]:
+    return lambda: mcunet_config(f"{key}_imagenet", MCUNET_ZOO[key])
+
+
+REFERENCE_MODELS.update({key: _zoo_builder(key) for key in MCUNET_ZOO if key not in REFERENCE_MODELS})
+REFERENCE_MODELS.update({net_id: _zoo_builder(key) for net_id, key in MCUNET_NET_IDS.items()})
