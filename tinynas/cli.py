@@ -37,6 +37,32 @@ def check_group_choices(overrides: list[str], conf_dir) -> None:
                 fail(f"unknown {key} {choice!r}; allowed: {', '.join(known)} (add one as {group / choice}.yaml)")
 
 
+def check_composes(command: str, overrides: list[str], conf_dir) -> None:
+    """Compose the config once up front, so a bad override or an unusable run dir gets one clear line
+    instead of Hydra's stack trace."""
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if any(a.startswith("-") for a in overrides):  # --help, --cfg, --multirun ...: Hydra's own business
+        return
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3", job_name=command):
+            cfg = compose(config_name=command, overrides=overrides, return_hydra_config=True)
+            HydraConfig.instance().set_config(cfg)
+            run_dir = Path(cfg.hydra.run.dir)
+    except (HydraException, OmegaConfBaseException) as e:
+        fail(str(e).strip().replace("\n", " "))
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        fail(f"cannot create the run dir {run_dir} ({e.strerror}); set TINYNAS_RUNS or hydra.run.dir to a "
+             f"writable folder")
+
+
 def _task(command: str):
     def task(cfg) -> None:
         from tinynas.errors import TinyNASError
@@ -68,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     from tinynas.paths import CONF_DIR
 
     check_group_choices(argv[1:], CONF_DIR)
+    check_composes(command, argv[1:], CONF_DIR)
     sys.argv = [f"tinynas {command}", *argv[1:]]
     app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=command)(_task(command))
     app()

@@ -1,0 +1,94 @@
+"""The default experiment end to end at a tiny budget: results.json contract, the .tflite re-run in the TFLite
+Micro interpreter, the C files, and resume. Slow (minutes): run by `make test` / CI."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+TINY = ["logger=none", "n_trials=4", "train.max_train_samples=300", "train.epochs=1", "distill.teacher.epochs=1",
+        "distill.student_epochs=2", "export.calibration_samples=64"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    import os
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("e2e")
+    env = {**os.environ, "TINYNAS_RUNS": str(root / "runs"), "WANDB_MODE": "offline"}
+    exe = str(Path(sys.executable).with_name("tinynas"))
+
+    def search(*extra):
+        return subprocess.run([exe, "search", *TINY, *extra], cwd=root, env=env, capture_output=True, text=True,
+                              timeout=1500)
+
+    first = search()
+    assert first.returncode == 0, first.stderr[-4000:]
+    return search, first, Path(first.stdout.strip().splitlines()[-1])
+
+
+def test_last_line_is_results_json_and_it_follows_the_contract(run):
+    _, _, results_path = run
+    assert results_path.name == "results.json" and results_path.is_file()
+    r = json.loads(results_path.read_text())
+    assert set(r) == {"experiment", "mcu", "runtime", "budgets", "study", "pareto", "deployed"}
+    assert r["experiment"] == "mnist" and r["mcu"] == "stm32f446" and r["runtime"] == "tflm"
+    assert r["budgets"] == {"sram_bytes": 128 * 1024, "flash_bytes": 512 * 1024, "latency_ms": None}
+    s = r["study"]
+    assert set(s) == {"name", "storage", "n_trials", "n_complete", "n_infeasible", "n_pruned", "n_failed"}
+    assert s["n_trials"] == 4 and s["storage"].startswith("journal:///")
+    assert r["pareto"], "at least one feasible trained candidate"
+    for p in r["pareto"]:
+        assert set(p) == {"trial", "arch", "accuracy", "sram_bytes", "flash_bytes", "latency_ms", "energy_mj",
+                          "macs", "params"}
+        assert 0 <= p["accuracy"] <= 1
+        assert p["sram_bytes"] <= r["budgets"]["sram_bytes"] and p["flash_bytes"] <= r["budgets"]["flash_bytes"]
+    d = r["deployed"]
+    assert set(d) == {"trial", "arch", "tflite", "c_source", "tflite_bytes", "tflm_arena_bytes",
+                      "estimated_sram_bytes", "estimated_flash_bytes", "teacher_accuracy", "fp32_accuracy",
+                      "int8_accuracy"}
+    assert d["trial"] in [p["trial"] for p in r["pareto"]]
+    for k in ("teacher_accuracy", "fp32_accuracy", "int8_accuracy"):
+        assert 0 <= d[k] <= 1
+    run_dir = results_path.parent
+    for f in ("pareto.csv", "pareto.png", "summary.md", d["tflite"], d["c_source"]):
+        assert (run_dir / f).is_file(), f
+    assert not Path(d["tflite"]).is_absolute()
+
+
+def test_tflite_runs_in_tflm_and_matches_the_recorded_figures(run):
+    from tinynas.tflm import measure_arena, run_tflm
+
+    _, _, results_path = run
+    r = json.loads(results_path.read_text())
+    d = r["deployed"]
+    tflite = results_path.parent / d["tflite"]
+    assert tflite.stat().st_size == d["tflite_bytes"]
+    assert measure_arena(tflite).total_bytes == d["tflm_arena_bytes"]
+    res = d["arch"]["resolution"]
+    out = run_tflm(tflite, np.zeros((2, res, res, 1), dtype=np.int8))
+    assert out.shape == (2, 10) and out.dtype == np.int8
+    # The firmware source holds exactly the model's bytes.
+    cc = (results_path.parent / d["c_source"]).read_text()
+    assert str(d["tflite_bytes"]) in cc
+
+
+def test_int8_accuracy_tracks_fp32(run):
+    _, _, results_path = run
+    d = json.loads(results_path.read_text())["deployed"]
+    assert d["fp32_accuracy"] > 0.3  # trained, even at this tiny budget (chance is 0.1)
+    assert abs(d["int8_accuracy"] - d["fp32_accuracy"]) < 0.05
+
+
+def test_same_command_resumes_instead_of_starting_over(run):
+    search, first, results_path = run
+    again = search("deploy=false", "n_trials=5")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming study" in again.stderr and "4/5" in again.stderr
+    r = json.loads(results_path.read_text())
+    assert r["study"]["n_trials"] == 5
