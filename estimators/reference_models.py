@@ -265,3 +265,24 @@ def _zoo_builder(key: str) -> Callable[[], Graph]:
 
 REFERENCE_MODELS.update({key: _zoo_builder(key) for key in MCUNET_ZOO if key not in REFERENCE_MODELS})
 REFERENCE_MODELS.update({net_id: _zoo_builder(key) for net_id, key in MCUNET_NET_IDS.items()})
+
+
+# -- MobileNetV2 (appended) -------------------------------------------------------------------------
+#: MobileNetV2's bottleneck table (Sandler et al., CVPR 2018, Table 2): expansion t, channels c, repeats n,
+#: first stride s; 3×3 stem of 32 channels, 1×1 feature mix of 1280, 1000 classes (w1.0, r224: 300 M MACs).
+MOBILENETV2_TABLE = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+                     (6, 320, 1, 1))
+
+
+def mobilenetv2(resolution: int = 224) -> Graph:
+    """MobileNetV2 w1.0 at ``resolution`` in the MCUNet config form (identity shortcut where in = out, s = 1)."""
+    blocks, cin = [], 32
+    for t, c, n, s in MOBILENETV2_TABLE:
+        for i in range(n):
+            blocks.append((cin, c, 3, s if i == 0 else 1, cin * t, i > 0 and cin == c))
+            cin = c
+    return mcunet_config(f"mbv2-w1.0-r{resolution}",
+                         dict(resolution=resolution, stem=32, feature_mix=1280, classes=1000, blocks=blocks))
+
+
+REFERENCE_MODELS["mbv2-w1.0-r224"] = mobilenetv2
