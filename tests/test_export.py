@@ -264,3 +264,25 @@ def test_trained_model_keeps_its_accuracy_in_int8(tmp_path):
     assert abs(tflm_acc - fp32) <= 0.01
     assert abs(result.int8_accuracy_litert - fp32) <= 0.01
     assert result.tflm_litert_agreement >= 0.99
+
+
+def test_custom_op_is_refused_like_tflm_refuses_it(exported, tmp_path):
+    """A model with an op TFLM has no kernel for (here a Flex op) → ExportError naming it; TFLM agrees."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    from tinynas.export.firmware import model_ops
+
+    result, _, _, _ = exported
+    model = schema.ModelT.InitFromPackedBuf(bytearray(result.tflite_path.read_bytes()), 0)
+    code = model.operatorCodes[-1]
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+    code.customCode = "FlexFooBar"
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    path = tmp_path / "custom.tflite"
+    path.write_bytes(bytes(builder.Output()))
+    with pytest.raises(ValueError, match="CUSTOM"):
+        tflm.measure_arena(path, arena_size=1 << 20)
+    with pytest.raises(ExportError, match="FlexFooBar"):
+        model_ops(path.read_bytes())

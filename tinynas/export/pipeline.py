@@ -65,6 +65,20 @@ class ExportResult:
     output_scale: float
     output_zero_point: int
     seconds: float
+    step_seconds: dict[str, float] = dataclasses.field(default_factory=dict, compare=False)
+
+
+class _Laps:
+    """Wall seconds per named step."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def __call__(self, step: str) -> None:
+        now = time.perf_counter()
+        self.seconds[step] = round(now - self._last, 3)
+        self._last = now
 
 
 def _check_inputs(model: torch.nn.Module, calib: np.ndarray, test) -> np.ndarray:
@@ -136,22 +150,28 @@ def export_model(model: torch.nn.Module, calib: np.ndarray, out_dir: Path, *,
     build = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.export-", dir=out_dir.parent))
     try:
         paths = {key: build / file for key, file in FILES.items()}
+        lap = _Laps()
         onnx_model = export_onnx(model, tuple(calib.shape[1:]), paths["onnx"])
+        lap("onnx")
         work = build / "work"
         work.mkdir()
         onnx_copy = work / paths["onnx"].name  # onnx2tf rewrites its input in place
         shutil.copyfile(paths["onnx"], onnx_copy)
         tflite = convert_to_int8(dataclasses.replace(onnx_model, path=onnx_copy), calib, work, out_dir / LOG_FILE)
         shutil.copyfile(tflite, paths["tflite"])
+        lap("onnx2tf")
         data = paths["tflite"].read_bytes()
         ops = firmware.model_ops(data)
         in_spec, out_spec = io_specs(paths["tflite"])
         x, y = (test[0], np.asarray(test[1])) if test is not None else (calib, None)
         checks = verify(model, paths["tflite"], x, y, "test" if test is not None else "calibration", ops)
+        lap("verify")
         arena = measure_arena_checked(paths["tflite"], ops)
+        lap("arena")
         arena_bytes = firmware.arena_size(arena.total_bytes, arena_margin)
         firmware.write_model_data(build, data, arena_bytes, in_spec, out_spec, name)
         firmware.write_main(build, ops, name)
+        lap("firmware")
         shutil.rmtree(work)
         final = {key: out_dir / file for key, file in FILES.items()}
         result = ExportResult(
@@ -160,7 +180,7 @@ def export_model(model: torch.nn.Module, calib: np.ndarray, out_dir: Path, *,
             checks.fp32_accuracy, checks.int8_accuracy_litert, checks.int8_accuracy_tflm,
             checks.tflm_litert_agreement, checks.max_abs_diff, checks.mean_abs_diff, checks.on, checks.samples,
             in_spec.shape, in_spec.scale, in_spec.zero_point, out_spec.scale, out_spec.zero_point,
-            time.perf_counter() - start)
+            time.perf_counter() - start, lap.seconds)
         paths["export_json"].write_text(json.dumps(_report(result, estimates, arena_margin, name), indent=2,
                                                    default=_plain) + "\n")
         final["export_json"].unlink(missing_ok=True)  # the folder is not "finished" while files move
