@@ -9,6 +9,7 @@ from estimators.ir import Graph
 from estimators.latency import estimate_latency
 from estimators.macs import op_macs, op_params
 from estimators.mcu import MCU
+from estimators.patch import PatchConfig, patch_sram
 from estimators.sram import RUNTIMES, SramEstimate, estimate_sram
 
 
@@ -60,11 +61,12 @@ class Estimate:
         }
 
 
-def estimate(graph: Graph, mcu: MCU, runtime: str = "tflm") -> Estimate:
-    """Peak SRAM, flash, latency, energy, MACs and params of ``graph`` on ``mcu`` under ``runtime``."""
+def estimate(graph: Graph, mcu: MCU, runtime: str = "tflm", patch: PatchConfig | None = None) -> Estimate:
+    """Peak SRAM, flash, latency, energy, MACs and params of ``graph`` on ``mcu`` under ``runtime``
+    (``patch``: MCUNetV2 patch-based inference of the first layers, SRAM only; see :mod:`estimators.patch`)."""
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; allowed: {', '.join(RUNTIMES)}")
-    sram = estimate_sram(graph, runtime, mcu)
+    sram = patch_sram(graph, patch, runtime) if patch else estimate_sram(graph, runtime, mcu)
     flash = estimate_flash(graph, runtime, mcu)
     layer_ms = estimate_latency(graph, mcu, runtime)
     layers = tuple(

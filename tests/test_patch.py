@@ -111,3 +111,17 @@ def test_patch_sram_runtimes(mbv2):
     assert len(analytic.live_bytes) == len(mbv2.ops)
     # TinyEngine: in-place depthwise (smaller arena) plus its im2col / kernel buffers.
     assert te.total_bytes > patch_plan(mbv2, 4, 12, inplace_depthwise=True).peak_bytes
+
+
+def test_cli_patch_option_is_parsed_and_checked():
+    from omegaconf import OmegaConf
+
+    from tinynas.commands.estimate import load_patch
+    from tinynas.errors import ConfigError
+
+    assert load_patch(None) is None
+    assert load_patch(OmegaConf.create({"patches": 4, "layers": 12})) == PatchConfig(4, 12)
+    with pytest.raises(ConfigError, match="allowed and required: patches, layers"):
+        load_patch(OmegaConf.create({"patches": 4}))
+    with pytest.raises(ConfigError, match="positive integer"):
+        load_patch(OmegaConf.create({"patches": 0, "layers": 3}))

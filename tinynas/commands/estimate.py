@@ -35,6 +35,24 @@ def load_graph(cfg):
     raise ConfigError(f"model={path}: unsupported file type {suffix!r}; allowed: .tflite, .onnx")
 
 
+def load_patch(patch):
+    """``patch={patches: N, layers: L}`` (N × N patches over the first L conv layers) or None."""
+    if patch is None:
+        return None
+    from estimators.patch import PatchConfig
+
+    try:
+        keys = set(patch.keys())
+    except AttributeError:
+        raise ConfigError(f"patch={patch!r}: give patch={{patches: N, layers: L}}") from None
+    if keys != {"patches", "layers"}:
+        raise ConfigError(f"patch= has keys {sorted(keys)}; allowed and required: patches, layers")
+    try:
+        return PatchConfig(int(patch["patches"]), int(patch["layers"]))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"patch={{patches: {patch['patches']}, layers: {patch['layers']}}}: {e}") from e
+
+
 def kb(n: int) -> str:
     return f"{n / 1024:,.1f} kB"
 
@@ -70,10 +88,14 @@ def table(est: Estimate) -> str:
 def run(cfg) -> Estimate:
     if cfg.format not in ("table", "json"):
         raise ConfigError(f"format={cfg.format!r} is unknown; allowed: table, json")
-    if cfg.patch is not None:
-        raise ConfigError("patch= (MCUNetV2 patch-based inference) is not supported yet")
+    patch = load_patch(cfg.patch)
     graph = load_graph(cfg)
-    est = estimate(graph, load_mcu_cfg(cfg), check_runtime(cfg.runtime))
+    try:
+        est = estimate(graph, load_mcu_cfg(cfg), check_runtime(cfg.runtime), patch=patch)
+    except ValueError as e:
+        if patch is None:
+            raise
+        raise ConfigError(f"patch={{patches: {patch.patches}, layers: {patch.layers}}}: {e}") from e
     doc = est.to_dict()
     if cfg.out:
         write_json(Path(cfg.out), doc)
