@@ -176,3 +176,19 @@ class GraphBuilder:
         y = self._tensor(f"{name}/out", self.shape(x), dtype=self.dtype)
         self._op("SOFTMAX", [x], [y], beta=1.0)
         return y
+
+    # -- elementwise multiply and hard-swish (appended) ------------------------------------------
+    def mul(self, a: str, b: str | float, activation: str | None = None, name: str = "mul") -> str:
+        """MUL of ``a`` by activation ``b`` (broadcast, e.g. an N×1×1×C gate) or by a scalar int8 constant."""
+        if not isinstance(b, str):
+            b = self._tensor(f"{name}/scalar", (), const=True)
+        sa, sb = self.shape(a), self.shape(b)
+        shape = tuple(max(x, y) for x, y in zip(sa, sb)) if len(sa) == len(sb) else sa
+        y = self._tensor(f"{name}/out", shape, dtype=self.dtype)
+        self._op("MUL", [a, b], [y], activation=activation)
+        return y
+
+    def hard_swish(self, x: str, name: str = "hswish") -> str:
+        y = self._tensor(f"{name}/out", self.shape(x), dtype=self.dtype)
+        self._op("HARD_SWISH", [x], [y])
+        return y
