@@ -195,6 +195,8 @@ def test_export_json_records_results_and_estimate_errors(exported):
     for key in ("fp32_accuracy", "int8_accuracy_litert", "int8_accuracy_tflm", "tflm_litert_agreement"):
         assert 0.0 <= doc[key] <= 1.0
     assert doc["verified_on"] == "test" and doc["verified_samples"] == 300
+    assert doc["tflm_litert_max_int8_diff"] == result.tflm_litert_max_int8_diff >= 0
+    assert set(doc["step_seconds"]) == {"onnx", "onnx2tf", "verify", "arena", "firmware"}
     assert doc["name"] == "tiny" and doc["seconds"] > 0
     for key in ("input_scale", "input_zero_point", "output_scale", "output_zero_point", "max_abs_diff",
                 "mean_abs_diff", "arena_size_bytes"):
@@ -263,7 +265,7 @@ def test_trained_model_keeps_its_accuracy_in_int8(tmp_path):
     assert result.int8_accuracy_tflm == pytest.approx(tflm_acc, abs=1e-9)
     assert abs(tflm_acc - fp32) <= 0.01
     assert abs(result.int8_accuracy_litert - fp32) <= 0.01
-    assert result.tflm_litert_agreement >= 0.99
+    assert result.tflm_litert_agreement >= 0.99 and result.tflm_litert_max_int8_diff <= 2
 
 
 def test_custom_op_is_refused_like_tflm_refuses_it(exported, tmp_path):
@@ -286,3 +288,15 @@ def test_custom_op_is_refused_like_tflm_refuses_it(exported, tmp_path):
         tflm.measure_arena(path, arena_size=1 << 20)
     with pytest.raises(ExportError, match="FlexFooBar"):
         model_ops(path.read_bytes())
+
+
+def test_unfoldable_batchnorm_is_refused(tmp_path):
+    from tinynas.export.onnx_export import export_onnx
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.BatchNorm2d(4),
+                                torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 2))
+    with pytest.raises(ExportError, match="BatchNormalization"):
+        export_onnx(model, (1, 8, 8), tmp_path / "bn.onnx")
+    folded = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                                 torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 2))
+    assert "BatchNormalization" not in export_onnx(folded, (1, 8, 8), tmp_path / "ok.onnx").op_counts

@@ -48,7 +48,8 @@ def export_onnx(model: torch.nn.Module, input_shape: tuple[int, ...], path: Path
     """Export ``model`` (not modified) for one sample of ``input_shape`` (C, H, W) to ``path``.
 
     Eval-mode constant folding merges every BatchNorm into its convolution, and onnxsim removes what
-    folding leaves behind; an ONNX graph that still holds a BatchNormalization node (a BatchNorm not preceded by a conv) is refused.
+    folding leaves behind; an ONNX graph that still holds a BatchNormalization node (a BatchNorm not
+    preceded by a conv) is refused.
     """
     model = copy.deepcopy(model).cpu().float().eval()  # export-time changes never reach the caller's model
     dummy = torch.zeros((1, *input_shape), dtype=torch.float32)

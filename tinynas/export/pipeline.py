@@ -55,6 +55,7 @@ class ExportResult:
     int8_accuracy_litert: float | None
     int8_accuracy_tflm: float | None
     tflm_litert_agreement: float
+    tflm_litert_max_int8_diff: int
     max_abs_diff: float
     mean_abs_diff: float
     verified_on: str
@@ -178,7 +179,8 @@ def export_model(model: torch.nn.Module, calib: np.ndarray, out_dir: Path, *,
             final["onnx"], final["tflite"], final["model_data_cc"], final["model_data_h"], final["main_cc"],
             final["export_json"], out_dir / LOG_FILE, len(data), arena, arena_bytes, tuple(ops),
             checks.fp32_accuracy, checks.int8_accuracy_litert, checks.int8_accuracy_tflm,
-            checks.tflm_litert_agreement, checks.max_abs_diff, checks.mean_abs_diff, checks.on, checks.samples,
+            checks.tflm_litert_agreement, checks.tflm_litert_max_int8_diff, checks.max_abs_diff,
+            checks.mean_abs_diff, checks.on, checks.samples,
             in_spec.shape, in_spec.scale, in_spec.zero_point, out_spec.scale, out_spec.zero_point,
             time.perf_counter() - start, lap.seconds)
         paths["export_json"].write_text(json.dumps(_report(result, estimates, arena_margin, name), indent=2,
