@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -108,14 +107,13 @@ def _check_inputs(model: torch.nn.Module, calib: np.ndarray, test) -> np.ndarray
 
 
 def _plain(value: Any) -> Any:
+    """JSON for what ``estimates`` may hold beyond plain types."""
     if isinstance(value, Path):
         return value.name
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
+    if isinstance(value, (np.integer, np.floating, np.ndarray)):
+        return value.tolist()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
     return str(value)
 
 
