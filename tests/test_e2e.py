@@ -50,8 +50,8 @@ def test_last_line_is_results_json_and_it_follows_the_contract(run):
         assert p["sram_bytes"] <= r["budgets"]["sram_bytes"] and p["flash_bytes"] <= r["budgets"]["flash_bytes"]
     d = r["deployed"]
     assert set(d) == {"trial", "arch", "tflite", "c_source", "tflite_bytes", "tflm_arena_bytes",
-                      "estimated_sram_bytes", "estimated_flash_bytes", "teacher_accuracy", "fp32_accuracy",
-                      "int8_accuracy"}
+                      "estimated_sram_bytes", "estimated_flash_bytes", "target_sram_bytes", "target_flash_bytes",
+                      "teacher_accuracy", "fp32_accuracy", "int8_accuracy"}
     assert d["trial"] in [p["trial"] for p in r["pareto"]]
     for k in ("teacher_accuracy", "fp32_accuracy", "int8_accuracy"):
         assert 0 <= d[k] <= 1
@@ -73,6 +73,9 @@ def test_tflite_runs_in_tflm_and_matches_the_recorded_figures(run):
     res = d["arch"]["resolution"]
     out = run_tflm(tflite, np.zeros((2, res, res, 1), dtype=np.int8))
     assert out.shape == (2, 10) and out.dtype == np.int8
+    # The estimators' promises for exactly what was measured: arena within 2%, file within 2%.
+    assert abs(d["estimated_sram_bytes"] / d["tflm_arena_bytes"] - 1) < 0.02
+    assert abs(d["estimated_flash_bytes"] / d["tflite_bytes"] - 1) < 0.02
     # The firmware source holds exactly the model's bytes.
     cc = (results_path.parent / d["c_source"]).read_text()
     assert str(d["tflite_bytes"]) in cc

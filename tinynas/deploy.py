@@ -61,7 +61,7 @@ def distill_student(space: SearchSpace, arch: ArchSpec, teacher: nn.Module, data
 def export_checked(model: nn.Module, arch: ArchSpec, space: SearchSpace, data: Dataset, mcu: MCU, host: MCU,
                    runtime: str, export_cfg: dict[str, Any], out_dir: Path, seed: int = 0):
     """Export ``model`` to int8 TFLite + firmware files, verified in TFLM, with the estimators' predictions beside
-    the measured figures. Returns (ExportResult, target Estimate)."""
+    the measured figures. Returns (ExportResult, Estimate on the host's TFLM, Estimate on the target)."""
     from tinynas.export import export_model
 
     train, _, test = splits_at(data, arch.resolution)
@@ -78,7 +78,7 @@ def export_checked(model: nn.Module, arch: ArchSpec, space: SearchSpace, data: D
                                      "persistent_bytes": on_host.sram.persistent_bytes,
                                      "flash_bytes": on_host.flash.model_bytes,
                                      "target": {k: v for k, v in target.to_dict().items() if k != "layers"}})
-    return result, target
+    return result, on_host, target
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,8 +87,8 @@ class Deployment:
     teacher_accuracy: float
     fp32_accuracy: float
     export: Any  # tinynas.export.ExportResult
-    estimated_sram_bytes: int
-    estimated_flash_bytes: int
+    host_estimate: Any    # estimators.Estimate for the host interpreter (tflm-reference): compare with the export
+    target_estimate: Any  # estimators.Estimate for the target MCU and runtime
     checkpoint: Path
 
 
@@ -102,6 +102,6 @@ def deploy(arch: ArchSpec, space: SearchSpace, data: Dataset, mcu: MCU, host: MC
     teacher_acc, fp32_acc = accuracy(teacher, test, device), accuracy(student, test, device)
     ckpt = save_checkpoint(out_dir / "student.pt", student, arch, data.in_channels, data.num_classes,
                            {"teacher_test_accuracy": teacher_acc, "test_accuracy": fp32_acc})
-    result, target = export_checked(student, arch, space, data, mcu, host, runtime, export_cfg, out_dir / "export",
-                                    seed)
-    return Deployment(arch, teacher_acc, fp32_acc, result, target.sram.total_bytes, target.flash.total_bytes, ckpt)
+    result, on_host, target = export_checked(student, arch, space, data, mcu, host, runtime, export_cfg,
+                                             out_dir / "export", seed)
+    return Deployment(arch, teacher_acc, fp32_acc, result, on_host, target, ckpt)

@@ -101,9 +101,10 @@ def summary_markdown(results: dict[str, Any]) -> str:
             f"| teacher accuracy (test) | {d['teacher_accuracy']:.3f} |",
             f"| student fp32 accuracy (test) | {d['fp32_accuracy']:.3f} |",
             f"| student int8 accuracy in TFLM (test) | {d['int8_accuracy']:.3f} |",
-            f"| .tflite bytes (estimated flash for the model) | {d['tflite_bytes']:,} ({d['estimated_flash_bytes']:,}) |",
-            f"| TFLM arena on the host, measured | {d['tflm_arena_bytes']:,} |",
-            f"| estimated SRAM on {results['mcu']} ({results['runtime']}) | {d['estimated_sram_bytes']:,} |",
+            f"| .tflite bytes: measured (estimated) | {d['tflite_bytes']:,} ({d['estimated_flash_bytes']:,}) |",
+            f"| TFLM arena on the host: measured (estimated) | {d['tflm_arena_bytes']:,} ({d['estimated_sram_bytes']:,}) |",
+            f"| on {results['mcu']} ({results['runtime']}): estimated SRAM, flash incl. runtime | "
+            f"{d['target_sram_bytes']:,}, {d['target_flash_bytes']:,} |",
             "",
             f"Files: `{d['tflite']}`, `{d['c_source']}`.",
         ]

@@ -20,7 +20,7 @@ def run(cfg):
     else:
         model = ctx.space.build_torch(arch, ctx.data.in_channels, ctx.data.num_classes).eval()
     out = Path(cfg.out) if cfg.out else run_dir() / "export"
-    result, _ = export_checked(model, arch, ctx.space, ctx.data, ctx.mcu, ctx.host, ctx.runtime,
-                               OmegaConf.to_container(cfg.export, resolve=True), out, cfg.seed)
+    result, _, _ = export_checked(model, arch, ctx.space, ctx.data, ctx.mcu, ctx.host, ctx.runtime,
+                                  OmegaConf.to_container(cfg.export, resolve=True), out, cfg.seed)
     print((out / "export.json").resolve(), file=sys.stdout)
     return result
