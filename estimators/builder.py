@@ -34,12 +34,20 @@ class GraphBuilder:
     def _unique(self, base: str) -> str:
         n = self._count.get(base, 0)
         self._count[base] = n + 1
-        return base if n == 0 else f"{base}_{n}"
+        return f"{base}_{n}" if n else base
 
     def _tensor(self, base: str, shape: tuple[int, ...], dtype: str = "int8", const: bool = False,
                 quant_channels: int = 1) -> str:
-        name = self._unique(base)
-        self.graph.add_tensor(Tensor(name, tuple(int(d) for d in shape), dtype, const, quant_channels))
+        # Hot path (hundreds of calls per graph): ``_unique`` and ``Graph.add_tensor`` inlined.
+        count = self._count
+        n = count.get(base, 0)
+        count[base] = n + 1
+        name = f"{base}_{n}" if n else base
+        tensors = self.graph.tensors
+        tensor = Tensor(name, tuple(map(int, shape)), dtype, const, quant_channels)
+        if name in tensors:
+            self.graph.add_tensor(tensor)  # raises the duplicate-name error
+        tensors[name] = tensor
         return name
 
     def _op(self, kind: str, inputs: list[str], outputs: list[str], **attrs) -> None:
@@ -54,7 +62,7 @@ class GraphBuilder:
         _, h, w, cin = self.shape(x)
         weight = self._tensor(f"{name}/weight", (cout, kernel, kernel, cin), const=True, quant_channels=cout)
         bias = self._tensor(f"{name}/bias", (cout,), dtype="int32", const=True, quant_channels=cout)
-        oh, ow = (conv_output_size(s, kernel, stride, padding) for s in (h, w))
+        oh, ow = conv_output_size(h, kernel, stride, padding), conv_output_size(w, kernel, stride, padding)
         y = self._tensor(f"{name}/out", (1, oh, ow, cout), dtype=self.dtype)
         self._op("CONV_2D", [x, weight, bias], [y], kernel=(kernel, kernel), stride=(stride, stride),
                  padding=padding, activation=activation)
@@ -65,7 +73,7 @@ class GraphBuilder:
         _, h, w, c = self.shape(x)
         weight = self._tensor(f"{name}/weight", (1, kernel, kernel, c), const=True, quant_channels=c)
         bias = self._tensor(f"{name}/bias", (c,), dtype="int32", const=True, quant_channels=c)
-        oh, ow = (conv_output_size(s, kernel, stride, padding) for s in (h, w))
+        oh, ow = conv_output_size(h, kernel, stride, padding), conv_output_size(w, kernel, stride, padding)
         y = self._tensor(f"{name}/out", (1, oh, ow, c), dtype=self.dtype)
         self._op("DEPTHWISE_CONV_2D", [x, weight, bias], [y], kernel=(kernel, kernel), stride=(stride, stride),
                  padding=padding, activation=activation, depth_multiplier=1)

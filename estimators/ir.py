@@ -28,12 +28,12 @@ CONV_KINDS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D"})
 WEIGHTED_KINDS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Tensor:
     """One tensor: activations are NHWC (or N×C for vectors); constants hold weights or biases.
 
     ``quant_channels`` is the number of quantization scales (per-channel weights: output channels;
-    per-tensor: 1; 0 for a float tensor).
+    per-tensor: 1; 0 for a float tensor). ``numel`` and ``nbytes`` are computed once, on construction.
     """
 
     name: str
@@ -41,26 +41,37 @@ class Tensor:
     dtype: str = "int8"
     const: bool = False
     quant_channels: int = 1
+    numel: int = field(init=False, repr=False, compare=False)
+    nbytes: int = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        if self.dtype not in DTYPE_BYTES:
-            raise ValueError(f"tensor {self.name!r}: unknown dtype {self.dtype!r}; allowed: {sorted(DTYPE_BYTES)}")
-        if any(int(d) <= 0 for d in self.shape):
-            raise ValueError(f"tensor {self.name!r}: every dimension must be positive, got {self.shape}")
+    def __init__(self, name: str, shape: tuple[int, ...], dtype: str = "int8", const: bool = False,
+                 quant_channels: int = 1) -> None:
+        itemsize = DTYPE_BYTES.get(dtype)
+        if itemsize is None:
+            raise ValueError(f"tensor {name!r}: unknown dtype {dtype!r}; allowed: {sorted(DTYPE_BYTES)}")
+        numel = 1
+        for d in shape:
+            if d <= 0:
+                raise ValueError(f"tensor {name!r}: every dimension must be positive, got {shape}")
+            numel *= d
+        if type(numel) is not int:  # numpy or float dimensions: count them as Python ints
+            numel = 1
+            for d in shape:
+                if int(d) <= 0:
+                    raise ValueError(f"tensor {name!r}: every dimension must be positive, got {shape}")
+                numel *= int(d)
+        # Frozen: fill the instance dict directly, much cheaper than one object.__setattr__ per field.
+        fields = self.__dict__
+        fields["name"] = name
+        fields["shape"] = shape
+        fields["dtype"] = dtype
+        fields["const"] = const
+        fields["quant_channels"] = quant_channels
+        fields["numel"] = numel
+        fields["nbytes"] = numel * itemsize
 
-    @property
-    def numel(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= int(d)
-        return n
 
-    @property
-    def nbytes(self) -> int:
-        return self.numel * DTYPE_BYTES[self.dtype]
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Op:
     """One operator; ``inputs`` and ``outputs`` are tensor names, ``attrs`` its parameters."""
 
@@ -69,6 +80,15 @@ class Op:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     attrs: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def __init__(self, name: str, kind: str, inputs: tuple[str, ...], outputs: tuple[str, ...],
+                 attrs: dict[str, Any] | None = None) -> None:
+        fields = self.__dict__
+        fields["name"] = name
+        fields["kind"] = kind
+        fields["inputs"] = inputs
+        fields["outputs"] = outputs
+        fields["attrs"] = {} if attrs is None else attrs
 
 
 @dataclass
@@ -114,12 +134,13 @@ class Graph:
 
     def validate(self) -> None:
         """Check that every op reads only tensors already produced (execution order is topological)."""
-        ready = set(self.inputs) | {t.name for t in self.constants()}
+        tensors, ready = self.tensors, set(self.inputs)  # constants count as ready without being listed
         for op in self.ops:
-            missing = [n for n in op.inputs if n not in ready]
-            if missing:
-                raise ValueError(f"graph {self.name!r}: op {op.name!r} reads {missing} before they are produced")
+            for n in op.inputs:
+                if n not in ready and not getattr(tensors.get(n), "const", False):
+                    missing = [m for m in op.inputs if m not in ready and not getattr(tensors.get(m), "const", False)]
+                    raise ValueError(f"graph {self.name!r}: op {op.name!r} reads {missing} before they are produced")
             ready.update(op.outputs)
         for n in self.outputs:
-            if n not in ready:
+            if n not in ready and not getattr(tensors.get(n), "const", False):
                 raise ValueError(f"graph {self.name!r}: output {n!r} is never produced")

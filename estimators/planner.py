@@ -3,11 +3,16 @@
 A :class:`Buffer` lives from step ``first`` to step ``last`` (inclusive); two buffers may share bytes
 only when their lifetimes do not overlap. Both planners return one offset per buffer; the arena size
 is the highest end offset (:func:`arena_size`).
+
+The ``*_offsets`` and :func:`live_totals` functions do the same work on plain columns (sizes, firsts,
+lasts) for callers that plan thousands of graphs and need no :class:`Buffer` objects.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from bisect import bisect_left, bisect_right
+from itertools import accumulate
 from typing import Sequence
 
 
@@ -37,41 +42,91 @@ def arena_size(buffers: Sequence[Buffer], offsets: Sequence[int]) -> int:
     return max((o + b.size for b, o in zip(buffers, offsets)), default=0)
 
 
-def _place(buffers: Sequence[Buffer], order: Sequence[int]) -> list[int]:
+def _columns(buffers: Sequence[Buffer]) -> tuple[list[int], list[int], list[int]]:
+    return [b.size for b in buffers], [b.first for b in buffers], [b.last for b in buffers]
+
+
+def _overlapping(firsts: Sequence[int], lasts: Sequence[int]) -> list[list[int]]:
+    """For each buffer, the other buffers whose lifetimes overlap its own (an interval sweep)."""
+    n = len(firsts)
+    neighbours: list[list[int]] = [[] for _ in range(n)]
+    live: list[int] = []  # started buffers that may still be alive
+    for i in sorted(range(n), key=firsts.__getitem__):
+        start = firsts[i]
+        live = [j for j in live if lasts[j] >= start]
+        mine = neighbours[i]
+        for j in live:  # first[j] <= start <= last[j]: they overlap
+            mine.append(j)
+            neighbours[j].append(i)
+        live.append(i)
+    return neighbours
+
+
+def _place(sizes: Sequence[int], firsts: Sequence[int], lasts: Sequence[int], order: Sequence[int]) -> list[int]:
     """Place buffers in ``order``; each goes into the lowest gap between already-placed, time-overlapping
-    buffers (walked in offset order, ties in placement order) that is large enough."""
-    offsets = [-1] * len(buffers)
-    placed: list[int] = []  # buffer ids sorted by offset; equal offsets keep placement order
-    for i in order:
-        want = buffers[i]
+    buffers (walked in offset order, ties in placement order) that is large enough.
+
+    Only time-overlapping buffers can block a placement, so each buffer walks its own placed neighbours,
+    kept sorted by (offset, placement rank), instead of every placed buffer."""
+    n = len(sizes)
+    neighbours = _overlapping(firsts, lasts)
+    offsets = [-1] * n
+    key = [0] * n  # offset · n + placement rank: sorts by offset, ties in placement order
+    for rank, i in enumerate(order):
+        placed = [j for j in neighbours[i] if offsets[j] >= 0]
+        if len(placed) > 1:
+            placed.sort(key=key.__getitem__)
+        want = sizes[i]
         candidate = 0
         for j in placed:
-            other = buffers[j]
-            if not other.overlaps(want):
-                continue
-            if offsets[j] - candidate >= want.size:
+            o = offsets[j]
+            if o - candidate >= want:
                 break
-            candidate = max(candidate, offsets[j] + other.size)
+            end = o + sizes[j]
+            if end > candidate:
+                candidate = end
         offsets[i] = candidate
-        pos = len(placed)
-        while pos > 0 and offsets[placed[pos - 1]] > candidate:
-            pos -= 1
-        placed.insert(pos, i)
+        key[i] = candidate * n + rank
     return offsets
+
+
+def greedy_order(sizes: Sequence[int]) -> list[int]:
+    """TFLite Micro's placement order: largest first, equal sizes in reverse order of addition."""
+    return sorted(range(len(sizes) - 1, -1, -1), key=sizes.__getitem__, reverse=True)
+
+
+def greedy_offsets(sizes: Sequence[int], firsts: Sequence[int], lasts: Sequence[int]) -> list[int]:
+    """:func:`greedy_plan` on columns."""
+    return _place(sizes, firsts, lasts, greedy_order(sizes))
+
+
+def first_fit_offsets(sizes: Sequence[int], firsts: Sequence[int], lasts: Sequence[int]) -> list[int]:
+    """:func:`first_fit_plan` on columns."""
+    return _place(sizes, firsts, lasts, sorted(range(len(sizes)), key=sizes.__getitem__, reverse=True))
 
 
 def greedy_plan(buffers: Sequence[Buffer]) -> list[int]:
     """TFLite Micro's ``GreedyMemoryPlanner``: largest first, equal sizes in reverse order of addition."""
-    order = sorted(range(len(buffers)), key=lambda i: (-buffers[i].size, -i))
-    return _place(buffers, order)
+    return greedy_offsets(*_columns(buffers))
 
 
 def first_fit_plan(buffers: Sequence[Buffer]) -> list[int]:
     """Largest-first first-fit (TinyEngine's placement): equal sizes in order of addition."""
-    order = sorted(range(len(buffers)), key=lambda i: (-buffers[i].size, i))
-    return _place(buffers, order)
+    return first_fit_offsets(*_columns(buffers))
+
+
+def live_totals(sizes: Sequence[int], firsts: Sequence[int], lasts: Sequence[int],
+                steps: Sequence[int]) -> tuple[int, ...]:
+    """:func:`live_bytes` on columns: bytes started by each step minus bytes ended before it."""
+    by_first = sorted(range(len(sizes)), key=firsts.__getitem__)
+    by_last = sorted(range(len(sizes)), key=lasts.__getitem__)
+    started = [0, *accumulate(sizes[i] for i in by_first)]
+    ended = [0, *accumulate(sizes[i] for i in by_last)]
+    start_keys = [firsts[i] for i in by_first]
+    end_keys = [lasts[i] for i in by_last]
+    return tuple(started[bisect_right(start_keys, s)] - ended[bisect_left(end_keys, s)] for s in steps)
 
 
 def live_bytes(buffers: Sequence[Buffer], steps: Sequence[int]) -> tuple[int, ...]:
     """Sum of the sizes of the buffers alive at each of ``steps``."""
-    return tuple(sum(b.size for b in buffers if b.first <= s <= b.last) for s in steps)
+    return live_totals(*_columns(buffers), steps)
