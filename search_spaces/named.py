@@ -1,0 +1,121 @@
+"""Known reference networks as named points of our search spaces, with their published MACs and params.
+
+``named_arch(name)`` gives the space (name and options), the arch, the dataset shape it was published for
+(input channels, classes) and the published figures with their source; ``point.space()`` /
+``point.to_ir()`` / ``point.build_torch()`` build it. The IRs are of our export (MEAN + per-channel FC
+head, no softmax, PAD ops where our PyTorch padding differs from TensorFlow's): MACs and weight shapes are
+those of the published models. Published "params" are counted differently by each source (see
+``NamedArch.params_counting``); MLPerf Tiny's figures are exact, the others rounded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from search_spaces.registry import get_space
+
+
+@dataclasses.dataclass(frozen=True)
+class NamedArch:
+    """A published network as a point of ``space_name`` configured with ``options``."""
+
+    name: str
+    space_name: str
+    options: dict[str, Any]
+    arch: dict[str, Any]
+    in_channels: int
+    num_classes: int
+    published_macs: int
+    published_params: int
+    source: str
+    #: Unit the published figures are rounded to (1: exact).
+    macs_rounding: float = 1
+    params_rounding: float = 1
+    #: What the published params count: "file" (every constant of the .tflite: weights, biases, a Flatten's
+    #: shape), "weights" (conv/FC weights + classifier bias, TF-slim), "torch" (trainable PyTorch
+    #: parameters, batch norm's γ and β included).
+    params_counting: str = "file"
+
+    def space(self):
+        return get_space(self.space_name, self.options)
+
+    def spec(self):
+        """The arch as its space's ArchSpec (checked against the space)."""
+        return self.space().decode(self.arch)
+
+    def to_ir(self):
+        return self.space().to_ir(self.spec(), self.in_channels, self.num_classes)
+
+    def build_torch(self):
+        return self.space().build_torch(self.spec(), self.in_channels, self.num_classes)
+
+    def __iter__(self):  # (space_name, options, arch) unpacking
+        return iter((self.space_name, self.options, self.spec()))
+
+
+def _mobilenetv2(width: float, resolution: int, macs: int, params: int, macs_rounding: float) -> NamedArch:
+    # MobileNetV2 (Sandler et al., 2018) in the MCUNet space: its 7 bottleneck stages, all 3×3 expand 6,
+    # the 1280-channel feature mix kept at full width below 1.0 (as the released TF-slim checkpoints).
+    stages = [[24, 2], [32, 2], [64, 2], [96, 1], [160, 2], [320, 1]]
+    depths = [2, 3, 4, 3, 3, 1]
+    options = {"resolutions": [resolution], "widths": [width], "depth_choices": [1, 2, 3, 4], "kernel_choices": [3],
+               "expand_choices": [6], "stages": stages, "head_channels": 1280}
+    arch = {"resolution": resolution, "width": width, "depths": depths, "kernels": [[3] * d for d in depths],
+            "expands": [[6] * d for d in depths]}
+    return NamedArch(f"mobilenetv2-{width}-{resolution}", "mcunet", options, arch, 3, 1000, macs, params,
+                     "TF-slim MobileNetV2 table (tensorflow/models research/slim/nets/mobilenet: MMACs, M params; "
+                     "1001 classes there, 1000 here)", macs_rounding, 1e4, "weights")
+
+
+def _lite(name: str, macs: int, params: int) -> NamedArch:
+    from search_spaces.efficientnet_lite import LITE_SCALING, EfficientNetLiteSpace
+
+    width, depth, resolution = LITE_SCALING[name]
+    options = {"resolutions": [resolution], "widths": [width], "depth_coefficients": [depth], "kernel_choices": [3, 5],
+               "expand_choices": [6]}
+    arch = EfficientNetLiteSpace.from_config(options).lite(name).to_dict()
+    return NamedArch(f"efficientnet-{name}", "efficientnet_lite", options, arch, 3, 1000, macs, params,
+                     "params: tensorflow/tpu efficientnet/lite README (0.1 M); MACs: d-li14/efficientnet-lite.pytorch "
+                     "README (GFLOPs to 0.001; the TF README's 'MAdds' are 3-6% higher and not conv MACs alone)",
+                     1e6, 1e5, "torch")
+
+
+_MLPERF = "MLPerf Tiny v0.5 reference models (mlcommons/tiny), latency_calibration.csv"
+
+NAMED: dict[str, NamedArch] = {
+    # MLPerf Tiny KWS: 49×10 MFCC → 10×4/2 conv 64 → 4 × (dw 3×3 + pw 64) → pool → FC 12.
+    "mlperf-kws-dscnn": NamedArch(
+        "mlperf-kws-dscnn", "dscnn",
+        {"input_sizes": [[49, 10]], "first_kernels": [[10, 4]], "first_strides": [[2, 2]], "first_channel_choices": [64],
+         "depth_choices": [4], "channel_choices": [64], "kernel_choices": [[3, 3]], "stride_choices": [[1, 1]],
+         "activation": "relu"},
+        {"input_size": [49, 10], "first_kernel": [10, 4], "first_stride": [2, 2], "first_channels": 64, "depths": [4],
+         "channels": [[64] * 4], "kernels": [[[3, 3]] * 4], "strides": [[[1, 1]] * 4]},
+        1, 12, 2_656_768, 22_606, _MLPERF),
+    # MLPerf Tiny VWW: MobileNetV1 α = 0.25 at 96×96×3, 2 classes.
+    "mlperf-vww-mobilenetv1-0.25": NamedArch(
+        "mlperf-vww-mobilenetv1-0.25", "mobilenetv1",
+        {"resolutions": [96], "widths": [0.25], "kernel_choices": [3], "activation": "relu"},
+        {"resolution": 96, "width": 0.25, "depths": [1, 2, 2, 6, 2], "kernels": [[3] * d for d in (1, 2, 2, 6, 2)]},
+        3, 2, 7_489_664, 210_852, _MLPERF),
+    # ImageNet, 224×224×3, 1000 classes. The slim table's "300" MMACs for 1.0 is torchvision's "0.30 GFLOPS".
+    "mobilenetv2-0.35-224": _mobilenetv2(0.35, 224, 59_000_000, 1_660_000, 1e6),
+    "mobilenetv2-1.0-224": _mobilenetv2(1.0, 224, 300_000_000, 3_470_000, 1e7),
+    "efficientnet-lite0": _lite("lite0", 385_000_000, 4_700_000),
+    "efficientnet-lite1": _lite("lite1", 600_000_000, 5_400_000),
+    "efficientnet-lite2": _lite("lite2", 860_000_000, 6_100_000),
+    "efficientnet-lite3": _lite("lite3", 1_383_000_000, 8_200_000),
+    "efficientnet-lite4": _lite("lite4", 2_553_000_000, 13_000_000),
+}
+
+
+def available() -> list[str]:
+    return sorted(NAMED)
+
+
+def named_arch(name: str) -> NamedArch:
+    """The named reference network ``name`` (see :func:`available`)."""
+    if name not in NAMED:
+        raise ValueError(f"unknown named arch {name!r}; known: {', '.join(available())}")
+    return NAMED[name]

@@ -1,0 +1,62 @@
+"""Named reference networks are points of our spaces and reproduce their published MACs and params."""
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from estimators.macs import total_macs, total_params
+from estimators.reference_models import reference_model
+from search_spaces import get_space
+from search_spaces.named import NAMED, available, named_arch
+
+CSV = Path(__file__).resolve().parents[2] / "shared" / "reference" / "latency_calibration.csv"
+# named arch → latency_calibration.csv model key (published by MLPerf Tiny, exact)
+MLPERF = {"mlperf-kws-dscnn": "mlperf_kws_dscnn", "mlperf-vww-mobilenetv1-0.25": "mlperf_vww_mobilenetv1_0.25_96"}
+
+
+def _weighted(graph):
+    return [(op.kind, *(graph.tensors[t].shape for t in op.inputs[1:]), graph.tensors[op.outputs[0]].shape)
+            for op in graph.ops if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+
+
+def _counted_params(point) -> int:
+    graph = point.to_ir()
+    if point.params_counting == "weights":  # TF-slim: conv/FC weights and the classifier's bias
+        return sum(graph.tensors[op.inputs[1]].numel for op in graph.ops
+                   if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")) + point.num_classes
+    if point.params_counting == "torch":
+        return sum(p.numel() for p in point.build_torch().parameters())
+    return total_params(graph)
+
+
+@pytest.mark.parametrize("name", available())
+def test_named_point_is_in_its_space_and_matches_published_figures(name):
+    point = named_arch(name)
+    space_name, options, arch = point
+    assert space_name == point.space_name and get_space(space_name, options).decode(arch.to_dict()) == arch
+    graph = point.to_ir()
+    assert graph.tensors[graph.outputs[0]].shape == (1, point.num_classes)
+    assert abs(total_macs(graph) - point.published_macs) <= point.macs_rounding / 2
+    if point.params_counting != "file":
+        assert abs(_counted_params(point) - point.published_params) <= point.params_rounding / 2
+
+
+@pytest.mark.skipif(not CSV.is_file(), reason=f"reference table {CSV} not present")
+@pytest.mark.parametrize("name", sorted(MLPERF))
+def test_mlperf_points_are_the_reference_models(name):
+    """Same weighted layers as the reference IR (MLPerf Tiny's Keras models), the csv's exact MACs, and the
+    csv's params = our weights and biases + the reference's Flatten shape constant (our head has none)."""
+    with open(CSV) as f:
+        row = next(r for r in csv.DictReader(f) if r["model"] == MLPERF[name])
+    ours, ref = named_arch(name).to_ir(), reference_model(MLPERF[name])
+    assert _weighted(ours) == _weighted(ref)
+    assert total_macs(ours) == int(row["macs"]) == named_arch(name).published_macs
+    flatten = sum(ref.tensors[t].numel for op in ref.ops if op.kind == "RESHAPE" for t in op.inputs[1:])
+    assert total_params(ours) + flatten == int(row["params"]) == named_arch(name).published_params
+
+
+def test_unknown_name_lists_the_known_ones():
+    with pytest.raises(ValueError, match="mlperf-kws-dscnn"):
+        named_arch("resnet50")
+    assert set(MLPERF) <= set(NAMED)
