@@ -24,6 +24,7 @@ FLATBUFFER_ID = b"TFL3"
 
 _LINE = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
 _PART = re.compile(r"'([^']+)' used (\d+) bytes with alignment overhead \(requested (\d+) bytes for (\d+) ")
+_NO_KERNEL = "Failed to get registration"  # an op TFLM has no kernel for: a bigger arena will not help
 _ALLOC_FAILED = "TFLM failed to allocate tensors"
 
 
@@ -60,7 +61,7 @@ def _with_arena(path: Path, arena_size: int | None, args: list[str]) -> tuple[su
     while True:
         proc = _child([str(path), str(size), *args])
         if proc.returncode == 0 or arena_size is not None or _ALLOC_FAILED not in proc.stderr \
-                or size >= MAX_ARENA_BYTES:
+                or _NO_KERNEL in proc.stderr or size >= MAX_ARENA_BYTES:
             return proc, size
         size *= 2
 
