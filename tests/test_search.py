@@ -12,7 +12,8 @@ from estimators import MCU
 from search_spaces import get_space
 from tinynas.data import load_dataset
 from tinynas.errors import ConfigError
-from tinynas.search import Budgets, CandidateObjective, make_storage, pareto_trials, run_study, study_counts
+from tinynas.search import Budgets, CandidateObjective, pareto_trials, run_study, study_counts
+from tinynas.storage import make_storage
 from tinynas.train import TrainConfig
 
 SPACE = get_space("mcunet", {"resolutions": [8, 16], "widths": [0.3, 0.5, 1.0], "depth_choices": [1],

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -65,42 +64,6 @@ def objective_directions(names: list[str]) -> list[str]:
     if "accuracy" not in names:
         raise ConfigError(f"objectives={names} must include accuracy")
     return [OBJECTIVES[n][1] for n in names]
-
-
-def make_storage(url: str | None, run_dir: Path):
-    """Optuna storage from a URL: ``journal:///abs/path.log`` (default: ``run_dir/study.journal``), ``sqlite:///``,
-    or any SQLAlchemy URL (``postgresql://...``)."""
-    if url is None or url == "":
-        url = f"journal://{(run_dir / 'study.journal').resolve()}"
-    if url.startswith("journal://"):
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
-
-        path = Path(url[len("journal://"):])
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch()
-        except OSError as e:
-            raise ConfigError(f"storage={url}: cannot write the journal file {path} ({e.strerror})") from None
-        return JournalStorage(JournalFileBackend(str(path))), url
-    if "://" not in url:
-        raise ConfigError(f"storage={url!r} is not a storage URL; use journal:///abs/path.log, sqlite:///path.db "
-                          f"or an SQLAlchemy URL such as postgresql://user@host/db")
-    return url, url
-
-
-def make_sampler(cfg: dict[str, Any], seed: int) -> optuna.samplers.BaseSampler:
-    kind = cfg.get("sampler", "tpe")
-    if kind == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
-                                          n_startup_trials=int(cfg.get("n_startup_trials", 10)))
-    if kind == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if kind == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=int(cfg.get("population_size", 50)))
-    if kind == "nsga3":
-        return optuna.samplers.NSGAIIISampler(seed=seed, population_size=int(cfg.get("population_size", 50)))
-    raise ConfigError(f"search.sampler={kind!r} is unknown; allowed: tpe, random, nsga2, nsga3")
 
 
 def is_feasible(t: FrozenTrial) -> bool:

@@ -11,7 +11,8 @@ from optuna.trial import TrialState
 
 from tinynas.errors import ConfigError
 from tinynas.report import hypervolume, pareto_row, plot_pareto, write_pareto_csv
-from tinynas.search import is_feasible, make_storage, pareto_trials
+from tinynas.search import is_feasible, pareto_trials
+from tinynas.storage import make_storage
 
 
 def open_study(storage_url: str | None, study_name: str | None) -> optuna.Study:

@@ -15,8 +15,10 @@ from tinynas.commands.common import load_common, run_dir
 from tinynas.errors import ConfigError
 from tinynas.loggers import make_logger
 from tinynas.report import (pareto_row, plot_pareto, summary_markdown, write_json, write_pareto_csv)
-from tinynas.search import (Budgets, CandidateObjective, make_sampler, make_storage, objective_directions,
-                            pareto_trials, run_study, study_counts)
+from tinynas.samplers import make_sampler
+from tinynas.search import (Budgets, CandidateObjective, objective_directions, pareto_trials, run_study,
+                            study_counts)
+from tinynas.storage import make_storage
 from tinynas.train import TrainConfig
 
 log = logging.getLogger("tinynas.search")
