@@ -3,7 +3,7 @@
 Global width and resolution; per stage an elastic depth and an activation (ReLU or hard-swish); per block
 a kernel size, an expand ratio and squeeze-and-excitation on or off. The network is: 3×3/2 stem
 (hard-swish) → an expand-1 block (ReLU) → the searched stages → 1×1 head conv (hard-swish) → global
-average pool → [FC + hard-swish] → classifier.
+average pool → [1×1 conv + hard-swish] → classifier.
 
 What the export (PyTorch → ONNX opset 13 → onnx2tf → int8 TFLite) writes, and :meth:`to_ir` mirrors:
 
@@ -131,10 +131,12 @@ class MobileNetV3Space(BlockwiseSpace):
         for i, blk in enumerate(self.blocks(arch)):
             x = mbconv_ir(g, x, blk, name=f"block{i}")
         x = activation_ir(g, g.conv2d(x, ch["head"], 1, 1, activation=None, name="head"), "hswish", "head")
-        x = g.global_avg_pool(x, keep_dims=False)
-        if self.last_channels:
-            x = g.fully_connected(x, self.last_channels, per_channel=True, name="last")
-            x = g.hard_swish(x, name="last/hswish")
+        if self.last_channels:  # a 1×1 conv on the pooled features (see MobileNetV3Like)
+            x = g.global_avg_pool(x, keep_dims=True)
+            x = g.hard_swish(g.conv2d(x, self.last_channels, 1, 1, activation=None, name="last"), name="last/hswish")
+            x = g.flatten(x)
+        else:
+            x = g.global_avg_pool(x, keep_dims=False)
         x = g.fully_connected(x, num_classes, per_channel=True, name="classifier")
         return g.finish(x)
 

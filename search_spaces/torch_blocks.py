@@ -178,14 +178,17 @@ class MobileNetV3Like(nn.Module):
         self.stem = conv_norm_act(in_channels, stem, 3, 2, act=stem_act)
         self.blocks = nn.Sequential(*(MBConv(**b) for b in blocks))
         self.head = conv_norm_act(blocks[-1]["cout"], head, 1, act=head_act)
-        self.last = nn.Sequential(nn.Linear(head, last), activation(head_act)) if last else nn.Identity()
+        # A 1×1 conv on the pooled features, as in the paper: as a Linear, onnx2tf + the TFLite converter
+        # would fold hard-swish's +3 into a second copy of its weights instead of emitting HARD_SWISH.
+        self.last = nn.Sequential(nn.Conv2d(head, last, 1), activation(head_act)) if last else None
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.classifier = nn.Linear(last or head, num_classes)
         _init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.head(self.blocks(self.stem(x))).mean((2, 3))
-        return self.classifier(self.dropout(self.last(x)))
+        x = self.head(self.blocks(self.stem(x)))
+        x = self.last(x.mean((2, 3), keepdim=True)).flatten(1) if self.last is not None else x.mean((2, 3))
+        return self.classifier(self.dropout(x))
 
 
 class DepthwiseSeparableNet(nn.Module):

@@ -36,7 +36,8 @@ def test_se_and_hard_swish_are_tflm_ops():
     assert kinds_on.count("MUL") - kinds_off.count("MUL") == 2 * blocks
     assert kinds_on.count("MEAN") - kinds_off.count("MEAN") == blocks
     assert kinds_on.count("HARD_SWISH") > kinds_off.count("HARD_SWISH") >= 3  # stem, head, last FC
-    assert set(kinds_on) <= {"CONV_2D", "DEPTHWISE_CONV_2D", "PAD", "HARD_SWISH", "MEAN", "MUL", "ADD", "FULLY_CONNECTED"}
+    assert set(kinds_on) <= {"CONV_2D", "DEPTHWISE_CONV_2D", "PAD", "HARD_SWISH", "MEAN", "MUL", "ADD", "RESHAPE",
+                            "FULLY_CONNECTED"}
     assert total_macs(SPACE.to_ir(on, 1, 10)) > total_macs(SPACE.to_ir(off, 1, 10))
 
 
@@ -47,7 +48,7 @@ def test_bad_activation_option_is_refused():
 
 @pytest.mark.slow
 def test_export_runs_in_tflm_and_matches_the_ir_arena(tmp_path):
-    space = get_space("mobilenetv3", {"resolutions": [32], "widths": [0.35], "depth_choices": [1, 2],
+    space = get_space("mobilenetv3", {"resolutions": [64], "widths": [0.35], "depth_choices": [1, 2],
                                       "head_channels": 128, "last_channels": 64})
     arch = space.random(random.Random(5))
     n = len(arch.depths)  # both activations and SE on and off somewhere
