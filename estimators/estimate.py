@@ -13,7 +13,7 @@ from estimators.patch import PatchConfig, patch_sram
 from estimators.sram import RUNTIMES, SramEstimate, estimate_sram
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, init=False)
 class LayerEstimate:
     name: str
     op: str
@@ -22,6 +22,18 @@ class LayerEstimate:
     params: int
     live_bytes: int
     latency_ms: float
+
+    def __init__(self, name: str, op: str, output_shape: tuple[int, ...], macs: int, params: int, live_bytes: int,
+                 latency_ms: float) -> None:
+        # One per op of every estimate: fill the frozen instance's dict directly (no per-field __setattr__).
+        fields = self.__dict__
+        fields["name"] = name
+        fields["op"] = op
+        fields["output_shape"] = output_shape
+        fields["macs"] = macs
+        fields["params"] = params
+        fields["live_bytes"] = live_bytes
+        fields["latency_ms"] = latency_ms
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,16 +81,19 @@ def estimate(graph: Graph, mcu: MCU, runtime: str = "tflm", patch: PatchConfig |
     sram = patch_sram(graph, patch, runtime) if patch else estimate_sram(graph, runtime, mcu)
     flash = estimate_flash(graph, runtime, mcu)
     layer_ms = estimate_latency(graph, mcu, runtime)
-    layers = tuple(
-        LayerEstimate(op.name, op.kind, graph.tensors[op.outputs[0]].shape, op_macs(graph, op), op_params(graph, op),
-                      live, ms)
-        for op, live, ms in zip(graph.ops, sram.live_bytes, layer_ms)
-    )
+    tensors = graph.tensors
+    layers = []
+    macs = params = 0
+    for op, live, ms in zip(graph.ops, sram.live_bytes, layer_ms):
+        op_m, op_p = op_macs(graph, op), op_params(graph, op)
+        macs += op_m
+        params += op_p
+        layers.append(LayerEstimate(op.name, op.kind, tensors[op.outputs[0]].shape, op_m, op_p, live, ms))
     latency_ms = float(sum(layer_ms))
     return Estimate(
         model=graph.name, mcu=mcu.name, runtime=runtime,
-        macs=sum(l.macs for l in layers), params=sum(l.params for l in layers),
+        macs=macs, params=params,
         sram=sram, flash=flash, latency_ms=latency_ms,
         energy_mj=latency_ms * mcu.active_power_mw / 1000.0,
-        sram_budget_bytes=mcu.sram_bytes, flash_budget_bytes=mcu.flash_bytes, layers=layers,
+        sram_budget_bytes=mcu.sram_bytes, flash_budget_bytes=mcu.flash_bytes, layers=tuple(layers),
     )

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from estimators.ir import DTYPE_BYTES, Graph
+from estimators.ir import Graph
 from estimators.mcu import MCU
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -50,7 +49,7 @@ def flash_terms(graph: Graph) -> dict[str, int]:
     for t in graph.tensors.values():
         qch += t.quant_channels
         if t.const:
-            const_bytes += math.prod(t.shape) * DTYPE_BYTES[t.dtype]
+            const_bytes += t.nbytes
     return {"const_bytes": const_bytes, "quant_channels": qch, "tensors": len(graph.tensors)}
 
 

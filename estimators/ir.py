@@ -128,6 +128,15 @@ class Graph:
         """The non-constant inputs of ``op``."""
         return [self.tensors[n] for n in op.inputs if not self.tensors[n].const]
 
+    def op_weight(self, op: Op) -> Tensor | None:
+        """The first constant input of ``op`` (its weights), or None."""
+        tensors = self.tensors
+        for n in op.inputs:
+            t = tensors[n]
+            if t.const:
+                return t
+        return None
+
     def op_weights(self, op: Op) -> list[Tensor]:
         """The constant inputs of ``op`` (weights, biases, shapes)."""
         return [self.tensors[n] for n in op.inputs if self.tensors[n].const]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +54,7 @@ def op_terms(graph: Graph, op: Op) -> tuple[int, int]:
     kind = op.kind
     if kind in FREE_KINDS:
         return 0, 0
-    out = math.prod(graph.tensors[op.outputs[0]].shape)
+    out = graph.tensors[op.outputs[0]].numel
     if kind == "CONV_2D":
         w = graph.tensors[op.inputs[1]].shape
         return out * w[1] * w[2] * w[3], out

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from estimators.ir import Graph, Op
+from estimators.ir import WEIGHTED_KINDS, Graph, Op
 
 
 def op_macs(graph: Graph, op: Op) -> int:
     """MACs of one op: weights' MACs for conv / depthwise / FC, zero for everything else."""
-    if op.kind not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+    if op.kind not in WEIGHTED_KINDS:
         return 0
-    weight = graph.op_weights(op)[0]
+    weight = graph.op_weight(op)
+    if weight is None:
+        raise IndexError(f"op {op.name!r} ({op.kind}) has no constant weight input")
     out = graph.tensors[op.outputs[0]]
     if op.kind == "CONV_2D":
         cout, kh, kw, cin = weight.shape
@@ -25,9 +27,15 @@ def op_macs(graph: Graph, op: Op) -> int:
 
 def op_params(graph: Graph, op: Op) -> int:
     """Trainable parameters of one op (weights + biases), as PyTorch would count them after BN folding."""
-    if op.kind not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+    if op.kind not in WEIGHTED_KINDS:
         return 0
-    return sum(t.numel for t in graph.op_weights(op))
+    tensors = graph.tensors
+    params = 0
+    for n in op.inputs:
+        t = tensors[n]
+        if t.const:
+            params += t.numel
+    return params
 
 
 def total_macs(graph: Graph) -> int:

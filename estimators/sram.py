@@ -16,8 +16,8 @@ import dataclasses
 from estimators.ir import Graph
 from estimators.mcu import MCU
 from estimators.mcunet_memory import analytic_live, tinyengine_plan
-from estimators.planner import live_bytes
-from estimators.tflm_memory import cmsis_nn_scratch, plan_head, reference_scratch, tail_bytes
+from estimators.tflm_memory import (cmsis_nn_scratch, head_bytes_and_live, reference_scratch, scratch_requests,
+                                    tail_bytes_of)
 
 RUNTIMES = ("tflm-reference", "tflm", "tinyengine", "analytic")
 
@@ -34,10 +34,10 @@ class SramEstimate:
 
 
 def _tflm(graph: Graph, mcu: MCU, scratch) -> SramEstimate:
-    head = plan_head(graph, scratch)
-    tail = tail_bytes(graph, mcu.pointer_bytes, scratch)
-    live = live_bytes(head.buffers, [i + 1 for i in range(len(graph.ops))])
-    return SramEstimate(head.bytes, tail, head.bytes + tail, live)
+    requests = scratch_requests(graph, scratch)
+    head, live = head_bytes_and_live(graph, requests)
+    tail = tail_bytes_of(graph, mcu.pointer_bytes, requests)
+    return SramEstimate(head, tail, head + tail, live)
 
 
 def estimate_sram(graph: Graph, runtime: str, mcu: MCU) -> SramEstimate:

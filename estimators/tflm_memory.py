@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 from typing import Callable
 
 from estimators.ir import Graph, Op
-from estimators.planner import Buffer, align_up, arena_size, greedy_plan
+from estimators.planner import Buffer, align_up, arena_size, greedy_offsets, live_totals
 
 ARENA_ALIGNMENT = 16  # MicroArenaBufferAlignment()
 
@@ -47,35 +48,65 @@ def reference_scratch(graph: Graph, op: Op) -> list[int]:
     return []
 
 
-def head_buffers(graph: Graph, scratch: ScratchFn = reference_scratch) -> list[Buffer]:
-    """The buffers TFLM's planner receives, in the order it receives them."""
+def scratch_requests(graph: Graph, scratch: ScratchFn = reference_scratch) -> list[list[int]]:
+    """Each op's scratch requests, in graph order (computed once, shared by head and tail)."""
+    return [scratch(graph, op) for op in graph.ops]
+
+
+def _head_columns(graph: Graph, requests: list[list[int]]) -> tuple[list[int], list[int], list[int], list]:
+    """:func:`head_buffers` as columns (sizes, firsts, lasts, labels); a scratch buffer's label is (op index, k)."""
     first: dict[str, int] = {}
     last: dict[str, int] = {}
     for n in graph.inputs:
         first.setdefault(n, 0)
         last[n] = 0
-    scratch_buffers = []
-    for i, op in enumerate(graph.ops):
-        step = i + 1
+    s_sizes, s_steps, s_labels = [], [], []
+    for step, op in enumerate(graph.ops, 1):
         for n in op.outputs:
-            first.setdefault(n, step)
-        for n in (*op.inputs, *op.outputs):
+            if n not in first:
+                first[n] = step
             last[n] = step
-        scratch_buffers += [Buffer(align_up(b, ARENA_ALIGNMENT), step, step, f"{op.name}/scratch{k}")
-                            for k, b in enumerate(scratch(graph, op)) if b > 0]
+        for n in op.inputs:
+            last[n] = step
+        for k, b in enumerate(requests[step - 1]):
+            if b > 0:
+                s_sizes.append(-(-b // ARENA_ALIGNMENT) * ARENA_ALIGNMENT)
+                s_steps.append(step)
+                s_labels.append((step - 1, k))
     end = len(graph.ops)
     for n in graph.outputs:
         first.setdefault(n, end)
         last[n] = end
-    tensors = [Buffer(align_up(t.nbytes, ARENA_ALIGNMENT), first[name], last[name], name)
-               for name, t in graph.tensors.items() if not t.const and t.nbytes and name in first]
-    return tensors + scratch_buffers
+    sizes, firsts, lasts, labels = [], [], [], []
+    for name, t in graph.tensors.items():
+        if not t.const and t.nbytes and name in first:
+            sizes.append(-(-t.nbytes // ARENA_ALIGNMENT) * ARENA_ALIGNMENT)
+            firsts.append(first[name])
+            lasts.append(last[name])
+            labels.append(name)
+    return sizes + s_sizes, firsts + s_steps, lasts + s_steps, labels + s_labels
+
+
+def head_buffers(graph: Graph, scratch: ScratchFn = reference_scratch) -> list[Buffer]:
+    """The buffers TFLM's planner receives, in the order it receives them."""
+    sizes, firsts, lasts, labels = _head_columns(graph, scratch_requests(graph, scratch))
+    return [Buffer(size, a, b, label if isinstance(label, str) else f"{graph.ops[label[0]].name}/scratch{label[1]}")
+            for size, a, b, label in zip(sizes, firsts, lasts, labels)]
 
 
 def plan_head(graph: Graph, scratch: ScratchFn = reference_scratch) -> HeadPlan:
     buffers = head_buffers(graph, scratch)
-    offsets = greedy_plan(buffers)
+    offsets = greedy_offsets([b.size for b in buffers], [b.first for b in buffers], [b.last for b in buffers])
     return HeadPlan(tuple(buffers), tuple(offsets), arena_size(buffers, offsets))
+
+
+def head_bytes_and_live(graph: Graph, requests: list[list[int]]) -> tuple[int, tuple[int, ...]]:
+    """(planned head bytes, bytes alive while each op runs), from precomputed :func:`scratch_requests`;
+    what :func:`plan_head` and ``live_bytes`` give, without building :class:`Buffer` objects."""
+    sizes, firsts, lasts, _ = _head_columns(graph, requests)
+    offsets = greedy_offsets(sizes, firsts, lasts)
+    head = max(map(operator.add, offsets, sizes), default=0)
+    return head, live_totals(sizes, firsts, lasts, range(1, len(graph.ops) + 1))
 
 
 # -- tail ----------------------------------------------------------------------------------------------
@@ -109,53 +140,88 @@ _BUILTIN_DATA = {"CONV_2D": 28, "DEPTHWISE_CONV_2D": 28, "FULLY_CONNECTED": 32, 
                  "CONCATENATION": 8}
 
 
+_OP_DATA_BYTES = {p: {kind: size[p] for kind, (size, _) in _OP_DATA.items()} for p in _STRUCTS}
+_PER_CHANNEL_KINDS = frozenset(kind for kind, (_, per_channel) in _OP_DATA.items() if per_channel)
+
+
 def _output_channels(graph: Graph, op: Op) -> int:
-    weights = graph.op_weights(op)
-    if op.kind == "FULLY_CONNECTED" or not weights:
+    weight = graph.op_weight(op)
+    if op.kind == "FULLY_CONNECTED" or weight is None:
         return graph.tensors[op.outputs[0]].shape[-1]
-    return weights[0].shape[0] if op.kind == "CONV_2D" else weights[0].shape[-1]
+    return weight.shape[0] if op.kind == "CONV_2D" else weight.shape[-1]
+
+
+# A run of tail allocations sharing one alignment: (alignment, sizes, names), ``names()`` giving the
+# allocations' names only when a report asks for them.
+_Run = tuple[int, list[int], Callable[[], list[str]]]
+
+
+def _tail_runs(graph: Graph, pointer_bytes: int, requests: list[list[int]]) -> list[_Run]:
+    """:func:`tail_allocations` grouped in runs of equal alignment."""
+    if pointer_bytes not in _STRUCTS:
+        raise ValueError(f"pointer_bytes must be one of {sorted(_STRUCTS)}, got {pointer_bytes!r}")
+    s, p = _STRUCTS[pointer_bytes], pointer_bytes
+    runs: list[_Run] = [
+        (ARENA_ALIGNMENT, [s["base"]], lambda: ["allocator objects"]),
+        (p, [s["node"] * len(graph.ops), s["eval_tensor"] * len(graph.tensors)],
+         lambda: ["node and registration structs", "eval tensors"])]
+    # Builtin options are parsed for every op, then each kernel's Init allocates its OpData, then each
+    # kernel's Prepare its per-channel multipliers and shifts.
+    builtin, builtin_ops, op_data, op_data_ops, per_channel, per_channel_ops = [], [], [], [], [], []
+    op_data_bytes = _OP_DATA_BYTES[p]
+    for op in graph.ops:
+        kind = op.kind
+        size = _BUILTIN_DATA.get(kind)
+        if size:
+            builtin.append(size)
+            builtin_ops.append(op.name)
+        size = op_data_bytes.get(kind)
+        if size:
+            op_data.append(size)
+            op_data_ops.append(op.name)
+        if kind in _PER_CHANNEL_KINDS:
+            c4 = 4 * _output_channels(graph, op)
+            per_channel += (c4, c4)
+            per_channel_ops.append(op.name)
+    runs += [(4, builtin, lambda: [f"{n} builtin data" for n in builtin_ops]),
+             (ARENA_ALIGNMENT, op_data, lambda: [f"{n} op data" for n in op_data_ops]),
+             (ARENA_ALIGNMENT, per_channel, lambda: [f"{n} {w}" for n in per_channel_ops for w in ("multipliers", "shifts")])]
+    n_scratch = sum(1 for r in requests for b in r if b > 0)
+    if n_scratch:
+        runs.append((p, [p * n_scratch], lambda: ["scratch buffer handles"]))
+    for role, names in (("input", graph.inputs), ("output", graph.outputs)):
+        runs.append((ARENA_ALIGNMENT, [p * len(names)], lambda role=role: [f"{role} tensor pointers"]))
+        for n in names:
+            channels = max(1, graph.tensors[n].quant_channels)
+            label = f"{role} {n}"
+            runs += [(p, [s["tflite_tensor"], s["affine_quant"]], lambda label=label: [f"{label} tensor", f"{label} quantization"]),
+                     (4, [4 + 4 * channels], lambda label=label: [f"{label} zero points"])]
+    return runs
 
 
 def tail_allocations(graph: Graph, pointer_bytes: int, scratch: ScratchFn = reference_scratch
                      ) -> list[tuple[str, int, int]]:
     """(what, bytes, alignment) of every tail allocation, in TFLM's order."""
-    if pointer_bytes not in _STRUCTS:
-        raise ValueError(f"pointer_bytes must be one of {sorted(_STRUCTS)}, got {pointer_bytes!r}")
-    s, p = _STRUCTS[pointer_bytes], pointer_bytes
-    out = [("allocator objects", s["base"], ARENA_ALIGNMENT),
-           ("node and registration structs", s["node"] * len(graph.ops), p),
-           ("eval tensors", s["eval_tensor"] * len(graph.tensors), p)]
-    # Builtin options are parsed for every op, then each kernel's Init allocates its OpData, then each
-    # kernel's Prepare its per-channel arrays.
-    out += [(f"{op.name} builtin data", _BUILTIN_DATA[op.kind], 4) for op in graph.ops if op.kind in _BUILTIN_DATA]
-    for op in graph.ops:
-        size = _OP_DATA.get(op.kind, ({p: 0}, False))[0][p]
-        if size:
-            out.append((f"{op.name} op data", size, ARENA_ALIGNMENT))
-    n_scratch = 0
-    for op in graph.ops:
-        if _OP_DATA.get(op.kind, ({}, False))[1]:
-            c = _output_channels(graph, op)
-            out += [(f"{op.name} multipliers", 4 * c, ARENA_ALIGNMENT), (f"{op.name} shifts", 4 * c, ARENA_ALIGNMENT)]
-        n_scratch += sum(1 for b in scratch(graph, op) if b > 0)
-    if n_scratch:
-        out.append(("scratch buffer handles", p * n_scratch, p))
-    for role, names in (("input", graph.inputs), ("output", graph.outputs)):
-        out.append((f"{role} tensor pointers", p * len(names), ARENA_ALIGNMENT))
-        for n in names:
-            out.append((f"{role} {n} tensor", s["tflite_tensor"], p))
-            channels = max(1, graph.tensors[n].quant_channels)
-            out += [(f"{role} {n} quantization", s["affine_quant"], p),
-                    (f"{role} {n} zero points", 4 + 4 * channels, 4)]
-    return out
+    return [(name, size, alignment)
+            for alignment, sizes, names in _tail_runs(graph, pointer_bytes, scratch_requests(graph, scratch))
+            for name, size in zip(names(), sizes, strict=True)]
+
+
+def tail_bytes_of(graph: Graph, pointer_bytes: int, requests: list[list[int]]) -> int:
+    """:func:`tail_bytes` from precomputed :func:`scratch_requests`."""
+    used = 0
+    for alignment, sizes, _ in _tail_runs(graph, pointer_bytes, requests):
+        if sizes:
+            # Once ``used`` is aligned, each further allocation of the run adds exactly its aligned size.
+            used = -(-(used + sizes[0]) // alignment) * alignment
+            for size in sizes[1:]:
+                used += -(-size // alignment) * alignment
+    return align_up(used, ARENA_ALIGNMENT)
 
 
 def tail_bytes(graph: Graph, pointer_bytes: int, scratch: ScratchFn = reference_scratch) -> int:
     """Persistent arena bytes: the allocations of :func:`tail_allocations`, each aligned, end to end."""
-    used = 0
-    for _, size, alignment in tail_allocations(graph, pointer_bytes, scratch):
-        used = align_up(used + size, alignment)
-    return align_up(used, ARENA_ALIGNMENT)
+    return tail_bytes_of(graph, pointer_bytes, scratch_requests(graph, scratch))
 
 
 # -- CMSIS-NN scratch ------------------------------------------------------------------------------------
