@@ -5,46 +5,24 @@ import random
 
 import optuna
 import pytest
-import torch
-from torch import nn
 
-from estimators.macs import op_macs, total_macs, total_params
-from search_spaces import MCUNetArch, get_space
+from estimators.macs import total_macs, total_params
+from search_spaces import get_space
+from tests import space_checks as checks
 
 SPACE = get_space("mcunet", {"resolutions": [24, 32, 48], "depth_choices": [1, 2, 3], "head_channels": 256})
 
 
-def torch_counts(model: nn.Module, resolution: int, in_channels: int):
-    """MACs per conv / linear layer in execution order, counted by forward hooks, and deployable params
-    (conv/linear weights plus one bias per output channel, i.e. after folding batch norm)."""
-    macs = []
-
-    def hook(m, inp, out):
-        if isinstance(m, nn.Conv2d):
-            macs.append(out.numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1])
-        else:
-            macs.append(m.in_features * m.out_features)
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    model.eval()
-    with torch.no_grad():
-        model(torch.zeros(1, in_channels, resolution, resolution))
-    for h in handles:
-        h.remove()
-    params = sum(m.weight.numel() + m.weight.shape[0] for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
-    return macs, params
-
-
 @pytest.mark.parametrize("seed", range(6))
 def test_ir_matches_pytorch_op_by_op(seed):
-    arch = SPACE.random(random.Random(seed))
-    in_ch = 1 + seed % 3
-    graph = SPACE.to_ir(arch, in_ch, 10)
-    ir_macs = [op_macs(graph, op) for op in graph.ops if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
-    t_macs, t_params = torch_counts(SPACE.build_torch(arch, in_ch, 10), arch.resolution, in_ch)
-    assert ir_macs == t_macs
-    assert total_macs(graph) == sum(t_macs)
-    assert total_params(graph) == t_params
+    checks.check_ir_matches_torch(SPACE, SPACE.random(random.Random(seed)), 1 + seed % 3, 10)
+
+
+def test_shared_family_checks():
+    checks.check_json_roundtrip(SPACE)
+    checks.check_mutate_and_crossover(SPACE)
+    checks.check_optuna(SPACE)
+    checks.check_bounds(SPACE)
 
 
 def test_json_roundtrip_and_stable_hash():
