@@ -35,6 +35,11 @@ def splits_at(data: Dataset, resolution: int) -> tuple[Split, Split, Split]:
     return tuple(at_resolution(s, resolution) for s in (data.train, data.val, data.test))
 
 
+def distill_train_cfg(train_cfg: TrainConfig, distill_cfg: dict[str, Any], epochs: int) -> TrainConfig:
+    """The search's training settings with the distillation stage's epochs and training-set size."""
+    return dataclasses.replace(train_cfg, epochs=epochs, max_train_samples=distill_cfg.get("max_train_samples"))
+
+
 def train_teacher(space: SearchSpace, student: ArchSpec, data: Dataset, train_cfg: TrainConfig,
                   distill_cfg: dict[str, Any], device, seed: int = 0) -> nn.Module:
     teacher_arch = load_teacher_arch(space, distill_cfg["teacher"]["arch"], student)
@@ -42,7 +47,7 @@ def train_teacher(space: SearchSpace, student: ArchSpec, data: Dataset, train_cf
     log.info("training teacher %s (%d epochs)", teacher_arch.hash, epochs)
     teacher = space.build_torch(teacher_arch, data.in_channels, data.num_classes)
     train, _, _ = splits_at(data, student.resolution)
-    fit(teacher, train, dataclasses.replace(train_cfg, epochs=epochs), device, seed=seed)
+    fit(teacher, train, distill_train_cfg(train_cfg, distill_cfg, epochs), device, seed=seed)
     return teacher
 
 
@@ -53,7 +58,7 @@ def distill_student(space: SearchSpace, arch: ArchSpec, teacher: nn.Module, data
              distill_cfg["alpha"])
     train, val, _ = splits_at(data, arch.resolution)
     student = space.build_torch(arch, data.in_channels, data.num_classes)
-    distill(student, teacher, train, val, dataclasses.replace(train_cfg, epochs=epochs),
+    distill(student, teacher, train, val, distill_train_cfg(train_cfg, distill_cfg, epochs),
             float(distill_cfg["temperature"]), float(distill_cfg["alpha"]), device, seed=seed)
     return student
 
