@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 import time
 from typing import Any
 
@@ -11,9 +12,10 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from estimators import MCU, estimate
-from search_spaces.base import SearchSpace
+from search_spaces.base import ArchSpec, SearchSpace
 from tinynas.data import Dataset, at_resolution
 from tinynas.errors import ConfigError
+from tinynas.storage import counted_trials, fail_dead_trials, mark_trial
 from tinynas.train import TrainConfig, accuracy, fit
 
 log = logging.getLogger("tinynas.search")
@@ -71,13 +73,30 @@ def is_feasible(t: FrozenTrial) -> bool:
 
 
 class CandidateObjective:
-    """Score one sampled arch: estimate first; train only when it fits the budgets."""
+    """Score one sampled arch: estimate first; train only when it fits the budgets.
+
+    Constraint-aware resampling (``resample_attempts`` > 0). When the sampled arch is over budget, up to that
+    many other archs are drawn and only estimated: alternately a crossover of the sampled arch with the space's
+    smallest (about half of its choices kept, the rest at their minimum) and a uniform draw of the space. The
+    trial itself stays recorded as the over-budget arch its parameters describe (``infeasible``, no training);
+    the first feasible draw that the study has not seen is enqueued as the next trial
+    (``study.enqueue_trial``, user attr ``resampled_from``), and this trial records ``resampled_to``. So every
+    trial's parameters describe the arch whose figures it reports and the sampler learns from honest data;
+    returning the draw's figures under the first draw's parameters would teach TPE or NSGA-II that an
+    over-budget region fits. The price is one trial slot per rejection, which costs an estimate, not a
+    training. With ``max_trials`` set, nothing is enqueued once the study holds that many trials, so no
+    WAITING trial outlives the search.
+    """
 
     def __init__(self, space: SearchSpace, data: Dataset, mcu: MCU, runtime: str, budgets: Budgets,
-                 train_cfg: TrainConfig, device, objectives: list[str], seed: int = 0, on_trial=None):
+                 train_cfg: TrainConfig, device, objectives: list[str], seed: int = 0, on_trial=None,
+                 resample_attempts: int = 0, max_trials: int | None = None):
+        if resample_attempts < 0:
+            raise ConfigError(f"search.resample_attempts={resample_attempts} must be 0 (off) or positive")
         self.space, self.data, self.mcu, self.runtime, self.budgets = space, data, mcu, runtime, budgets
         self.train_cfg, self.device, self.objectives, self.seed = train_cfg, device, objectives, seed
         self.on_trial = on_trial
+        self.resample_attempts, self.max_trials = int(resample_attempts), max_trials
         self._splits: dict[int, tuple] = {}
 
     def splits(self, resolution: int):
@@ -93,33 +112,64 @@ class CandidateObjective:
                 return float(t.user_attrs["accuracy"])
         return None
 
-    def __call__(self, trial: optuna.Trial):
-        start = time.perf_counter()
-        arch = self.space.sample(trial)
+    def measure(self, arch: ArchSpec) -> tuple[dict[str, Any], dict[str, float]]:
+        """The arch's estimated figures (user attrs) and its constraint values (feasible when all ≤ 0)."""
         graph = self.space.to_ir(arch, self.data.in_channels, self.data.num_classes)
         est = estimate(graph, self.mcu, self.runtime)
         attrs = {"arch": arch.to_dict(), "arch_hash": arch.hash, "sram_bytes": est.sram.total_bytes,
                  "flash_bytes": est.flash.total_bytes, "latency_ms": est.latency_ms, "energy_mj": est.energy_mj,
                  "macs": est.macs, "params": est.params}
-        violations = self.budgets.violations(est.sram.total_bytes, est.flash.total_bytes, est.latency_ms)
+        return attrs, self.budgets.violations(est.sram.total_bytes, est.flash.total_bytes, est.latency_ms)
+
+    def fits(self, arch: ArchSpec) -> bool:
+        return all(v <= 0 for v in self.measure(arch)[1].values())
+
+    def score(self, trial: optuna.Trial, arch: ArchSpec) -> dict[str, Any]:
+        """Accuracy attrs of a feasible arch: reused from an earlier trial of the same arch, else trained."""
+        acc = self._reuse(trial, arch.hash)
+        if acc is not None:
+            return {"accuracy": acc, "trained": True, "reused": True}
+        train, val = self.splits(arch.resolution)
+        model = self.space.build_torch(arch, self.data.in_channels, self.data.num_classes)
+        try:
+            fit(model, train, self.train_cfg, self.device, seed=self.seed + trial.number)
+        except Exception as e:  # recorded as FAIL with its reason; the study goes on
+            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}")
+            raise
+        return {"accuracy": accuracy(model, val, self.device), "trained": True}
+
+    def resample(self, trial: optuna.Trial, arch: ArchSpec) -> tuple[ArchSpec | None, int]:
+        """A feasible arch the study has not seen, drawn near ``arch`` or uniformly; and the draws it took."""
+        rng = random.Random(f"{self.seed}:{trial.number}")
+        seen = {t.user_attrs.get("arch_hash") for t in trial.study.get_trials(deepcopy=False)}
+        smallest = self.space.smallest()
+        for i in range(self.resample_attempts):
+            draw = self.space.crossover(arch, smallest, rng) if i % 2 == 0 else self.space.random(rng)
+            if draw.hash not in seen and self.fits(draw):
+                return draw, i + 1
+            seen.add(draw.hash)
+        return None, self.resample_attempts
+
+    def _room_for_another(self, study: optuna.Study) -> bool:
+        return self.max_trials is None or len(study.get_trials(deepcopy=False)) < self.max_trials
+
+    def __call__(self, trial: optuna.Trial):
+        start = time.perf_counter()
+        arch = self.space.sample(trial)
+        attrs, violations = self.measure(arch)
         for k, v in violations.items():
             trial.set_constraint(k, v)
         over = [k for k, v in violations.items() if v > 0]
         if over:
             attrs.update(accuracy=0.0, trained=False, infeasible=", ".join(over))
+            if self.resample_attempts and self._room_for_another(trial.study):
+                draw, tries = self.resample(trial, arch)
+                attrs["resample_attempts"] = tries
+                if draw is not None:
+                    trial.study.enqueue_trial(self.space.params(draw), user_attrs={"resampled_from": trial.number})
+                    attrs["resampled_to"] = draw.hash
         else:
-            acc = self._reuse(trial, arch.hash)
-            if acc is not None:
-                attrs.update(accuracy=acc, trained=True, reused=True)
-            else:
-                train, val = self.splits(arch.resolution)
-                model = self.space.build_torch(arch, self.data.in_channels, self.data.num_classes)
-                try:
-                    fit(model, train, self.train_cfg, self.device, seed=self.seed + trial.number)
-                except Exception as e:  # recorded as FAIL with its reason; the study goes on
-                    trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}")
-                    raise
-                attrs.update(accuracy=accuracy(model, val, self.device), trained=True)
+            attrs.update(self.score(trial, arch))
         attrs["seconds"] = time.perf_counter() - start
         for k, v in attrs.items():
             trial.set_user_attr(k, v)
@@ -128,17 +178,58 @@ class CandidateObjective:
         return tuple(float(attrs[OBJECTIVES[o][0]]) for o in self.objectives)
 
 
-def run_study(study: optuna.Study, objective: CandidateObjective, n_trials: int) -> None:
-    """Run until the study holds ``n_trials`` finished trials (shared by every worker on the storage)."""
-    done = len(study.get_trials(deepcopy=False, states=FINISHED))
-    remaining = n_trials - done
-    if remaining <= 0:
+class _StopAtTotal:
+    """Callback: stop this worker once the counted trials plus the ones running elsewhere reach the total, so
+    concurrent workers do not overshoot it (a race between two workers' checks can still add one trial each)."""
+
+    def __init__(self, n_trials: int):
+        self.n_trials = n_trials
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        fail_dead_trials(study)
+        counted, running = study_progress(study)
+        if counted + running >= self.n_trials:
+            study.stop()
+
+
+def study_progress(study: optuna.Study) -> tuple[int, int]:
+    """(trials counted towards the total, trials RUNNING now)."""
+    trials = study.get_trials(deepcopy=False)
+    return counted_trials(trials), sum(t.state == TrialState.RUNNING for t in trials)
+
+
+def run_study(study: optuna.Study, objective: CandidateObjective, n_trials: int, poll_s: float = 2.0) -> None:
+    """Run until the study holds ``n_trials`` counted trials, the total shared by every worker on the storage
+    (:func:`tinynas.storage.counted_trials`: finished ones, less the attempts of dead workers that were retried).
+    Trials left RUNNING by a dead worker are failed and retried first; a worker whose share is done waits for the
+    trials still running elsewhere, so that it returns with the whole study."""
+    fail_dead_trials(study)
+    done, _ = study_progress(study)
+    if done >= n_trials:
         log.info("study %s already has %d/%d finished trials; nothing to run", study.study_name, done, n_trials)
         return
     if done:
         log.info("resuming study %s: %d/%d trials already finished", study.study_name, done, n_trials)
-    study.optimize(objective, n_trials=remaining, catch=(Exception,),
-                   callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=FINISHED)])
+
+    def marked(trial: optuna.Trial):
+        mark_trial(trial)  # the journal's stand-in for a heartbeat (see tinynas.storage)
+        return objective(trial)
+
+    waited = 0.0
+    while True:
+        done, running = study_progress(study)
+        if done >= n_trials:
+            return
+        if done + running < n_trials:
+            study.optimize(marked, n_trials=n_trials - done, catch=(Exception,), callbacks=[_StopAtTotal(n_trials)])
+            waited = 0.0
+            continue
+        if waited % 60 < poll_s:
+            log.info("study %s: %d/%d trials done, waiting for %d running in other workers", study.study_name,
+                     done, n_trials, running)
+        time.sleep(poll_s)
+        waited += poll_s
+        fail_dead_trials(study)
 
 
 def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
