@@ -123,3 +123,100 @@ def test_budgets_and_storage_errors_name_the_value(tmp_path):
         make_storage("studies.db", tmp_path)
     with pytest.raises(ConfigError, match="cannot write the journal file"):
         make_storage("journal:///dev/null/x/study.log", tmp_path)
+
+
+# -- constraint-aware resampling and warm starts ----------------------------------------------------------
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Count training calls without training (these tests are about which archs run, not their accuracy)."""
+    calls = []
+    monkeypatch.setattr(search, "fit", lambda model, *a, **k: calls.append(model))
+    return calls
+
+
+def flash_of(arch):
+    from estimators import estimate
+
+    return estimate(SPACE.to_ir(arch, 1, 10), MCU_, "tflm").flash.total_bytes
+
+
+def test_over_budget_trial_enqueues_a_feasible_arch_and_keeps_its_own_params(tmp_path, digits, no_training):
+    # A flash budget a quarter of the space meets.
+    budget = sorted(flash_of(SPACE.random(random.Random(s))) for s in range(40))[10]
+    study = make_study(tmp_path)
+    obj = CandidateObjective(SPACE, digits, MCU_, "tflm", Budgets(10**9, budget), QUICK, "cpu",
+                             ["accuracy", "sram"], resample_attempts=20, max_trials=8)
+    run_study(study, obj, 8)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 8  # nothing left WAITING past the budget
+    rejected = [t for t in trials if t.user_attrs.get("resampled_to")]
+    assert [t for t in rejected if t.number < 7]
+    for t in trials:  # every trial's Optuna params describe the arch whose figures it records
+        arch = SPACE.decode(t.user_attrs["arch"])
+        assert t.params == SPACE.params(arch)
+        assert (flash_of(arch) > budget) == bool(t.user_attrs.get("infeasible"))
+    for t in rejected:
+        follow = [u for u in trials if u.user_attrs.get("resampled_from") == t.number]
+        if t.number < 7:  # the next trial runs the enqueued arch, which fits and is trained
+            assert len(follow) == 1 and follow[0].number == t.number + 1
+            assert follow[0].user_attrs["arch_hash"] == t.user_attrs["resampled_to"]
+            assert follow[0].user_attrs["trained"] and flash_of(SPACE.decode(follow[0].user_attrs["arch"])) <= budget
+    assert len(no_training) == sum(bool(t.user_attrs.get("trained") and not t.user_attrs.get("reused"))
+                                   for t in trials)
+
+
+def test_resampling_gives_up_after_its_attempts_when_nothing_fits(tmp_path, digits, no_training):
+    study = make_study(tmp_path)
+    obj = CandidateObjective(SPACE, digits, MCU_, "tflm", Budgets(10**9, flash_of(SPACE.smallest()) - 1), QUICK,
+                             "cpu", ["accuracy", "sram"], resample_attempts=5)
+    run_study(study, obj, 2)
+    assert all(t.user_attrs["resample_attempts"] == 5 and "resampled_to" not in t.user_attrs
+               for t in study.trials)
+    assert len(study.trials) == 2 and not no_training
+
+
+def test_warm_start_enqueues_baselines_and_files_once(tmp_path, digits, no_training):
+    import json
+
+    from tinynas.warm_start import enqueue_warm_start
+
+    narrow, wide = (SPACE.decode({"resolution": 16, "width": w, "depths": [1] * 5, "kernels": [[3]] * 5,
+                                  "expands": [[6]] * 5}) for w in (0.5, 1.0))
+    budget = (flash_of(narrow) + flash_of(wide)) // 2
+    budgets = Budgets(10**9, budget)
+    obj = objective(digits, budgets)
+
+    def measure(arch):
+        attrs, v = obj.measure(arch)
+        return all(x <= 0 for x in v.values()), attrs["macs"]
+
+    path = tmp_path / "a.json"
+    other = SPACE.random(random.Random(5))
+    path.write_text(json.dumps(other.to_dict()))
+    study = make_study(tmp_path)
+    got = enqueue_warm_start(study, SPACE, ["mobilenetv2", str(path)], measure)
+    # MobileNetV2 3×3 expand 6 at the widest width that fits the flash budget, at the highest resolution
+    # (flash does not grow with resolution, MACs do).
+    assert got == [narrow, other]
+    run_study(study, obj, 3)
+    assert [t.user_attrs["arch_hash"] for t in study.trials[:2]] == [narrow.hash, other.hash]
+    assert study.trials[0].user_attrs["warm_start"] == "mobilenetv2"
+    resumed = make_study(tmp_path)
+    assert enqueue_warm_start(resumed, SPACE, ["mobilenetv2", str(path)], measure) == []
+    run_study(resumed, obj, 5)
+    assert sum("warm_start" in t.user_attrs for t in resumed.trials) == 2
+
+
+def test_warm_start_names_bad_entries(tmp_path):
+    from tinynas.warm_start import enqueue_warm_start
+
+    study = make_study(tmp_path)
+    with pytest.raises(ConfigError, match="'nope' is neither an arch JSON file nor a baseline; baselines: mobilenetv2"):
+        enqueue_warm_start(study, SPACE, ["nope"], lambda a: (True, 0))
+    with pytest.raises(ConfigError, match="missing.json: no such file"):
+        enqueue_warm_start(study, SPACE, [str(tmp_path / "missing.json")], lambda a: (True, 0))
+    with pytest.raises(ConfigError, match="no width and resolution"):
+        enqueue_warm_start(study, SPACE, ["mobilenetv2"], lambda a: (False, 0))
+    assert not study.trials and "warm_start" not in study.user_attrs

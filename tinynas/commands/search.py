@@ -20,6 +20,7 @@ from tinynas.search import (Budgets, CandidateObjective, objective_directions, p
                             study_counts)
 from tinynas.storage import make_storage
 from tinynas.train import TrainConfig
+from tinynas.warm_start import enqueue_warm_start
 
 log = logging.getLogger("tinynas.search")
 
@@ -46,7 +47,8 @@ def trial_line(n_trials: int):
                 f"w {arch.get('width', '-')}  SRAM {a['sram_bytes'] / 1024:6.1f} kB  flash {a['flash_bytes'] / 1024:6.1f} kB"
                 f"  {a['latency_ms']:7.1f} ms")
         if a.get("infeasible"):
-            log.info("%s  over budget (%s): not trained", head, a["infeasible"])
+            log.info("%s  over budget (%s): not trained%s", head, a["infeasible"],
+                     f"; enqueued {a['resampled_to'][:8]} that fits" if a.get("resampled_to") else "")
         else:
             log.info("%s  acc %.3f%s  (%.1f s)", head, a["accuracy"], " (reused)" if a.get("reused") else "",
                      a["seconds"])
@@ -63,7 +65,7 @@ def run(cfg) -> Path:
     storage, storage_url = make_storage(cfg.storage, out)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=cfg.study_name, storage=storage, directions=directions,
-                                sampler=make_sampler(OmegaConf.to_container(cfg.search), cfg.seed),
+                                sampler=make_sampler(OmegaConf.to_container(cfg.search), cfg.seed, space=ctx.space),
                                 load_if_exists=True)
     study.set_user_attr("settings", {"objectives": list(cfg.objectives), "mcu": ctx.mcu.name, "runtime": ctx.runtime,
                                      "budgets": dataclasses.asdict(budgets), "search_space": ctx.space.name})
@@ -80,7 +82,17 @@ def run(cfg) -> Path:
 
     objective = CandidateObjective(ctx.space, ctx.data, ctx.mcu, ctx.runtime, budgets,
                                    TrainConfig.from_cfg(cfg.train), ctx.device, list(cfg.objectives),
-                                   seed=cfg.seed, on_trial=on_trial)
+                                   seed=cfg.seed, on_trial=on_trial,
+                                   resample_attempts=int(cfg.search.get("resample_attempts", 0)),
+                                   max_trials=cfg.n_trials)
+
+    def fits_and_macs(arch):
+        attrs, violations = objective.measure(arch)
+        return all(v <= 0 for v in violations.values()), attrs["macs"]
+
+    for arch in enqueue_warm_start(study, ctx.space, cfg.search.get("enqueue"), fits_and_macs):
+        log.info("warm start: enqueued %s (res %s, w %s)", arch.hash[:8], getattr(arch, "resolution", "-"),
+                 getattr(arch, "width", "-"))
     log.info("search %s: %d trials on %s (%s), SRAM ≤ %.0f kB, flash ≤ %.0f kB, storage %s", cfg.study_name,
              cfg.n_trials, ctx.mcu.name, ctx.runtime, budgets.sram_bytes / 1024, budgets.flash_bytes / 1024,
              storage_url)
