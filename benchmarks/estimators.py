@@ -20,6 +20,9 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)
 
 from estimators import estimate, load_mcu
+from estimators.flash import estimate_flash
+from estimators.latency import estimate_latency
+from estimators.sram import estimate_sram
 from search_spaces import get_space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +33,22 @@ def analytic(space, archs, mcu, runtime) -> float:
     for arch in archs:
         estimate(space.to_ir(arch, 3, 10), mcu, runtime)
     return time.perf_counter() - t0
+
+
+def stage_split(space, archs, mcu, runtime) -> str:
+    """ms per arch of each stage of the analytical path, timed separately."""
+    def timed(fn, items):
+        t0 = time.perf_counter()
+        out = [fn(x) for x in items]
+        return (time.perf_counter() - t0) / len(items) * 1e3, out
+
+    t_ir, graphs = timed(lambda a: space.to_ir(a, 3, 10), archs)
+    t_sram, _ = timed(lambda g: estimate_sram(g, runtime, mcu), graphs)
+    t_flash, _ = timed(lambda g: estimate_flash(g, runtime, mcu), graphs)
+    t_lat, _ = timed(lambda g: estimate_latency(g, mcu, runtime), graphs)
+    t_all, _ = timed(lambda g: estimate(g, mcu, runtime), graphs)
+    return (f"ms/arch: to_ir {t_ir:.3f} | estimate {t_all:.3f} = sram {t_sram:.3f} + flash {t_flash:.3f} "
+            f"+ latency {t_lat:.3f} + MACs/params/layers {t_all - t_sram - t_flash - t_lat:.3f}")
 
 
 def torch_macs(space, archs) -> float:
@@ -80,6 +99,7 @@ def main() -> None:
         analytic(space, archs[:500], mcu, args.runtime)
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(15)
+        print(stage_split(space, archs[:500], mcu, args.runtime))
     t_ana = analytic(space, archs, mcu, args.runtime)
     t_torch = torch_macs(space, archs[:args.torch_archs])
     per_ana, per_torch = t_ana / len(archs), t_torch / args.torch_archs

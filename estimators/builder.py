@@ -59,7 +59,7 @@ class GraphBuilder:
     # -- layers -------------------------------------------------------------------------------
     def conv2d(self, x: str, cout: int, kernel: int, stride: int = 1, activation: str | None = None,
                padding: str = "same", name: str = "conv") -> str:
-        _, h, w, cin = self.shape(x)
+        _, h, w, cin = self.graph.tensors[x].shape
         weight = self._tensor(f"{name}/weight", (cout, kernel, kernel, cin), const=True, quant_channels=cout)
         bias = self._tensor(f"{name}/bias", (cout,), dtype="int32", const=True, quant_channels=cout)
         oh, ow = conv_output_size(h, kernel, stride, padding), conv_output_size(w, kernel, stride, padding)
@@ -70,7 +70,7 @@ class GraphBuilder:
 
     def depthwise_conv2d(self, x: str, kernel: int, stride: int = 1, activation: str | None = None,
                          padding: str = "same", name: str = "dwconv") -> str:
-        _, h, w, c = self.shape(x)
+        _, h, w, c = self.graph.tensors[x].shape
         weight = self._tensor(f"{name}/weight", (1, kernel, kernel, c), const=True, quant_channels=c)
         bias = self._tensor(f"{name}/bias", (c,), dtype="int32", const=True, quant_channels=c)
         oh, ow = conv_output_size(h, kernel, stride, padding), conv_output_size(w, kernel, stride, padding)

@@ -108,9 +108,11 @@ class Graph:
         return tensor
 
     def add_op(self, op: Op) -> Op:
-        for t in (*op.inputs, *op.outputs):
-            if t not in self.tensors:
-                raise ValueError(f"op {op.name!r} ({op.kind}) names unknown tensor {t!r}")
+        tensors = self.tensors
+        for names in (op.inputs, op.outputs):
+            for t in names:
+                if t not in tensors:
+                    raise ValueError(f"op {op.name!r} ({op.kind}) names unknown tensor {t!r}")
         self.ops.append(op)
         return op
 
@@ -146,9 +148,11 @@ class Graph:
         tensors, ready = self.tensors, set(self.inputs)  # constants count as ready without being listed
         for op in self.ops:
             for n in op.inputs:
-                if n not in ready and not getattr(tensors.get(n), "const", False):
-                    missing = [m for m in op.inputs if m not in ready and not getattr(tensors.get(m), "const", False)]
-                    raise ValueError(f"graph {self.name!r}: op {op.name!r} reads {missing} before they are produced")
+                if n not in ready:
+                    t = tensors.get(n)
+                    if t is None or not t.const:
+                        missing = [m for m in op.inputs if m not in ready and not getattr(tensors.get(m), "const", False)]
+                        raise ValueError(f"graph {self.name!r}: op {op.name!r} reads {missing} before they are produced")
             ready.update(op.outputs)
         for n in self.outputs:
             if n not in ready and not getattr(tensors.get(n), "const", False):

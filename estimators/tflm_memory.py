@@ -22,7 +22,7 @@ import operator
 from typing import Callable
 
 from estimators.ir import Graph, Op
-from estimators.planner import Buffer, align_up, arena_size, greedy_offsets, live_totals
+from estimators.planner import Buffer, align_up, arena_size, greedy_offsets, greedy_plan, live_totals
 
 ARENA_ALIGNMENT = 16  # MicroArenaBufferAlignment()
 
@@ -96,7 +96,7 @@ def head_buffers(graph: Graph, scratch: ScratchFn = reference_scratch) -> list[B
 
 def plan_head(graph: Graph, scratch: ScratchFn = reference_scratch) -> HeadPlan:
     buffers = head_buffers(graph, scratch)
-    offsets = greedy_offsets([b.size for b in buffers], [b.first for b in buffers], [b.last for b in buffers])
+    offsets = greedy_plan(buffers)
     return HeadPlan(tuple(buffers), tuple(offsets), arena_size(buffers, offsets))
 
 
