@@ -13,10 +13,11 @@ COMMANDS = {
     "distill": "distil one arch from a teacher and save its checkpoint",
     "export": "export an arch (and checkpoint) to int8 TFLite + firmware files, verified in TFLite Micro",
     "report": "rebuild the Pareto front, counts and plots of a study from its storage",
+    "rank_space": "rank the (width, resolution) sub-spaces by the MACs of random archs that fit the MCU",
 }
 
 USAGE = "usage: tinynas <command> [key=value ...] [--help] [--cfg job] [--multirun]\n\ncommands:\n" + "\n".join(
-    f"  {name:<9} {text}" for name, text in COMMANDS.items())
+    f"  {name:<10} {text}" for name, text in COMMANDS.items())
 
 
 def fail(message: str, code: int = 2) -> None:
