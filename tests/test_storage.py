@@ -98,6 +98,7 @@ def test_retries_stop_after_max_retry(tmp_path):
     assert trials[2].system_attrs["retry_history"] == [0, 1]
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_rdb_storage_uses_heartbeat_and_retries_stale_trials(tmp_path):
     storage, url = make_storage(f"sqlite:///{tmp_path / 's.db'}", tmp_path, heartbeat_interval=1, grace_period=1)
     assert storage.get_heartbeat_interval() == 1

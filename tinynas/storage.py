@@ -15,7 +15,9 @@ import copy
 import datetime
 import logging
 import os
+import random
 import socket
+import time
 import warnings
 from pathlib import Path
 
@@ -89,11 +91,7 @@ def rdb_storage(url: str, heartbeat_interval: int, grace_period: int, max_retry:
     if backend in ("postgresql", "mysql"):
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
     try:
-        with warnings.catch_warnings():  # heartbeat and its retry callback are "experimental" since Optuna 2.8
-            warnings.simplefilter("ignore", ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry))
+        return _open_rdb(url, engine_kwargs, heartbeat_interval, grace_period, max_retry)
     except (NoSuchModuleError, ModuleNotFoundError, ImportError) as e:
         cause = e.__cause__ or e
         raise ConfigError(f"storage={shown}: no database driver for {backend!r} ({cause}); for PostgreSQL install "
@@ -105,6 +103,25 @@ def rdb_storage(url: str, heartbeat_interval: int, grace_period: int, max_retry:
                           f"and reachable at that host and port, that the user and password are right, and that "
                           f"the database exists (createdb)") from None
 
+
+def _open_rdb(url: str, engine_kwargs: dict, heartbeat_interval: int, grace_period: int, max_retry: int,
+              attempts: int = 5):
+    """RDBStorage, retried when workers starting together race to create Optuna's tables in a fresh database
+    (PostgreSQL: "duplicate key value violates unique constraint"); a refused connection is not retried."""
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():  # heartbeat and its retry callback are "experimental" since Optuna 2.8
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry))
+        except (IntegrityError, ProgrammingError) as e:
+            if attempt == attempts - 1 or isinstance(e, OperationalError):
+                raise
+            time.sleep(0.5 + random.random())
 
 # --- workers and the trials they leave behind -------------------------------------------------------------------
 
