@@ -47,9 +47,84 @@ def study_document(study: optuna.Study) -> dict:
     }
 
 
+FORMATS = ("json", "md", "html")
+
+
+def markdown(doc: dict) -> str:
+    return (f"# {doc['study']}\n\n{doc['n_trials']} trials {doc['states']}, {doc['n_infeasible']} over budget; "
+            f"hypervolume {doc['hypervolume']:.4f}\n\n| trial | accuracy | SRAM kB | flash kB | latency ms |\n"
+            "|---:|---:|---:|---:|---:|\n" + "\n".join(
+                f"| {r['trial']} | {r['accuracy']:.3f} | {r['sram_bytes'] / 1024:.1f} | "
+                f"{r['flash_bytes'] / 1024:.1f} | {r['latency_ms']:.1f} |" for r in doc["pareto"]))
+
+
+COST_AXES = {"sram": ("sram_bytes", "peak SRAM (kB)", 1 / 1024), "flash": ("flash_bytes", "flash (kB)", 1 / 1024),
+             "latency": ("latency_ms", "latency (ms)", 1.0), "energy": ("energy_mj", "energy (mJ)", 1.0),
+             "macs": ("macs", "MACs (M)", 1e-6)}
+
+
+def figures(study: optuna.Study) -> list:
+    """Optuna's plotly figures: accuracy against each cost objective (infeasible trials marked), and the timeline
+    of trials (which shows how workers shared the study)."""
+    import warnings
+
+    from optuna.exceptions import ExperimentalWarning
+    from optuna.visualization import plot_pareto_front, plot_timeline
+
+    objectives = study.user_attrs.get("settings", {}).get("objectives", ["accuracy", "sram"])
+    costs = [o for o in objectives if o in COST_AXES] or ["sram"]
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if "accuracy" in t.user_attrs]
+    figs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        for cost in costs if complete else ():
+            key, label, scale = COST_AXES[cost]
+            sub = optuna.create_study(directions=["maximize", "minimize"])
+            sub.add_trials(complete)
+            fig = plot_pareto_front(
+                sub, target_names=["validation accuracy", label],
+                targets=lambda t, key=key, scale=scale: (t.user_attrs["accuracy"], t.user_attrs[key] * scale),
+                constraints_func=lambda t: list(t.constraints.values()) or [0.0])
+            fig.update_layout(title=f"accuracy vs {label} (infeasible: over budget, not trained)")
+            figs.append(fig)
+        if study.trials:
+            figs.append(plot_timeline(study))
+    return figs
+
+
+def write_html(path: Path, study: optuna.Study, doc: dict) -> Path:
+    """One self-contained page (plotly.js inlined: it opens offline): counts, hypervolume, the Pareto table and
+    the plots."""
+    import html
+
+    states = "".join(f"<td>{n}</td>" for n in doc["states"].values())
+    rows = "".join(
+        f"<tr><td>{r['trial']}</td><td>{r['accuracy']:.3f}</td><td>{r['sram_bytes'] / 1024:.1f}</td>"
+        f"<td>{r['flash_bytes'] / 1024:.1f}</td><td>{r['latency_ms']:.1f}</td><td>{r['energy_mj']:.3f}</td>"
+        f"<td>{r['macs'] / 1e6:.2f}</td><td>{r['params']:,}</td></tr>" for r in doc["pareto"])
+    plots = "".join(f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figures(study)))
+    name = html.escape(doc["study"])
+    page = f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{name}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:right}}</style></head><body>
+<h1>Study {name}</h1>
+<p>{doc['n_trials']} trials, {doc['n_infeasible']} over budget (not trained); hypervolume {doc['hypervolume']:.4f}</p>
+<table><tr>{"".join(f"<th>{s}</th>" for s in doc["states"])}</tr><tr>{states}</tr></table>
+<h2>Pareto front (feasible, trained)</h2>
+<table><tr><th>trial</th><th>accuracy</th><th>SRAM kB</th><th>flash kB</th><th>latency ms</th><th>energy mJ</th>
+<th>MMACs</th><th>params</th></tr>{rows}</table>
+{plots}
+</body></html>
+"""
+    path.write_text(page)
+    return path
+
+
 def run(cfg) -> dict:
-    if cfg.format not in ("json", "md"):
-        raise ConfigError(f"format={cfg.format!r} is unknown; allowed: json, md")
+    if cfg.format not in FORMATS:
+        raise ConfigError(f"format={cfg.format!r} is unknown; allowed: {', '.join(FORMATS)}")
     study = open_study(cfg.storage, cfg.study_name)
     doc = study_document(study)
     if cfg.out:
@@ -61,10 +136,10 @@ def run(cfg) -> dict:
                     title=study.study_name)
     if cfg.format == "json":
         print(json.dumps(doc, indent=1))
+    elif cfg.format == "md":
+        print(markdown(doc))
     else:
-        print(f"# {doc['study']}\n\n{doc['n_trials']} trials {doc['states']}, {doc['n_infeasible']} over budget; "
-              f"hypervolume {doc['hypervolume']:.4f}\n\n| trial | accuracy | SRAM kB | flash kB | latency ms |\n"
-              "|---:|---:|---:|---:|---:|\n" + "\n".join(
-                  f"| {r['trial']} | {r['accuracy']:.3f} | {r['sram_bytes'] / 1024:.1f} | "
-                  f"{r['flash_bytes'] / 1024:.1f} | {r['latency_ms']:.1f} |" for r in doc["pareto"]))
+        out = Path(cfg.out or ".")
+        out.mkdir(parents=True, exist_ok=True)
+        print(write_html(out / "report.html", study, doc).resolve())
     return doc
