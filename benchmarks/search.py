@@ -74,10 +74,12 @@ def objective_for(space, mcu, runtime, budgets, log_macs_max, resample, max_tria
                           resample_attempts=resample, max_trials=max_trials, log_macs_max=log_macs_max)
 
 
-def hv_of(study, budgets) -> float:
+def hv_and_best(study, budgets) -> tuple[float, float]:
+    """Hypervolume of the feasible trials and their best proxy accuracy."""
     rows = [{"accuracy": t.values[0], "sram_bytes": t.user_attrs["sram_bytes"]} for t in study.trials
             if t.state == optuna.trial.TrialState.COMPLETE and is_feasible(t)]
-    return hypervolume(rows, ["accuracy", "sram"], {"sram_bytes": budgets.sram_bytes})
+    return (hypervolume(rows, ["accuracy", "sram"], {"sram_bytes": budgets.sram_bytes}),
+            max((r["accuracy"] for r in rows), default=0.0))
 
 
 def first_feasible(kind, space, mcu, runtime, budgets, log_macs_max, seed, resample, cap) -> int:
@@ -122,19 +124,21 @@ def main() -> None:
           f"tight SRAM budget {tight.sram_bytes / 1024:.1f} kB ({args.tight_share:.0%} of 300 random archs fit)\n")
 
     print(f"{'strategy':<10} {'HV@' + str(args.trials) + ' (no resample)':>22} {'HV (resample 20)':>18} "
-          f"{'feasible':>9} {'1st feasible: mean/max (no res.)':>33} {'(resample 20)':>14} {'s':>6}")
+          f"{'best proxy':>11} {'feasible':>9} {'1st feasible: mean/max (no res.)':>33} {'(resample 20)':>14} {'s':>6}")
     for kind in strategies:
         t0 = time.perf_counter()
         hvs = {0: [], 20: []}
-        n_feasible = []
+        n_feasible, best = [], []
         for resample in (0, 20):
             for seed in range(args.seeds):
                 study = study_for(kind, space, seed)
                 study.optimize(objective_for(space, mcu, args.runtime, budgets, log_macs_max, resample, args.trials),
                                n_trials=args.trials)
-                hvs[resample].append(hv_of(study, budgets))
+                hv, top = hv_and_best(study, budgets)
+                hvs[resample].append(hv)
                 if resample == 0:
                     n_feasible.append(sum(is_feasible(t) for t in study.trials))
+                    best.append(top)
         firsts = {r: [first_feasible(kind, space, mcu, args.runtime, tight, log_macs_max, s, r, args.cap)
                       for s in range(args.first_seeds)] for r in (0, 20)}
 
@@ -144,9 +148,10 @@ def main() -> None:
         def fm(xs):
             return f"{statistics.mean(xs):.1f}/{max(xs)}" + ("+" if max(xs) > args.cap else "")
 
-        print(f"{kind:<10} {ms(hvs[0]):>22} {ms(hvs[20]):>18} {statistics.mean(n_feasible):>9.1f} "
+        print(f"{kind:<10} {ms(hvs[0]):>22} {ms(hvs[20]):>18} {ms(best):>11} {statistics.mean(n_feasible):>9.1f} "
               f"{fm(firsts[0]):>33} {fm(firsts[20]):>14} {time.perf_counter() - t0:>6.0f}", flush=True)
-    print(f"\nHV: mean±std over {args.seeds} seeds of {args.trials} trials; feasible: mean feasible trials of "
+    print(f"\nHV: mean±std over {args.seeds} seeds of {args.trials} trials; best proxy: the best feasible proxy "
+          f"accuracy (no resampling), what MCUNet's single-objective evolution maximises; feasible: mean feasible trials of "
           f"{args.trials} (no resampling); 1st feasible: 1-based trial number over {args.first_seeds} seeds, "
           f"'+' = none within {args.cap}")
 

@@ -86,7 +86,6 @@ class PopulationSampler(BaseSampler, abc.ABC):
         self._random = RandomSampler(seed=seed)
         self._rng = random.Random(seed)
         self._children: dict[int, dict[str, Any]] = {}  # trial id → the child's params
-        self._archs: dict[int, ArchSpec | None] = {}  # trial id → its decoded arch
 
     # -- what subclasses decide -------------------------------------------------------------------
     @abc.abstractmethod
@@ -97,17 +96,12 @@ class PopulationSampler(BaseSampler, abc.ABC):
     # -- helpers -----------------------------------------------------------------------------------
     def arch_of(self, t: FrozenTrial) -> ArchSpec | None:
         """The trial's arch: its ``arch`` user attr, else rebuilt from its parameters (None if neither works)."""
-        if t._trial_id not in self._archs:
-            arch = None
-            try:
-                if "arch" in t.user_attrs:
-                    arch = self.space.decode(t.user_attrs["arch"])
-                else:
-                    arch = self.space.sample(FixedTrial(t.params, t.number))
-            except (ValueError, KeyError, TypeError):
-                arch = None
-            self._archs[t._trial_id] = arch
-        return self._archs[t._trial_id]
+        try:
+            if "arch" in t.user_attrs:
+                return self.space.decode(t.user_attrs["arch"])
+            return self.space.sample(FixedTrial(t.params, t.number))
+        except (ValueError, KeyError, TypeError):
+            return None
 
     def mutant(self, parent: ArchSpec, seen: set[str], rng: random.Random) -> ArchSpec:
         """A mutation of ``parent`` that differs from it and, where possible, from every arch already seen."""
@@ -135,11 +129,12 @@ class PopulationSampler(BaseSampler, abc.ABC):
         return {k: v for k, v in space.items() if not v.single()}
 
     def sample_relative(self, study, trial, search_space) -> dict[str, Any]:
-        finished = [t for t in study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
-                    if t.values is not None and self.arch_of(t) is not None]
+        complete = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
+        archs = {t.number: self.arch_of(t) for t in complete}
+        finished = [t for t in complete if t.values is not None and archs[t.number] is not None]
         if len(finished) < self.population_size:
             return {}  # the first population is random (sample_independent → RandomSampler)
-        seen = {self.arch_of(t).hash for t in finished}
+        seen = {archs[t.number].hash for t in finished}
         child, parents, operator = self.breed(study, finished, seen, self._trial_rng(trial.number))
         params = self.space.params(child)
         self._children[trial._trial_id] = params
