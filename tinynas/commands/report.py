@@ -84,8 +84,7 @@ def figures(study: optuna.Study) -> list:
             sub.add_trials(complete)
             fig = plot_pareto_front(
                 sub, target_names=["validation accuracy", label],
-                targets=lambda t, key=key, scale=scale: (t.user_attrs["accuracy"], t.user_attrs[key] * scale),
-                constraints_func=lambda t: list(t.constraints.values()) or [0.0])
+                targets=lambda t, key=key, scale=scale: (t.user_attrs["accuracy"], t.user_attrs[key] * scale))
             fig.update_layout(title=f"accuracy vs {label} (infeasible: over budget, not trained)")
             figs.append(fig)
         if study.trials:
@@ -125,6 +124,7 @@ td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:right}}</style></head>
 def run(cfg) -> dict:
     if cfg.format not in FORMATS:
         raise ConfigError(f"format={cfg.format!r} is unknown; allowed: {', '.join(FORMATS)}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(cfg.storage, cfg.study_name)
     doc = study_document(study)
     if cfg.out:
