@@ -218,15 +218,16 @@ def run_study(study: optuna.Study, objective: CandidateObjective, n_trials: int,
     waited = 0.0
     while True:
         done, running = study_progress(study)
-        if done >= n_trials:
+        if done >= n_trials and not running:
             return
         if done + running < n_trials:
             study.optimize(marked, n_trials=n_trials - done, catch=(Exception,), callbacks=[_StopAtTotal(n_trials)])
             waited = 0.0
             continue
         if waited % 60 < poll_s:
-            log.info("study %s: %d/%d trials done, waiting for %d running in other workers", study.study_name,
-                     done, n_trials, running)
+            log.info("study %s: %d/%d trials done, waiting for the %d running in other workers (a worker that "
+                     "died on another host is noticed by the RDB heartbeat only)", study.study_name, done, n_trials,
+                     running)
         time.sleep(poll_s)
         waited += poll_s
         fail_dead_trials(study)
