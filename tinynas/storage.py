@@ -41,7 +41,8 @@ def make_storage(url: str | None, run_dir: Path, *, heartbeat_interval: int = HE
                  grace_period: int = GRACE_PERIOD_S, max_retry: int = MAX_RETRY):
     """Optuna storage from a URL: ``journal:///abs/path.log`` (default: ``run_dir/study.journal``), ``sqlite:///``
     (one process), or any SQLAlchemy URL (``postgresql://user:pw@host:5432/db``), opened with heartbeat and retry
-    of trials whose worker died. Returns ``(storage, url)``."""
+    of trials whose worker died. Returns ``(storage, url)``, the URL as shown in logs and results.json: its
+    password masked."""
     if url is None or url == "":
         url = f"journal://{(run_dir / 'study.journal').resolve()}"
     if url.startswith("journal://"):
@@ -49,7 +50,7 @@ def make_storage(url: str | None, run_dir: Path, *, heartbeat_interval: int = HE
     if "://" not in url:
         raise ConfigError(f"storage={url!r} is not a storage URL; use journal:///abs/path.log, sqlite:///path.db "
                           f"or an SQLAlchemy URL such as postgresql://user@host/db")
-    return rdb_storage(url, heartbeat_interval, grace_period, max_retry), url
+    return rdb_storage(url, heartbeat_interval, grace_period, max_retry), public_url(url)
 
 
 def journal_storage(url: str):
