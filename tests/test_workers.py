@@ -98,6 +98,6 @@ def test_same_seed_same_budget_one_worker_same_pareto_front(tmp_path):
         assert results["study"]["n_trials"] == n
         fronts.append(results["pareto"])
         trials = load(f"journal://{tmp_path / run}.journal", "s", tmp_path)
-        fronts.append([t.params for t in trials])
+        fronts.append([(t.params, t.values) for t in trials])  # every trial: same arch, same accuracy
     assert fronts[0], "a feasible trained front"
     assert fronts[0] == fronts[2] and fronts[1] == fronts[3]
