@@ -17,7 +17,7 @@ from tinynas.checkpoint import save_checkpoint
 from tinynas.data import Dataset, Split, at_resolution
 from tinynas.distill import distill
 from tinynas.errors import ConfigError
-from tinynas.train import TrainConfig, accuracy, fit
+from tinynas.train import TrainConfig, accuracy, fit, seed_everything
 
 log = logging.getLogger("tinynas.deploy")
 
@@ -45,6 +45,7 @@ def train_teacher(space: SearchSpace, student: ArchSpec, data: Dataset, train_cf
     teacher_arch = load_teacher_arch(space, distill_cfg["teacher"]["arch"], student)
     epochs = int(distill_cfg["teacher"]["epochs"])
     log.info("training teacher %s (%d epochs)", teacher_arch.hash, epochs)
+    seed_everything(seed)
     teacher = space.build_torch(teacher_arch, data.in_channels, data.num_classes)
     train, _, _ = splits_at(data, student.resolution)
     fit(teacher, train, distill_train_cfg(train_cfg, distill_cfg, epochs), device, seed=seed)
@@ -57,6 +58,7 @@ def distill_student(space: SearchSpace, arch: ArchSpec, teacher: nn.Module, data
     log.info("distilling %s (%d epochs, T=%s, alpha=%s)", arch.hash, epochs, distill_cfg["temperature"],
              distill_cfg["alpha"])
     train, val, _ = splits_at(data, arch.resolution)
+    seed_everything(seed + 1)
     student = space.build_torch(arch, data.in_channels, data.num_classes)
     distill(student, teacher, train, val, distill_train_cfg(train_cfg, distill_cfg, epochs),
             float(distill_cfg["temperature"]), float(distill_cfg["alpha"]), device, seed=seed)

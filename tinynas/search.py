@@ -16,7 +16,7 @@ from search_spaces.base import ArchSpec, SearchSpace
 from tinynas.data import Dataset, at_resolution
 from tinynas.errors import ConfigError
 from tinynas.storage import counted_trials, fail_dead_trials, mark_trial
-from tinynas.train import TrainConfig, accuracy, fit
+from tinynas.train import TrainConfig, accuracy, fit, seed_everything
 
 log = logging.getLogger("tinynas.search")
 
@@ -130,6 +130,7 @@ class CandidateObjective:
         if acc is not None:
             return {"accuracy": acc, "trained": True, "reused": True}
         train, val = self.splits(arch.resolution)
+        seed_everything(self.seed + trial.number)
         model = self.space.build_torch(arch, self.data.in_channels, self.data.num_classes)
         try:
             fit(model, train, self.train_cfg, self.device, seed=self.seed + trial.number)

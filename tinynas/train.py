@@ -26,6 +26,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def seed_everything(seed: int) -> None:
+    """Seed torch and numpy: call before building a model so its initial weights depend on the seed alone
+    (torch seeds itself differently in every new process)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 2
@@ -71,8 +78,7 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, device: torch.device, 
     Raises FloatingPointError when the loss becomes NaN or infinite.
     """
     g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    np.random.seed(seed)
+    seed_everything(seed)
     x, y = torch.from_numpy(train.x), torch.from_numpy(train.y)
     if cfg.max_train_samples is not None and cfg.max_train_samples < len(y):
         keep = torch.randperm(len(y), generator=g)[: cfg.max_train_samples]

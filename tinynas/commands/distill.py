@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from tinynas.checkpoint import save_checkpoint
 from tinynas.commands.common import load_arch, load_common, run_dir
 from tinynas.deploy import distill_student, splits_at, train_teacher
-from tinynas.train import TrainConfig, accuracy, fit
+from tinynas.train import TrainConfig, accuracy, fit, seed_everything
 
 log = logging.getLogger("tinynas.distill")
 
@@ -26,6 +26,7 @@ def run(cfg):
     teacher = train_teacher(ctx.space, arch, ctx.data, tc, dcfg, ctx.device, cfg.seed)
     student = distill_student(ctx.space, arch, teacher, ctx.data, tc, dcfg, ctx.device, cfg.seed)
     # The same arch trained without a teacher, for the side-by-side comparison.
+    seed_everything(cfg.seed + 1)  # the student's initial weights, as in deploy.distill_student
     baseline = ctx.space.build_torch(arch, ctx.data.in_channels, ctx.data.num_classes)
     fit(baseline, splits_at(ctx.data, arch.resolution)[0], dataclasses.replace(tc, epochs=int(dcfg["student_epochs"])),
         ctx.device, seed=cfg.seed)

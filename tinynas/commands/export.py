@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 from tinynas.checkpoint import load_checkpoint
 from tinynas.commands.common import load_arch, load_common, run_dir
 from tinynas.deploy import export_checked
+from tinynas.train import seed_everything
 
 
 def run(cfg):
@@ -18,6 +19,7 @@ def run(cfg):
     if cfg.checkpoint:
         model, _ = load_checkpoint(cfg.checkpoint, ctx.space, arch, ctx.data.in_channels, ctx.data.num_classes)
     else:
+        seed_everything(cfg.seed)
         model = ctx.space.build_torch(arch, ctx.data.in_channels, ctx.data.num_classes).eval()
     out = Path(cfg.out) if cfg.out else run_dir() / "export"
     result, _, _ = export_checked(model, arch, ctx.space, ctx.data, ctx.mcu, ctx.host, ctx.runtime,

@@ -9,7 +9,7 @@ import sys
 from tinynas.checkpoint import save_checkpoint
 from tinynas.commands.common import load_arch, load_common, run_dir
 from tinynas.deploy import splits_at
-from tinynas.train import TrainConfig, accuracy, fit
+from tinynas.train import TrainConfig, accuracy, fit, seed_everything
 
 log = logging.getLogger("tinynas.train")
 
@@ -19,6 +19,7 @@ def run(cfg):
     arch = load_arch(cfg, ctx.space)
     tc = TrainConfig.from_cfg(cfg.train)
     train, val, test = splits_at(ctx.data, arch.resolution)
+    seed_everything(cfg.seed)
     model = ctx.space.build_torch(arch, ctx.data.in_channels, ctx.data.num_classes)
     log.info("training %s for %d epochs on %s", arch.hash, tc.epochs, ctx.device)
     history = fit(model, train, tc, ctx.device, seed=cfg.seed)
