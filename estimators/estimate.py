@@ -73,6 +73,10 @@ class Estimate:
         }
 
 
+_new_layer = object.__new__
+_set_fields = object.__setattr__
+
+
 def estimate(graph: Graph, mcu: MCU, runtime: str = "tflm", patch: PatchConfig | None = None) -> Estimate:
     """Peak SRAM, flash, latency, energy, MACs and params of ``graph`` on ``mcu`` under ``runtime``
     (``patch``: MCUNetV2 patch-based inference of the first layers, SRAM only; see :mod:`estimators.patch`)."""
@@ -84,11 +88,15 @@ def estimate(graph: Graph, mcu: MCU, runtime: str = "tflm", patch: PatchConfig |
     tensors = graph.tensors
     layers = []
     macs = params = 0
+    new_layer, set_fields = _new_layer, _set_fields  # LayerEstimate without its __init__: one dict per layer
     for op, live, ms in zip(graph.ops, sram.live_bytes, layer_ms):
         op_m, op_p = op_macs(graph, op), op_params(graph, op)
         macs += op_m
         params += op_p
-        layers.append(LayerEstimate(op.name, op.kind, tensors[op.outputs[0]].shape, op_m, op_p, live, ms))
+        layer = new_layer(LayerEstimate)
+        set_fields(layer, "__dict__", {"name": op.name, "op": op.kind, "output_shape": tensors[op.outputs[0]].shape,
+                                       "macs": op_m, "params": op_p, "live_bytes": live, "latency_ms": ms})
+        layers.append(layer)
     latency_ms = float(sum(layer_ms))
     return Estimate(
         model=graph.name, mcu=mcu.name, runtime=runtime,

@@ -61,18 +61,19 @@ def _head_columns(graph: Graph, requests: list[list[int]]) -> tuple[list[int], l
         first.setdefault(n, 0)
         last[n] = 0
     s_sizes, s_steps, s_labels = [], [], []
-    for step, op in enumerate(graph.ops, 1):
+    for step, (op, req) in enumerate(zip(graph.ops, requests), 1):
         for n in op.outputs:
             if n not in first:
                 first[n] = step
             last[n] = step
         for n in op.inputs:
             last[n] = step
-        for k, b in enumerate(requests[step - 1]):
-            if b > 0:
-                s_sizes.append(-(-b // ARENA_ALIGNMENT) * ARENA_ALIGNMENT)
-                s_steps.append(step)
-                s_labels.append((step - 1, k))
+        if req:
+            for k, b in enumerate(req):
+                if b > 0:
+                    s_sizes.append(-(-b // ARENA_ALIGNMENT) * ARENA_ALIGNMENT)
+                    s_steps.append(step)
+                    s_labels.append((step - 1, k))
     end = len(graph.ops)
     for n in graph.outputs:
         first.setdefault(n, end)

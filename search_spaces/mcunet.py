@@ -8,6 +8,7 @@ feature-mix conv → global average pool → classifier.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import random
 from typing import Any, Sequence
 
@@ -214,14 +215,21 @@ def _tf_same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+@functools.lru_cache(maxsize=4096)
+def _same_is_symmetric(h: int, w: int, kernel: int, stride: int) -> bool:
+    """Whether TensorFlow's 'same' padding of an h×w input is PyTorch's symmetric kernel//2 padding."""
+    p = kernel // 2
+    return _tf_same_pads(h, kernel, stride) == (p, p) and _tf_same_pads(w, kernel, stride) == (p, p)
+
+
 def _strided(g: GraphBuilder, layer, x: str, kernel: int, stride: int, *args, name: str, **kwargs) -> str:
     """A k×k layer with PyTorch's symmetric k//2 padding as onnx2tf writes it: a 'same' layer where
     TensorFlow's 'same' padding is that symmetric padding (always at stride 1), else an explicit PAD
     followed by a 'valid' layer."""
-    p = kernel // 2
     _, h, w, _ = g.shape(x)
-    if all(_tf_same_pads(n, kernel, stride) == (p, p) for n in (h, w)):
+    if _same_is_symmetric(h, w, kernel, stride):
         return layer(x, *args, kernel=kernel, stride=stride, padding="same", name=name, **kwargs)
+    p = kernel // 2
     x = g.pad(x, ((p, p), (p, p)), name=f"{name}/pad")
     return layer(x, *args, kernel=kernel, stride=stride, padding="valid", name=name, **kwargs)
 

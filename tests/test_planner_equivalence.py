@@ -103,3 +103,42 @@ def test_tflm_sram_matches_plain_head_and_tail(seed):
         assert tail_bytes(graph, mcu.pointer_bytes, scratch) == tail
         live = tuple(sum(b.size for b in head.buffers if b.first <= s <= b.last) for s in range(1, len(graph.ops) + 1))
         assert estimate_sram(graph, runtime, mcu) == SramEstimate(head.bytes, tail, head.bytes + tail, live)
+
+
+def _ir(graph):
+    return ([(t.name, t.shape, t.dtype, t.const, t.quant_channels, t.numel, t.nbytes) for t in graph.tensors.values()],
+            [(o.name, o.kind, o.inputs, o.outputs, o.attrs) for o in graph.ops], graph.inputs, graph.outputs)
+
+
+def test_builder_layer_replay_matches_fresh_builds():
+    """Graphs built with the builder's shared-layer caches warm equal the same graphs built with them empty."""
+    import estimators.builder as builder
+
+    rng = random.Random(7)
+    space = get_space("mcunet", {"resolutions": [32, 48, 65], "widths": [0.3, 0.5]})
+    archs = [(space.random(rng), rng.choice([1, 3]), rng.choice([2, 10])) for _ in range(12)]
+    fresh = []
+    for arch, cin, classes in archs:
+        builder._LAYERS.clear()
+        builder._TENSORS.clear()
+        fresh.append(_ir(space.to_ir(arch, cin, classes)))
+    for _ in range(2):  # warm: every layer recorded by an earlier graph
+        assert [_ir(space.to_ir(a, c, k)) for a, c, k in archs] == fresh
+
+
+def test_builder_replay_keeps_names_and_duplicate_checks():
+    from estimators.builder import GraphBuilder
+
+    def two_convs():
+        g = GraphBuilder("g", (8, 8, 3))
+        y = g.conv2d(g.graph.inputs[0], 4, 3, name="c")
+        return g, g.conv2d(y, 4, 1, name="c")  # second call: suffixed names (c/weight_1, ...)
+
+    for _ in range(2):
+        g, y = two_convs()
+        assert y == "c/out_1" and [op.name for op in g.graph.ops] == ["conv_2d", "conv_2d_1"]
+    g = GraphBuilder("g", (8, 8, 3))
+    from estimators.ir import Tensor
+    g.graph.add_tensor(Tensor("c/weight", (1,), const=True))  # taken outside the builder's naming
+    with pytest.raises(ValueError, match="duplicate tensor 'c/weight'"):
+        g.conv2d(g.graph.inputs[0], 4, 3, name="c")
