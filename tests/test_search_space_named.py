@@ -10,7 +10,7 @@ from estimators.reference_models import reference_model
 from search_spaces import get_space
 from search_spaces.named import NAMED, available, named_arch
 
-CSV = Path(__file__).resolve().parents[2] / "shared" / "reference" / "latency_calibration.csv"
+CSV = Path(__file__).resolve().parents[1] / "estimators" / "data" / "latency_calibration.csv"  # copy of shared/reference
 # named arch → latency_calibration.csv model key (published by MLPerf Tiny, exact)
 MLPERF = {"mlperf-kws-dscnn": "mlperf_kws_dscnn", "mlperf-vww-mobilenetv1-0.25": "mlperf_vww_mobilenetv1_0.25_96"}
 
