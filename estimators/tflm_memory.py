@@ -168,25 +168,28 @@ def _tail_runs(graph: Graph, pointer_bytes: int, requests: list[list[int]]) -> l
          lambda: ["node and registration structs", "eval tensors"])]
     # Builtin options are parsed for every op, then each kernel's Init allocates its OpData, then each
     # kernel's Prepare its per-channel multipliers and shifts.
-    builtin, builtin_ops, op_data, op_data_ops, per_channel, per_channel_ops = [], [], [], [], [], []
+    builtin, op_data, per_channel = [], [], []
     op_data_bytes = _OP_DATA_BYTES[p]
     for op in graph.ops:
         kind = op.kind
         size = _BUILTIN_DATA.get(kind)
         if size:
             builtin.append(size)
-            builtin_ops.append(op.name)
         size = op_data_bytes.get(kind)
         if size:
             op_data.append(size)
-            op_data_ops.append(op.name)
         if kind in _PER_CHANNEL_KINDS:
             c4 = 4 * _output_channels(graph, op)
             per_channel += (c4, c4)
-            per_channel_ops.append(op.name)
-    runs += [(4, builtin, lambda: [f"{n} builtin data" for n in builtin_ops]),
-             (ARENA_ALIGNMENT, op_data, lambda: [f"{n} op data" for n in op_data_ops]),
-             (ARENA_ALIGNMENT, per_channel, lambda: [f"{n} {w}" for n in per_channel_ops for w in ("multipliers", "shifts")])]
+
+    def named(sizes_by_kind) -> list[str]:  # the ops with an allocation of this kind, for reports only
+        return [op.name for op in graph.ops if sizes_by_kind.get(op.kind)]
+
+    per_channel_kinds = dict.fromkeys(_PER_CHANNEL_KINDS, True)
+    runs += [(4, builtin, lambda: [f"{n} builtin data" for n in named(_BUILTIN_DATA)]),
+             (ARENA_ALIGNMENT, op_data, lambda: [f"{n} op data" for n in named(op_data_bytes)]),
+             (ARENA_ALIGNMENT, per_channel, lambda: [f"{n} {w}" for n in named(per_channel_kinds)
+                                                     for w in ("multipliers", "shifts")])]
     n_scratch = sum(1 for r in requests for b in r if b > 0)
     if n_scratch:
         runs.append((p, [p * n_scratch], lambda: ["scratch buffer handles"]))
@@ -226,12 +229,18 @@ def tail_bytes(graph: Graph, pointer_bytes: int, scratch: ScratchFn = reference_
 
 
 # -- CMSIS-NN scratch ------------------------------------------------------------------------------------
+# The only kinds for which any of the scratch rules below (CMSIS-NN's or the reference kernels') requests bytes.
+_SCRATCH_KINDS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN"})
+
+
 def cmsis_nn_scratch(isa: str) -> ScratchFn:
     """Scratch requests of TFLM's CMSIS-NN kernels on a core with ``isa`` ('dsp', 'mve' or 'generic')."""
     if isa not in ("dsp", "mve", "generic"):
         raise ValueError(f"kernel isa must be 'dsp', 'mve' or 'generic', got {isa!r}")
 
     def scratch(graph: Graph, op: Op) -> list[int]:
+        if op.kind not in _SCRATCH_KINDS:
+            return []
         if op.kind == "CONV_2D":
             kh, kw = op.attrs.get("kernel", (1, 1))
             cin = graph.tensors[op.inputs[0]].shape[-1]
