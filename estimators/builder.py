@@ -7,9 +7,7 @@ and returns the name of the output activation tensor.
 
 from __future__ import annotations
 
-import functools
 import math
-from itertools import islice
 
 from estimators.ir import Graph, Op, Tensor
 
@@ -20,63 +18,6 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: str) -> int:
     if padding == "valid":
         return (size - kernel) // stride + 1
     raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}")
-
-
-# Tensors are immutable: builders share equal ones (same name, shape, dtype, ...) across graphs, since the
-# archs of one search space repeat most layer shapes. Bounded: cleared when full.
-_CACHE_LIMIT = 1 << 16
-_TENSORS: dict[tuple, Tensor] = {}
-# Whole layers likewise: (method, dtype, input name and shape, arguments) → what the layer added.
-_LAYERS: dict[tuple, tuple] = {}
-
-
-def _replayable(method):
-    """Cache what one layer method adds (its new tensors and its op) and replay it into later graphs.
-
-    Only for methods whose new tensors and op depend on nothing but the builder's dtype, the first input's
-    name and shape and the arguments; a replay happens only where the recorded names are still unused (so
-    naming and duplicate checks come out exactly as a fresh call)."""
-
-    @functools.wraps(method)
-    def layer(self, x, *args, **kwargs):
-        graph = self.graph
-        tensors = graph.tensors
-        try:
-            key = (method, self.dtype, x, tensors[x].shape, args, tuple(kwargs.items()))
-            entry = _LAYERS.get(key)
-        except (TypeError, KeyError):
-            return method(self, x, *args, **kwargs)
-        count = self._count
-        if entry is not None:
-            new, lower, ops, op = entry
-            for t in new:
-                if t.name in count or t.name in tensors:
-                    break
-            else:
-                for t in new:
-                    count[t.name] = 1
-                    tensors[t.name] = t
-                n = count.get(lower, 0)
-                count[lower] = n + 1
-                name = f"{lower}_{n}" if n else lower
-                shared = ops.get(name)
-                if shared is None:
-                    shared = ops[name] = Op(name, op.kind, op.inputs, op.outputs, op.attrs)
-                graph.ops.append(shared)
-                return op.outputs[0]
-            return method(self, x, *args, **kwargs)
-        n_tensors, n_ops = len(tensors), len(graph.ops)
-        y = method(self, x, *args, **kwargs)
-        if len(graph.ops) == n_ops + 1:
-            new = [tensors[n] for n in islice(reversed(tensors), len(tensors) - n_tensors)][::-1]
-            if all(count.get(t.name) == 1 for t in new):
-                op = graph.ops[-1]
-                if len(_LAYERS) >= _CACHE_LIMIT:
-                    _LAYERS.clear()
-                _LAYERS[key] = (new, op.kind.lower(), {op.name: op}, op)
-        return y
-
-    return layer
 
 
 class GraphBuilder:
@@ -97,22 +38,13 @@ class GraphBuilder:
 
     def _tensor(self, base: str, shape: tuple[int, ...], dtype: str = "int8", const: bool = False,
                 quant_channels: int = 1) -> str:
-        # Hot path (hundreds of calls per graph): ``_unique`` and ``Graph.add_tensor`` inlined; equal tensors
-        # (immutable) are shared between graphs through ``_TENSORS``.
+        # Hot path (hundreds of calls per graph): ``_unique`` and ``Graph.add_tensor`` inlined.
         count = self._count
         n = count.get(base, 0)
         count[base] = n + 1
         name = f"{base}_{n}" if n else base
         tensors = self.graph.tensors
-        try:
-            tensor = _TENSORS.get((name, shape, dtype, const, quant_channels))
-        except TypeError:  # an unhashable shape (a list): build it
-            tensor = None
-        if tensor is None:
-            tensor = Tensor(name, tuple(map(int, shape)), dtype, const, quant_channels)
-            if len(_TENSORS) >= _CACHE_LIMIT:
-                _TENSORS.clear()
-            _TENSORS[(name, tensor.shape, dtype, const, quant_channels)] = tensor
+        tensor = Tensor(name, tuple(map(int, shape)), dtype, const, quant_channels)
         if name in tensors:
             self.graph.add_tensor(tensor)  # raises the duplicate-name error
         tensors[name] = tensor
@@ -125,7 +57,6 @@ class GraphBuilder:
         return self.graph.tensors[x].shape
 
     # -- layers -------------------------------------------------------------------------------
-    @_replayable
     def conv2d(self, x: str, cout: int, kernel: int, stride: int = 1, activation: str | None = None,
                padding: str = "same", name: str = "conv") -> str:
         _, h, w, cin = self.graph.tensors[x].shape
@@ -137,7 +68,6 @@ class GraphBuilder:
                  padding=padding, activation=activation)
         return y
 
-    @_replayable
     def depthwise_conv2d(self, x: str, kernel: int, stride: int = 1, activation: str | None = None,
                          padding: str = "same", name: str = "dwconv") -> str:
         _, h, w, c = self.graph.tensors[x].shape
@@ -149,13 +79,11 @@ class GraphBuilder:
                  padding=padding, activation=activation, depth_multiplier=1)
         return y
 
-    @_replayable
     def add(self, a: str, b: str, activation: str | None = None, name: str = "add") -> str:
         y = self._tensor(f"{name}/out", self.shape(a), dtype=self.dtype)
         self._op("ADD", [a, b], [y], activation=activation)
         return y
 
-    @_replayable
     def global_avg_pool(self, x: str, keep_dims: bool = True, name: str = "pool") -> str:
         """Global average pooling as TFLite's MEAN over H and W (N×1×1×C, or N×C without ``keep_dims``)."""
         n, _, _, c = self.shape(x)
@@ -164,7 +92,6 @@ class GraphBuilder:
         self._op("MEAN", [x, axes], [y], axes=(1, 2), keep_dims=keep_dims)
         return y
 
-    @_replayable
     def pad(self, x: str, pads: tuple[tuple[int, int], tuple[int, int]], name: str = "pad") -> str:
         """Zero PAD of H and W by ((top, bottom), (left, right)), as converters emit before strided convs."""
         n, h, w, c = self.shape(x)
@@ -184,7 +111,6 @@ class GraphBuilder:
         shape = self.shape(x)
         return self.reshape(x, (shape[0], math.prod(shape[1:])), name=name)
 
-    @_replayable
     def fully_connected(self, x: str, cout: int, activation: str | None = None, per_channel: bool = False,
                         bias: bool = True, name: str = "fc") -> str:
         """FULLY_CONNECTED; ``per_channel`` quantizes the weights per output channel (onnx2tf does)."""
