@@ -69,9 +69,9 @@ class BlockwiseSpace(SearchSpace):
         """Arch field name → its :class:`Choice`, in the arch dataclass's field order."""
 
     @property
-    @abc.abstractmethod
     def num_stages(self) -> int:
-        """Number of stages with searched blocks."""
+        """Number of stages with searched blocks (default: one per entry of the space's ``stages``)."""
+        return len(self.stages)
 
     def depth(self, values: dict[str, Any], s: int) -> int:
         """Blocks in stage ``s`` given the arch- and stage-level values chosen so far (default: ``depths``)."""

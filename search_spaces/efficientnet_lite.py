@@ -60,10 +60,6 @@ class EfficientNetLiteSpace(BlockwiseSpace):
     head_channels: int = 1280
     dropout: float = 0.0
 
-    @property
-    def num_stages(self) -> int:
-        return len(self.stages)
-
     def choices(self) -> dict[str, Choice]:
         return {
             "resolution": Choice("arch", self.resolutions),

@@ -90,10 +90,6 @@ class MobileNetV1Space(BlockwiseSpace):
     divisor: int = 8
     dropout: float = 0.0
 
-    @property
-    def num_stages(self) -> int:
-        return len(self.stages)
-
     def choices(self) -> dict[str, Choice]:
         return {
             "resolution": Choice("arch", self.resolutions),

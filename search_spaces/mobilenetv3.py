@@ -65,10 +65,6 @@ class MobileNetV3Space(BlockwiseSpace):
     se_ratio: float = 0.25
     dropout: float = 0.0
 
-    @property
-    def num_stages(self) -> int:
-        return len(self.stages)
-
     def choices(self) -> dict[str, Choice]:
         n = self.num_stages
         return {
