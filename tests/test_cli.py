@@ -86,8 +86,6 @@ def test_estimate_corrupt_model_file(tinynas_cli, tmp_path):
 
 
 def test_export_rejects_checkpoint_of_another_arch(tinynas_cli, tmp_path):
-    import torch
-
     from search_spaces import get_space
 
     archs = tinynas_cli("sample", "n=2", "seed=3", f"out={tmp_path}").stdout.split()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from estimators.builder import GraphBuilder
-from estimators.ir import Graph, Op, Tensor
+from estimators.ir import Graph
 from estimators.mcu import MCU
 from estimators.planner import Buffer, arena_size, first_fit_plan, greedy_plan
 from estimators.sram import RUNTIMES, estimate_sram
