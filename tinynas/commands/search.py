@@ -10,7 +10,6 @@ from pathlib import Path
 import optuna
 from omegaconf import OmegaConf
 
-from estimators import estimate
 from tinynas.commands.common import load_common, run_dir
 from tinynas.errors import ConfigError
 from tinynas.loggers import make_logger
@@ -25,19 +24,17 @@ from tinynas.warm_start import enqueue_warm_start
 log = logging.getLogger("tinynas.search")
 
 
-def check_budget_reachable(ctx, budgets: Budgets) -> None:
+def check_budget_reachable(objective: CandidateObjective) -> None:
     """Fail early, naming the numbers, when even the smallest arch of the space misses a budget."""
-    small = ctx.space.smallest()
-    est = estimate(ctx.space.to_ir(small, ctx.data.in_channels, ctx.data.num_classes), ctx.mcu, ctx.runtime)
-    over = {k: v for k, v in budgets.violations(est.sram.total_bytes, est.flash.total_bytes, est.latency_ms).items()
-            if v > 0}
-    if over:
+    space, budgets = objective.space, objective.budgets
+    attrs, violations = objective.measure(space.smallest())
+    if any(v > 0 for v in violations.values()):
         raise ConfigError(
-            f"no candidate of search space {ctx.space.name!r} can meet the budgets on {ctx.mcu.name} "
-            f"({ctx.runtime}): its smallest arch needs SRAM {est.sram.total_bytes:,} B (budget {budgets.sram_bytes:,}), "
-            f"flash {est.flash.total_bytes:,} B (budget {budgets.flash_bytes:,}), latency {est.latency_ms:.1f} ms "
-            f"(budget {budgets.latency_ms}). Raise budgets.*, pick a larger mcu=, or shrink the space "
-            f"(search_space.options.resolutions / widths).")
+            f"no candidate of search space {space.name!r} can meet the budgets on {objective.mcu.name} "
+            f"({objective.runtime}): its smallest arch needs SRAM {attrs['sram_bytes']:,} B (budget "
+            f"{budgets.sram_bytes:,}), flash {attrs['flash_bytes']:,} B (budget {budgets.flash_bytes:,}), latency "
+            f"{attrs['latency_ms']:.1f} ms (budget {budgets.latency_ms}). Raise budgets.*, pick a larger mcu=, or "
+            f"shrink the space (search_space.options.resolutions / widths).")
 
 
 def trial_line(n_trials: int):
@@ -61,7 +58,11 @@ def run(cfg) -> Path:
     out = run_dir()
     budgets = Budgets.resolve(OmegaConf.to_container(cfg.budgets, resolve=True), ctx.mcu)
     directions = objective_directions(list(cfg.objectives))
-    check_budget_reachable(ctx, budgets)
+    objective = CandidateObjective(ctx.space, ctx.data, ctx.mcu, ctx.runtime, budgets,
+                                   TrainConfig.from_cfg(cfg.train), ctx.device, list(cfg.objectives),
+                                   seed=cfg.seed, resample_attempts=int(cfg.search.get("resample_attempts", 0)),
+                                   max_trials=cfg.n_trials)
+    check_budget_reachable(objective)
     storage, storage_url = make_storage(cfg.storage, out)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=cfg.study_name, storage=storage, directions=directions,
@@ -80,11 +81,7 @@ def run(cfg) -> Path:
         show(number, attrs)
         logger.log_trial(number, attrs)
 
-    objective = CandidateObjective(ctx.space, ctx.data, ctx.mcu, ctx.runtime, budgets,
-                                   TrainConfig.from_cfg(cfg.train), ctx.device, list(cfg.objectives),
-                                   seed=cfg.seed, on_trial=on_trial,
-                                   resample_attempts=int(cfg.search.get("resample_attempts", 0)),
-                                   max_trials=cfg.n_trials)
+    objective.on_trial = on_trial
 
     def fits_and_macs(arch):
         attrs, violations = objective.measure(arch)
