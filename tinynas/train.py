@@ -71,10 +71,13 @@ LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def fit(model: nn.Module, train: Split, cfg: TrainConfig, device: torch.device, seed: int = 0,
-        loss_fn: LossFn | None = None, teacher: nn.Module | None = None) -> list[float]:
+        loss_fn: LossFn | None = None, teacher: nn.Module | None = None,
+        on_epoch_end: Callable[[int, float], bool | None] | None = None) -> list[float]:
     """Train ``model`` in place; returns the mean loss of each epoch.
 
     ``loss_fn(student_logits, labels, inputs)`` replaces cross-entropy (distillation uses it with ``teacher``).
+    ``on_epoch_end(epoch, mean_loss)`` runs after each epoch (0-based) with the model in train mode; returning
+    False stops training there (early stopping, successive halving). Batch norm is recalibrated either way.
     Raises FloatingPointError when the loss becomes NaN or infinite.
     """
     g = torch.Generator().manual_seed(seed)
@@ -117,6 +120,8 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, device: torch.device, 
             total += loss.item() * len(idx)
             count += len(idx)
         history.append(total / max(count, 1))
+        if on_epoch_end is not None and on_epoch_end(len(history) - 1, history[-1]) is False:
+            break
     recalibrate_bn(model, x, device, cfg.batch_size)
     return history
 
