@@ -1,10 +1,14 @@
-"""Training and evaluation of candidate networks (SGD + cosine schedule, optional distillation teacher)."""
+"""Training and evaluation of candidate networks: SGD/AdamW, a one-cycle / cosine / constant schedule with
+warmup, optional distillation loss, and resumable per-epoch checkpoints."""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
-from typing import Callable
+import random
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -13,6 +17,9 @@ from torch import nn
 
 from tinynas.data import Split
 from tinynas.errors import ConfigError
+
+log = logging.getLogger("tinynas.train")
+SCHEDULES = ("onecycle", "cosine", "constant")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -43,7 +50,9 @@ class TrainConfig:
     weight_decay: float = 4e-5
     label_smoothing: float = 0.1
     max_train_samples: int | None = None
-    augment: bool = False
+    augment: Any = False  # false | true (random shift) | a tinynas.augment spec
+    schedule: str = "onecycle"  # onecycle | cosine | constant
+    warmup_epochs: float = 0.0  # linear warmup; for onecycle the rising phase (0: its default 15%)
 
     @classmethod
     def from_cfg(cls, cfg) -> "TrainConfig":
@@ -51,11 +60,18 @@ class TrainConfig:
         unknown = sorted(set(cfg) - names)
         if unknown:
             raise ConfigError(f"train: unknown options {unknown}; allowed: {sorted(names)}")
-        tc = cls(**dict(cfg))
+        plain = {k: (dict(v) if hasattr(v, "items") else v) for k, v in dict(cfg).items()}
+        tc = cls(**plain)
         if tc.optimizer not in ("sgd", "adamw"):
             raise ConfigError(f"train.optimizer={tc.optimizer!r} is unknown; allowed: sgd, adamw")
+        if tc.schedule not in SCHEDULES:
+            raise ConfigError(f"train.schedule={tc.schedule!r} is unknown; allowed: {', '.join(SCHEDULES)}")
         if tc.epochs < 0 or tc.batch_size < 1 or tc.lr <= 0:
             raise ConfigError(f"train: epochs={tc.epochs}, batch_size={tc.batch_size}, lr={tc.lr} must be ≥0, ≥1, >0")
+        if not 0 <= tc.warmup_epochs <= max(tc.epochs, 0) or (tc.schedule == "onecycle" and tc.epochs
+                                                                and tc.warmup_epochs >= tc.epochs):
+            raise ConfigError(f"train.warmup_epochs={tc.warmup_epochs} must be ≥ 0 and below train.epochs={tc.epochs}")
+        make_augment(tc.augment)  # refuse a bad spec now, not after the first epoch
         return tc
 
 
@@ -67,17 +83,112 @@ def random_shift(x: torch.Tensor, max_shift: int = 2) -> torch.Tensor:
     return padded[..., dy:dy + h, dx:dx + w]
 
 
+def make_augment(spec) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The batch augmentation of ``train.augment``: false/None → none, true → :func:`random_shift`, anything
+    else → :func:`tinynas.augment.make_augment` (presets such as "shift" and audio/image ones)."""
+    if spec is None or spec is False:
+        return None
+    if spec is True:
+        return random_shift
+    try:
+        from tinynas.augment import make_augment as from_spec
+    except ImportError:
+        raise ConfigError(f"train.augment={spec!r}: only true/false are available in this install") from None
+    return from_spec(spec)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    """The per-step learning-rate schedule of ``cfg.schedule`` with ``cfg.warmup_epochs`` of linear warmup."""
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warm = min(total - 1, round(cfg.warmup_epochs * steps_per_epoch))
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total,
+                                                   pct_start=warm / total if warm > 0 else 0.15)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / (warm + 1)
+        if cfg.schedule == "constant":
+            return 1.0
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+# -- resumable training state -------------------------------------------------------------------------
+def _rng_state(g: torch.Generator) -> dict[str, Any]:
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"generator": g.get_state(), "torch": torch.get_rng_state(),
+             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+             "python": _plain_random_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _plain_random_state() -> list:
+    version, internal, gauss = random.getstate()
+    return [version, list(internal), gauss]
+
+
+def _set_rng_state(g: torch.Generator, state: dict[str, Any]) -> None:
+    g.set_state(state["generator"])
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _fingerprint(model: nn.Module, cfg: TrainConfig, seed: int, n_samples: int, extra: nn.Module | None) -> str:
+    """What a checkpoint must have been written for to be resumed: settings, seed, data size, parameter shapes."""
+    shapes = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
+    if extra is not None:
+        shapes += [(f"loss.{k}", tuple(v.shape)) for k, v in extra.state_dict().items()]
+    return repr((dataclasses.asdict(cfg), seed, n_samples, shapes))
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    """Atomically: a crash mid-write leaves the previous checkpoint in place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _load_state(path: Path | None, fingerprint: str) -> dict[str, Any] | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a truncated or foreign file: start over
+        log.warning("training checkpoint %s is unreadable (%s: %s); training from scratch", path, type(e).__name__, e)
+        return None
+    if state.get("fingerprint") != fingerprint:
+        log.warning("training checkpoint %s was written for other settings or another model; training from scratch",
+                    path)
+        return None
+    return state
 
 
 def fit(model: nn.Module, train: Split, cfg: TrainConfig, device: torch.device, seed: int = 0,
         loss_fn: LossFn | None = None, teacher: nn.Module | None = None,
-        on_epoch_end: Callable[[int, float], bool | None] | None = None) -> list[float]:
+        on_epoch_end: Callable[[int, float], bool | None] | None = None,
+        checkpoint: Path | None = None) -> list[float]:
     """Train ``model`` in place; returns the mean loss of each epoch.
 
-    ``loss_fn(student_logits, labels, inputs)`` replaces cross-entropy (distillation uses it with ``teacher``).
+    ``loss_fn(student_logits, labels, inputs)`` replaces cross-entropy (distillation uses it with ``teacher``);
+    when it is an ``nn.Module`` its parameters (e.g. feature-distillation adapters) train with the model.
     ``on_epoch_end(epoch, mean_loss)`` runs after each epoch (0-based) with the model in train mode; returning
     False stops training there (early stopping, successive halving). Batch norm is recalibrated either way.
+    ``checkpoint``: after every epoch the model, optimizer, schedule, loss history and every RNG state are
+    written there atomically; a later call with the same settings continues after the last finished epoch and
+    ends with the weights an uninterrupted run would have (one written for other settings is ignored).
     Raises FloatingPointError when the loss becomes NaN or infinite.
     """
     g = torch.Generator().manual_seed(seed)
@@ -86,20 +197,44 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, device: torch.device, 
     if cfg.max_train_samples is not None and cfg.max_train_samples < len(y):
         keep = torch.randperm(len(y), generator=g)[: cfg.max_train_samples]
         x, y = x[keep], y[keep]
+    extra = loss_fn if isinstance(loss_fn, nn.Module) else None
     model.to(device).train()
+    if extra is not None:
+        extra.to(device).train()
     if teacher is not None:
         teacher.to(device).eval()
+    params = list(model.parameters()) + (list(extra.parameters()) if extra is not None else [])
     if cfg.optimizer == "adamw":
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
-        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                              nesterov=True)
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
     steps_per_epoch = max(1, math.ceil(len(y) / cfg.batch_size))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(1, cfg.epochs * steps_per_epoch),
-                                                pct_start=0.15)
+    sched = make_scheduler(opt, cfg, steps_per_epoch)
+    augment = make_augment(cfg.augment)
     ce = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    history = []
-    for _ in range(cfg.epochs):
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    fingerprint = _fingerprint(model, cfg, seed, len(y), extra)
+    history: list[float] = []
+    state = _load_state(checkpoint, fingerprint)
+    stopped = False
+    if state is not None:
+        model.load_state_dict(state["model"])
+        if extra is not None:
+            extra.load_state_dict(state["loss"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        _set_rng_state(g, state["rng"])
+        history, stopped = list(state["history"]), bool(state["stopped"])
+        log.info("resuming training from %s after epoch %d of %d", checkpoint, len(history), cfg.epochs)
+
+    def save(stop: bool) -> None:
+        if checkpoint is not None:
+            _save_state(checkpoint, {"fingerprint": fingerprint, "history": history, "stopped": stop,
+                                     "model": model.state_dict(), "optimizer": opt.state_dict(),
+                                     "scheduler": sched.state_dict(), "rng": _rng_state(g),
+                                     "loss": extra.state_dict() if extra is not None else {}})
+
+    while len(history) < cfg.epochs and not stopped:
         order = torch.randperm(len(y), generator=g)
         total, count = 0.0, 0
         for i in range(0, len(y), cfg.batch_size):
@@ -107,8 +242,8 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, device: torch.device, 
             if len(idx) < 2:  # batch norm needs two samples
                 continue
             xb, yb = x[idx].to(device), y[idx].to(device)
-            if cfg.augment:
-                xb = random_shift(xb)
+            if augment is not None:
+                xb = augment(xb)
             logits = model(xb)
             loss = loss_fn(logits, yb, xb) if loss_fn is not None else ce(logits, yb)
             if not torch.isfinite(loss):
@@ -120,8 +255,10 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, device: torch.device, 
             total += loss.item() * len(idx)
             count += len(idx)
         history.append(total / max(count, 1))
+        save(False)
         if on_epoch_end is not None and on_epoch_end(len(history) - 1, history[-1]) is False:
-            break
+            stopped = True
+            save(True)
     recalibrate_bn(model, x, device, cfg.batch_size)
     return history
 
