@@ -1,0 +1,202 @@
+"""Paper reproductions: an experiment's published table beside our estimators' figures for the same models.
+
+``experiments/<name>/published.csv`` holds one row per published model (figures as printed, with their
+source); :func:`compare` builds each model whose structure we know (``build``: ``reference:<key>`` from
+:mod:`estimators.reference_models`, ``named:<name>`` from :mod:`search_spaces.named`) and estimates it on
+the row's board and runtime; :func:`ours_markdown` renders published vs ours vs Δ% and is what
+``experiments/<name>/ours.md`` holds (``python -m tinynas.experiments`` rewrites every one).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+
+from tinynas.errors import ConfigError
+from tinynas.paths import MCU_DIR, ROOT
+
+EXPERIMENTS_DIR = ROOT / "experiments"
+#: published.csv header; every figure column is as printed (empty: not published).
+COLUMNS = ("model", "task", "build", "exact", "params_counting", "board", "runtime", "macs_m", "params_m",
+           "sram_kb", "flash_kb", "model_kb", "latency_ms", "accuracy", "source")
+#: (column, label, our figure's key) of the figures both sides have.
+FIGURES = (("macs_m", "MACs (M)", "macs_m"), ("params_m", "params (M)", "params_m"),
+           ("sram_kb", "peak SRAM (kB)", "sram_kb"), ("flash_kb", "flash (kB)", "flash_kb"),
+           ("model_kb", "model file (kB)", "model_kb"), ("latency_ms", "latency (ms)", "latency_ms"))
+PARAMS_COUNTING = ("file", "torch")
+
+
+def available() -> list[str]:
+    """Experiment folders with a published table."""
+    return sorted(p.parent.name for p in EXPERIMENTS_DIR.glob("*/published.csv"))
+
+
+def resolve(name: str) -> str:
+    """The experiment folder for ``name``: a folder name, or an experiment config named ``<folder>_...``
+    (``mcunet_vww_stm32f746`` → ``mcunet``)."""
+    names = available()
+    if name in names:
+        return name
+    prefixes = [n for n in names if name.startswith(n + "_")]
+    if not prefixes:
+        raise ConfigError(f"experiment={name!r} has no published table; allowed: {', '.join(names)} "
+                          f"(or a config named <one of them>_...)")
+    return max(prefixes, key=len)
+
+
+def read_published(name: str) -> list[dict[str, str]]:
+    """The rows of ``experiments/<name>/published.csv``, checked against :data:`COLUMNS`."""
+    path = EXPERIMENTS_DIR / name / "published.csv"
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if tuple(reader.fieldnames or ()) != COLUMNS:
+            raise ConfigError(f"{path}: header {reader.fieldnames} differs from the expected {list(COLUMNS)}")
+        rows = list(reader)
+    for i, r in enumerate(rows, start=2):
+        if not r["source"]:
+            raise ConfigError(f"{path} line {i}: every row needs a source")
+        if r["build"] and r["params_counting"] not in PARAMS_COUNTING:
+            raise ConfigError(f"{path} line {i}: params_counting={r['params_counting']!r}; allowed: "
+                              f"{', '.join(PARAMS_COUNTING)}")
+    return rows
+
+
+def half_unit(figure: str) -> float:
+    """Half a unit of the last printed digit of ``figure`` ('6.4' → 0.05, '2.656768' → 5e-7)."""
+    return float(Decimal(1).scaleb(Decimal(figure).as_tuple().exponent)) / 2
+
+
+@lru_cache(maxsize=None)
+def build_graph(build: str):
+    """The IR named by a ``build`` cell."""
+    kind, _, key = build.partition(":")
+    if kind == "reference":
+        from estimators.reference_models import reference_model
+
+        return reference_model(key)
+    if kind == "named":
+        from search_spaces.named import named_arch
+
+        return named_arch(key).to_ir()
+    raise ConfigError(f"build={build!r}: give reference:<key> (estimators.reference_models) or "
+                      f"named:<name> (search_spaces.named)")
+
+
+def count_params(graph, counting: str) -> int:
+    """Parameters as the publisher counted them: ``file`` every constant of the .tflite (weights, biases, a
+    Flatten's shape); ``torch`` the PyTorch model before batch-norm folding (weights, biases where the conv
+    has none folded in count as BN β, plus BN γ per conv channel)."""
+    from estimators.macs import total_params
+
+    if counting == "file":
+        return sum(t.numel for t in graph.constants())
+    batch_norm = sum(graph.tensors[op.outputs[0]].shape[-1] for op in graph.ops
+                     if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D"))
+    return total_params(graph) + batch_norm
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """One published row and our figures for it (``ours`` empty when the structure is not known)."""
+
+    row: dict[str, str]
+    ours: dict[str, float]
+
+
+def ours_for(row: dict[str, str]) -> dict[str, float]:
+    """Our estimator figures for a published row (MACs and params in M, memory in kB, latency in ms)."""
+    if not row["build"]:
+        return {}
+    from estimators import estimate, load_mcu
+
+    graph = build_graph(row["build"])
+    est = estimate(graph, load_mcu(row["board"], MCU_DIR), row["runtime"])
+    return {"macs_m": est.macs / 1e6, "params_m": count_params(graph, row["params_counting"]) / 1e6,
+            "sram_kb": est.sram.total_bytes / 1024, "flash_kb": est.flash.total_bytes / 1024,
+            "model_kb": est.flash.model_bytes / 1024, "latency_ms": est.latency_ms}
+
+
+def compare(name: str) -> list[Comparison]:
+    return [Comparison(r, ours_for(r)) for r in read_published(name)]
+
+
+def _fmt(x: float, like: str = "") -> str:
+    """``x`` with as many decimals as the published figure ``like`` (one more when that is whole)."""
+    if like:
+        decimals = max(-Decimal(like).as_tuple().exponent, 0)
+        return f"{x:,.{decimals or 1}f}"
+    return f"{x:,.3f}" if abs(x) < 10 else f"{x:,.1f}"
+
+
+def _cell(published: str, ours: float | None) -> tuple[str, str, str]:
+    """(published, ours, Δ%) cells of one figure."""
+    if ours is None:
+        return published, "", ""
+    if not published:
+        return "", _fmt(ours), ""
+    p = float(published)
+    return published, _fmt(ours, published), f"{100 * (ours - p) / p:+.1f}%" if p else ""
+
+
+def table_rows(comparisons: list[Comparison]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the side-by-side table: model, board/runtime, then published / ours / Δ% of each
+    figure either side has, then the published accuracy."""
+    # a figure with a published value, and peak SRAM and flash wherever we have an estimate
+    figures = [f for f in FIGURES if any(c.row[f[0]] or (c.ours and f[0] in ("sram_kb", "flash_kb"))
+                                         for c in comparisons)]
+    header = ["model", "board / runtime"]
+    for _, label, _ in figures:
+        header += [f"{label} pub.", "ours", "Δ"]
+    header.append("accuracy pub.")
+    rows = []
+    for c in comparisons:
+        cells = [c.row["model"], f"{c.row['board']} / {c.row['runtime']}"]
+        for col, _, key in figures:
+            # structure figures (MACs, params) are the board's business only once: where they are published
+            shown = c.ours and (c.row[col] or col not in ("macs_m", "params_m"))
+            cells += _cell(c.row[col], c.ours[key] if shown else None)
+        cells.append(c.row["accuracy"])
+        rows.append(cells)
+    return header, rows
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    align = ["---", "---"] + ["---:"] * (len(header) - 2)
+    return "\n".join("| " + " | ".join(r) + " |" for r in [header, align, *rows])
+
+
+def sources_markdown(comparisons: list[Comparison]) -> str:
+    seen: dict[str, list[str]] = {}
+    for c in comparisons:
+        seen.setdefault(c.row["source"], []).append(c.row["model"])
+    return "\n".join(f"- {', '.join(dict.fromkeys(models))}: {src}" for src, models in seen.items())
+
+
+def ours_markdown(name: str) -> str:
+    """The ``ours.md`` page of experiment ``name``: the side-by-side table and the sources."""
+    comparisons = compare(name)
+    tasks = list(dict.fromkeys(c.row["task"] for c in comparisons))
+    parts = [f"# {name}: published vs ours\n",
+             "Generated by `python -m tinynas.experiments` from `published.csv` (do not edit). \"pub.\": the "
+             "figure as published; \"ours\": our estimators on the same board and runtime (empty where the "
+             "published model's structure was not released); Δ = (ours − pub.) / pub. Accuracy needs the "
+             "dataset and training: see README.md for the commands.\n"]
+    for task in tasks:
+        header, rows = table_rows([c for c in comparisons if c.row["task"] == task])
+        parts.append(f"## {task}\n\n{markdown_table(header, rows)}\n")
+    parts.append(f"## Sources\n\n{sources_markdown(comparisons)}\n")
+    return "\n".join(parts)
+
+
+def write_ours(name: str) -> Path:
+    path = EXPERIMENTS_DIR / name / "ours.md"
+    path.write_text(ours_markdown(name))
+    return path
+
+
+if __name__ == "__main__":
+    for experiment in available():
+        print(write_ours(experiment))
