@@ -12,9 +12,9 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from tinynas.augment import make_augment
 from tinynas.data import Split
 from tinynas.errors import ConfigError
 
@@ -50,7 +50,7 @@ class TrainConfig:
     weight_decay: float = 4e-5
     label_smoothing: float = 0.1
     max_train_samples: int | None = None
-    augment: Any = False  # false | true (random shift) | a tinynas.augment spec
+    augment: Any = False  # a tinynas.augment spec: false | true (= "shift") | name | {name: ..} | list
     schedule: str = "onecycle"  # onecycle | cosine | constant
     warmup_epochs: float = 0.0  # linear warmup; for onecycle the rising phase (0: its default 15%)
 
@@ -60,8 +60,9 @@ class TrainConfig:
         unknown = sorted(set(cfg) - names)
         if unknown:
             raise ConfigError(f"train: unknown options {unknown}; allowed: {sorted(names)}")
-        plain = {k: (dict(v) if hasattr(v, "items") else v) for k, v in dict(cfg).items()}
-        tc = cls(**plain)
+        from omegaconf import OmegaConf
+
+        tc = cls(**{k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in dict(cfg).items()})
         if tc.optimizer not in ("sgd", "adamw"):
             raise ConfigError(f"train.optimizer={tc.optimizer!r} is unknown; allowed: sgd, adamw")
         if tc.schedule not in SCHEDULES:
@@ -73,28 +74,6 @@ class TrainConfig:
             raise ConfigError(f"train.warmup_epochs={tc.warmup_epochs} must be ≥ 0 and below train.epochs={tc.epochs}")
         make_augment(tc.augment)  # refuse a bad spec now, not after the first epoch
         return tc
-
-
-def random_shift(x: torch.Tensor, max_shift: int = 2) -> torch.Tensor:
-    """Translate each image by up to ``max_shift`` pixels (zero padding): cheap augmentation for small images."""
-    padded = F.pad(x, (max_shift,) * 4)
-    h, w = x.shape[-2:]
-    dy, dx = np.random.randint(0, 2 * max_shift + 1, size=2)
-    return padded[..., dy:dy + h, dx:dx + w]
-
-
-def make_augment(spec) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """The batch augmentation of ``train.augment``: false/None → none, true → :func:`random_shift`, anything
-    else → :func:`tinynas.augment.make_augment` (presets such as "shift" and audio/image ones)."""
-    if spec is None or spec is False:
-        return None
-    if spec is True:
-        return random_shift
-    try:
-        from tinynas.augment import make_augment as from_spec
-    except ImportError:
-        raise ConfigError(f"train.augment={spec!r}: only true/false are available in this install") from None
-    return from_spec(spec)
 
 
 def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
