@@ -1,4 +1,4 @@
-"""The constrained study: infeasible archs are recorded but never trained, resume keeps every trial, a
+"""The constrained study: infeasible archs are recorded but never scored, resume keeps every trial, a
 repeated arch reuses its result, a crashing trial is recorded as failed."""
 
 import random
@@ -7,12 +7,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-import tinynas.search as search
+import tinynas.evaluators.train as train_evaluator
 from estimators import MCU
 from search_spaces import get_space
 from tinynas.data import load_dataset
 from tinynas.errors import ConfigError
-from tinynas.search import Budgets, CandidateObjective, pareto_trials, run_study, study_counts
+from tinynas.evaluators import EvaluationContext, make_evaluator
+from tinynas.search import Budgets, CandidateObjective, is_scored, pareto_trials, run_study, study_counts
 from tinynas.storage import make_storage
 from tinynas.train import TrainConfig
 
@@ -31,13 +32,13 @@ def digits():
 @pytest.fixture
 def counted_fit(monkeypatch):
     calls = []
-    real = search.fit
+    real = train_evaluator.fit
 
     def fit(model, *a, **k):
         calls.append(model)
         return real(model, *a, **k)
 
-    monkeypatch.setattr(search, "fit", fit)
+    monkeypatch.setattr(train_evaluator, "fit", fit)
     return calls
 
 
@@ -47,8 +48,12 @@ def make_study(tmp_path, name="s"):
                                sampler=optuna.samplers.RandomSampler(seed=0), load_if_exists=True)
 
 
-def objective(digits, budgets):
-    return CandidateObjective(SPACE, digits, MCU_, "tflm", budgets, QUICK, "cpu", ["accuracy", "sram"])
+def trainer(digits, **options):
+    return make_evaluator({"name": "train", **options}, EvaluationContext(SPACE, digits, "cpu", 0, QUICK))
+
+
+def objective(digits, budgets, **kwargs):
+    return CandidateObjective(SPACE, digits, MCU_, "tflm", budgets, trainer(digits), ["accuracy", "sram"], **kwargs)
 
 
 def test_infeasible_candidates_are_recorded_and_never_trained(tmp_path, digits, counted_fit):
@@ -62,7 +67,7 @@ def test_infeasible_candidates_are_recorded_and_never_trained(tmp_path, digits, 
     run_study(study, objective(digits, budgets), 10)
     trials = study.get_trials()
     infeasible = [t for t in trials if t.user_attrs.get("infeasible")]
-    trained = [t for t in trials if t.user_attrs.get("trained") and not t.user_attrs.get("reused")]
+    trained = [t for t in trials if is_scored(t) and not t.user_attrs.get("reused")]
     assert infeasible and trained
     assert len(counted_fit) == len(trained)
     for t in infeasible:
@@ -104,7 +109,7 @@ def test_crashing_trial_is_failed_with_reason_and_the_study_goes_on(tmp_path, di
         if calls["n"] == 1:
             raise FloatingPointError("training diverged: loss is nan")
 
-    monkeypatch.setattr(search, "fit", flaky_fit)
+    monkeypatch.setattr(train_evaluator, "fit", flaky_fit)
     study = make_study(tmp_path)
     run_study(study, objective(digits, Budgets(10**9, 10**9)), 3)
     states = [t.state for t in study.trials]
@@ -132,7 +137,7 @@ def test_budgets_and_storage_errors_name_the_value(tmp_path):
 def no_training(monkeypatch):
     """Count training calls without training (these tests are about which archs run, not their accuracy)."""
     calls = []
-    monkeypatch.setattr(search, "fit", lambda model, *a, **k: calls.append(model))
+    monkeypatch.setattr(train_evaluator, "fit", lambda model, *a, **k: calls.append(model))
     return calls
 
 
@@ -146,8 +151,7 @@ def test_over_budget_trial_enqueues_a_feasible_arch_and_keeps_its_own_params(tmp
     # A flash budget a quarter of the space meets.
     budget = sorted(flash_of(SPACE.random(random.Random(s))) for s in range(40))[10]
     study = make_study(tmp_path)
-    obj = CandidateObjective(SPACE, digits, MCU_, "tflm", Budgets(10**9, budget), QUICK, "cpu",
-                             ["accuracy", "sram"], resample_attempts=20, max_trials=8)
+    obj = objective(digits, Budgets(10**9, budget), resample_attempts=20, max_trials=8)
     run_study(study, obj, 8)
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 8  # nothing left WAITING past the budget
@@ -162,15 +166,13 @@ def test_over_budget_trial_enqueues_a_feasible_arch_and_keeps_its_own_params(tmp
         if t.number < 7:  # the next trial runs the enqueued arch, which fits and is trained
             assert len(follow) == 1 and follow[0].number == t.number + 1
             assert follow[0].user_attrs["arch_hash"] == t.user_attrs["resampled_to"]
-            assert follow[0].user_attrs["trained"] and flash_of(SPACE.decode(follow[0].user_attrs["arch"])) <= budget
-    assert len(no_training) == sum(bool(t.user_attrs.get("trained") and not t.user_attrs.get("reused"))
-                                   for t in trials)
+            assert is_scored(follow[0]) and flash_of(SPACE.decode(follow[0].user_attrs["arch"])) <= budget
+    assert len(no_training) == sum(is_scored(t) and not t.user_attrs.get("reused") for t in trials)
 
 
 def test_resampling_gives_up_after_its_attempts_when_nothing_fits(tmp_path, digits, no_training):
     study = make_study(tmp_path)
-    obj = CandidateObjective(SPACE, digits, MCU_, "tflm", Budgets(10**9, flash_of(SPACE.smallest()) - 1), QUICK,
-                             "cpu", ["accuracy", "sram"], resample_attempts=5)
+    obj = objective(digits, Budgets(10**9, flash_of(SPACE.smallest()) - 1), resample_attempts=5)
     run_study(study, obj, 2)
     assert all(t.user_attrs["resample_attempts"] == 5 and "resampled_to" not in t.user_attrs
                for t in study.trials)

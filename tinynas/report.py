@@ -37,20 +37,23 @@ def write_pareto_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 def plot_pareto(path: Path, trials: list[FrozenTrial], pareto: list[dict[str, Any]], sram_budget: int,
                 deployed: int | None = None, title: str = "") -> Path:
-    """Accuracy against estimated peak SRAM: every trained trial, infeasible ones at the budget line, the front."""
+    """Accuracy against estimated peak SRAM: every scored trial, infeasible ones at zero, the front. Trials
+    stopped by successive halving (PRUNED) have no comparable accuracy and are left out."""
     import matplotlib
+
+    from tinynas.search import is_scored
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    trained = [t for t in trials if t.user_attrs.get("trained")]
+    trained = [t for t in trials if is_scored(t) and "accuracy" in t.user_attrs]
     infeasible = [t for t in trials if t.user_attrs.get("infeasible")]
     ax.scatter([t.user_attrs["sram_bytes"] / 1024 for t in trained], [t.user_attrs["accuracy"] for t in trained],
-               s=18, c="#9db4c0", label="trained candidates")
+               s=18, c="#9db4c0", label="scored candidates")
     if infeasible:
         ax.scatter([t.user_attrs["sram_bytes"] / 1024 for t in infeasible], [0.0] * len(infeasible), marker="x",
-                   s=18, c="#c44e52", label="over budget (not trained)")
+                   s=18, c="#c44e52", label="over budget (not scored)")
     front = sorted(pareto, key=lambda r: r["sram_bytes"])
     ax.step([r["sram_bytes"] / 1024 for r in front], [r["accuracy"] for r in front], where="post", c="#2a6f97",
             marker="o", label="Pareto front")
@@ -79,7 +82,8 @@ def summary_markdown(results: dict[str, Any]) -> str:
         f"Budgets: SRAM {b['sram_bytes'] / 1024:.0f} kB, flash {b['flash_bytes'] / 1024:.0f} kB"
         + (f", latency {b['latency_ms']} ms" if b["latency_ms"] else "") + ".",
         f"Study `{s['name']}`: {s['n_trials']} trials — {s['n_complete']} complete "
-        f"({s['n_infeasible']} over budget, not trained), {s['n_pruned']} pruned, {s['n_failed']} failed.",
+        f"({s['n_infeasible']} over budget, not scored), {s['n_pruned']} pruned (stopped early, off the front), "
+        f"{s['n_failed']} failed.",
         "",
         "## Pareto front",
         "",

@@ -13,10 +13,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from estimators import MCU, estimate
 from search_spaces.base import ArchSpec, SearchSpace
-from tinynas.data import Dataset, at_resolution
+from tinynas.data import Dataset
 from tinynas.errors import ConfigError
-from tinynas.storage import counted_trials, fail_dead_trials, mark_trial
-from tinynas.train import TrainConfig, accuracy, fit, seed_everything
+from tinynas.evaluators import BaseEvaluator
+from tinynas.storage import MAX_RETRY, counted_trials, fail_dead_trials, mark_trial
 
 log = logging.getLogger("tinynas.search")
 
@@ -72,43 +72,49 @@ def is_feasible(t: FrozenTrial) -> bool:
     return bool(t.constraints) and all(v <= 0 for v in t.constraints.values())
 
 
+def is_scored(t: FrozenTrial) -> bool:
+    """Whether the trial's accuracy comes from an evaluator (``scored``; studies written before evaluators
+    existed say ``trained``), not the 0 an over-budget trial records."""
+    return bool(t.user_attrs.get("scored", t.user_attrs.get("trained")))
+
+
 class CandidateObjective:
-    """Score one sampled arch: estimate first; train only when it fits the budgets.
+    """Score one sampled arch: estimate first; ask the evaluator for its accuracy only when it fits the budgets.
 
     Constraint-aware resampling (``resample_attempts`` > 0). When the sampled arch is over budget, up to that
     many other archs are drawn and only estimated: alternately a crossover of the sampled arch with the space's
     smallest (about half of its choices kept, the rest at their minimum) and a uniform draw of the space. The
-    trial itself stays recorded as the over-budget arch its parameters describe (``infeasible``, no training);
+    trial itself stays recorded as the over-budget arch its parameters describe (``infeasible``, not scored);
     the first feasible draw that the study has not seen is enqueued as the next trial
     (``study.enqueue_trial``, user attr ``resampled_from``), and this trial records ``resampled_to``. So every
     trial's parameters describe the arch whose figures it reports and the sampler learns from honest data;
     returning the draw's figures under the first draw's parameters would teach TPE or NSGA-II that an
-    over-budget region fits. The price is one trial slot per rejection, which costs an estimate, not a
-    training. With ``max_trials`` set, nothing is enqueued once the study holds that many trials, so no
+    over-budget region fits. The price is one trial slot per rejection, which costs an estimate, not an
+    evaluation. With ``max_trials`` set, nothing is enqueued once the study holds that many trials, so no
     WAITING trial outlives the search.
+
+    A feasible arch scored before by the same evaluator (same ``arch_hash``) reuses that trial's accuracy.
+    An evaluator may stop a trial with ``optuna.TrialPruned`` (successive halving): its figures are recorded
+    and it ends PRUNED.
     """
 
     def __init__(self, space: SearchSpace, data: Dataset, mcu: MCU, runtime: str, budgets: Budgets,
-                 train_cfg: TrainConfig, device, objectives: list[str], seed: int = 0, on_trial=None,
+                 evaluator: BaseEvaluator, objectives: list[str], seed: int = 0, on_trial=None,
                  resample_attempts: int = 0, max_trials: int | None = None):
         if resample_attempts < 0:
             raise ConfigError(f"search.resample_attempts={resample_attempts} must be 0 (off) or positive")
         self.space, self.data, self.mcu, self.runtime, self.budgets = space, data, mcu, runtime, budgets
-        self.train_cfg, self.device, self.objectives, self.seed = train_cfg, device, objectives, seed
+        self.evaluator, self.objectives, self.seed = evaluator, objectives, seed
         self.on_trial = on_trial
         self.resample_attempts, self.max_trials = int(resample_attempts), max_trials
-        self._splits: dict[int, tuple] = {}
-
-    def splits(self, resolution: int):
-        if resolution not in self._splits:
-            self._splits[resolution] = (at_resolution(self.data.train, resolution),
-                                        at_resolution(self.data.val, resolution))
-        return self._splits[resolution]
+        self._prepared = False
 
     def _reuse(self, trial: optuna.Trial, arch_hash: str) -> float | None:
-        """The accuracy of an earlier trained trial of the same arch, if any."""
+        """The accuracy of an earlier trial of the same arch scored by the same evaluator, if any."""
+        name = self.evaluator.name
         for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if t.user_attrs.get("arch_hash") == arch_hash and t.user_attrs.get("trained"):
+            if (t.user_attrs.get("arch_hash") == arch_hash and is_scored(t)
+                    and t.user_attrs.get("evaluator", "train") == name):
                 return float(t.user_attrs["accuracy"])
         return None
 
@@ -125,19 +131,15 @@ class CandidateObjective:
         return all(v <= 0 for v in self.measure(arch)[1].values())
 
     def score(self, trial: optuna.Trial, arch: ArchSpec) -> dict[str, Any]:
-        """Accuracy attrs of a feasible arch: reused from an earlier trial of the same arch, else trained."""
+        """Accuracy attrs of a feasible arch: reused from an earlier trial of the same arch, else evaluated."""
+        base = {"scored": True, "evaluator": self.evaluator.name}
         acc = self._reuse(trial, arch.hash)
         if acc is not None:
-            return {"accuracy": acc, "trained": True, "reused": True}
-        train, val = self.splits(arch.resolution)
-        seed_everything(self.seed + trial.number)
-        model = self.space.build_torch(arch, self.data.in_channels, self.data.num_classes)
-        try:
-            fit(model, train, self.train_cfg, self.device, seed=self.seed + trial.number)
-        except Exception as e:  # recorded as FAIL with its reason; the study goes on
-            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}")
-            raise
-        return {"accuracy": accuracy(model, val, self.device), "trained": True}
+            return {"accuracy": acc, **base, "reused": True}
+        if not self._prepared:
+            self.evaluator.prepare()
+            self._prepared = True
+        return {**self.evaluator.score(trial, arch), **base}
 
     def resample(self, trial: optuna.Trial, arch: ArchSpec) -> tuple[ArchSpec | None, int]:
         """A feasible arch the study has not seen, drawn near ``arch`` or uniformly; and the draws it took."""
@@ -162,7 +164,7 @@ class CandidateObjective:
             trial.set_constraint(k, v)
         over = [k for k, v in violations.items() if v > 0]
         if over:
-            attrs.update(accuracy=0.0, trained=False, infeasible=", ".join(over))
+            attrs.update(accuracy=0.0, scored=False, infeasible=", ".join(over))
             if self.resample_attempts and self._room_for_another(trial.study):
                 draw, tries = self.resample(trial, arch)
                 attrs["resample_attempts"] = tries
@@ -170,24 +172,32 @@ class CandidateObjective:
                     trial.study.enqueue_trial(self.space.params(draw), user_attrs={"resampled_from": trial.number})
                     attrs["resampled_to"] = draw.hash
         else:
-            attrs.update(self.score(trial, arch))
+            try:
+                attrs.update(self.score(trial, arch))
+            except optuna.TrialPruned:
+                attrs.update(scored=False, pruned=True, evaluator=self.evaluator.name)
+                self._record(trial, attrs, start)
+                raise
+        self._record(trial, attrs, start)
+        return tuple(float(attrs[OBJECTIVES[o][0]]) for o in self.objectives)
+
+    def _record(self, trial: optuna.Trial, attrs: dict[str, Any], start: float) -> None:
         attrs["seconds"] = time.perf_counter() - start
         for k, v in attrs.items():
             trial.set_user_attr(k, v)
         if self.on_trial is not None:
-            self.on_trial(trial.number, attrs)
-        return tuple(float(attrs[OBJECTIVES[o][0]]) for o in self.objectives)
+            self.on_trial(trial.number, {**trial.user_attrs, **attrs})
 
 
 class _StopAtTotal:
     """Callback: stop this worker once the counted trials plus the ones running elsewhere reach the total, so
     concurrent workers do not overshoot it (a race between two workers' checks can still add one trial each)."""
 
-    def __init__(self, n_trials: int):
-        self.n_trials = n_trials
+    def __init__(self, n_trials: int, max_retry: int = MAX_RETRY):
+        self.n_trials, self.max_retry = n_trials, max_retry
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        fail_dead_trials(study)
+        fail_dead_trials(study, self.max_retry)
         counted, running = study_progress(study)
         if counted + running >= self.n_trials:
             study.stop()
@@ -199,12 +209,14 @@ def study_progress(study: optuna.Study) -> tuple[int, int]:
     return counted_trials(trials), sum(t.state == TrialState.RUNNING for t in trials)
 
 
-def run_study(study: optuna.Study, objective: CandidateObjective, n_trials: int, poll_s: float = 2.0) -> None:
+def run_study(study: optuna.Study, objective: CandidateObjective, n_trials: int, poll_s: float = 2.0,
+              max_retry: int = MAX_RETRY) -> None:
     """Run until the study holds ``n_trials`` counted trials, the total shared by every worker on the storage
     (:func:`tinynas.storage.counted_trials`: finished ones, less the attempts of dead workers that were retried).
     Trials left RUNNING by a dead worker are failed and retried first; a worker whose share is done waits for the
-    trials still running elsewhere, so that it returns with the whole study."""
-    fail_dead_trials(study)
+    trials still running elsewhere, so that it returns with the whole study. ``max_retry``: retries of a trial
+    whose worker died (journal storage; RDB storages take theirs from :func:`tinynas.storage.make_storage`)."""
+    fail_dead_trials(study, max_retry)
     done, _ = study_progress(study)
     if done >= n_trials:
         log.info("study %s already has %d/%d finished trials; nothing to run", study.study_name, done, n_trials)
@@ -222,7 +234,7 @@ def run_study(study: optuna.Study, objective: CandidateObjective, n_trials: int,
         if done >= n_trials and not running:
             return
         if done + running < n_trials:
-            study.optimize(marked, n_trials=n_trials - done, catch=(Exception,), callbacks=[_StopAtTotal(n_trials)])
+            study.optimize(marked, n_trials=n_trials - done, catch=(Exception,), callbacks=[_StopAtTotal(n_trials, max_retry)])
             waited = 0.0
             continue
         if waited % 60 < poll_s:
@@ -231,12 +243,13 @@ def run_study(study: optuna.Study, objective: CandidateObjective, n_trials: int,
                      running)
         time.sleep(poll_s)
         waited += poll_s
-        fail_dead_trials(study)
+        fail_dead_trials(study, max_retry)
 
 
 def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """Feasible, trained trials on the Pareto front, best accuracy first."""
-    front = [t for t in study.best_trials if is_feasible(t) and t.user_attrs.get("trained")]
+    """Feasible, scored trials on the Pareto front, best accuracy first. PRUNED trials (stopped by successive
+    halving) have no objective values and are never on it."""
+    front = [t for t in study.best_trials if is_feasible(t) and is_scored(t)]
     return sorted(front, key=lambda t: -t.user_attrs["accuracy"])
 
 

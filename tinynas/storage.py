@@ -12,6 +12,7 @@ and the failed attempt does not count towards the study's total (see :func:`coun
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime
 import logging
 import os
@@ -35,6 +36,31 @@ GRACE_PERIOD_S = 180        # ... and is failed (then retried) when its last one
 MAX_RETRY = 3               # retries of one trial whose worker died, then its FAIL stands
 UNMARKED_GRACE_S = 60       # journal: a RUNNING trial that never recorded its worker is dead after this
 WORKER_ATTR = "worker"
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageOptions:
+    """The dead-worker settings of ``storage_options:`` in conf/search.yaml. ``heartbeat_interval`` and
+    ``grace_period`` (seconds) apply to RDB storages; ``max_retry`` to every storage."""
+
+    heartbeat_interval: int = HEARTBEAT_INTERVAL_S
+    grace_period: int = GRACE_PERIOD_S
+    max_retry: int = MAX_RETRY
+
+    @classmethod
+    def from_cfg(cls, cfg: dict | None) -> "StorageOptions":
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(cfg or {}) - set(names))
+        if unknown:
+            raise ConfigError(f"storage_options: unknown {unknown}; allowed: {', '.join(names)}")
+        opts = cls(**{k: int(v) for k, v in (cfg or {}).items() if v is not None})
+        if opts.heartbeat_interval < 1 or opts.max_retry < 0:
+            raise ConfigError(f"storage_options.heartbeat_interval={opts.heartbeat_interval} must be ≥ 1 and "
+                              f"storage_options.max_retry={opts.max_retry} ≥ 0")
+        if opts.grace_period <= opts.heartbeat_interval:
+            raise ConfigError(f"storage_options.grace_period={opts.grace_period} must exceed heartbeat_interval="
+                              f"{opts.heartbeat_interval} (a live worker would be failed between two heartbeats)")
+        return opts
 
 
 def make_storage(url: str | None, run_dir: Path, *, heartbeat_interval: int = HEARTBEAT_INTERVAL_S,

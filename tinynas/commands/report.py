@@ -73,7 +73,7 @@ def figures(study: optuna.Study) -> list:
     objectives = study.user_attrs.get("settings", {}).get("objectives", ["accuracy", "sram"])
     costs = [o for o in objectives if o in COST_AXES] or ["sram"]
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if "accuracy" in t.user_attrs]
+                if "accuracy" in t.user_attrs]  # PRUNED trials (successive halving) have no final accuracy
     figs = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
@@ -84,7 +84,7 @@ def figures(study: optuna.Study) -> list:
             fig = plot_pareto_front(
                 sub, target_names=["validation accuracy", label],
                 targets=lambda t, key=key, scale=scale: (t.user_attrs["accuracy"], t.user_attrs[key] * scale))
-            fig.update_layout(title=f"accuracy vs {label} (infeasible: over budget, not trained)")
+            fig.update_layout(title=f"accuracy vs {label} (infeasible: over budget, not scored)")
             figs.append(fig)
         if study.trials:
             figs.append(plot_timeline(study))
@@ -108,9 +108,9 @@ def write_html(path: Path, study: optuna.Study, doc: dict) -> Path:
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:right}}</style></head><body>
 <h1>Study {name}</h1>
-<p>{doc['n_trials']} trials, {doc['n_infeasible']} over budget (not trained); hypervolume {doc['hypervolume']:.4f}</p>
+<p>{doc['n_trials']} trials, {doc['n_infeasible']} over budget (not scored), {doc['states']['PRUNED']} pruned (stopped early); hypervolume {doc['hypervolume']:.4f}</p>
 <table><tr>{"".join(f"<th>{s}</th>" for s in doc["states"])}</tr><tr>{states}</tr></table>
-<h2>Pareto front (feasible, trained)</h2>
+<h2>Pareto front (feasible, scored)</h2>
 <table><tr><th>trial</th><th>accuracy</th><th>SRAM kB</th><th>flash kB</th><th>latency ms</th><th>energy mJ</th>
 <th>MMACs</th><th>params</th></tr>{rows}</table>
 {plots}
@@ -120,7 +120,26 @@ td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:right}}</style></head>
     return path
 
 
+def run_experiment(cfg) -> dict:
+    """``report page=NAME``: the experiment's page (published vs ours, the Pareto fronts of its runs in
+    ``runs``) written to ``out`` (default .) as NAME.md or NAME.html; json prints the comparison rows."""
+    from tinynas import experiments
+
+    if cfg.format not in FORMATS:
+        raise ConfigError(f"format={cfg.format!r} is unknown; allowed: {', '.join(FORMATS)}")
+    name = experiments.resolve(str(cfg.page))
+    if cfg.format == "json":
+        doc = {"experiment": name, "rows": [{"published": c.row, "ours": c.ours} for c in experiments.compare(name)]}
+        print(json.dumps(doc, indent=1))
+        return doc
+    path = experiments.write_page(name, cfg.format, Path(cfg.out or "."), Path(cfg.runs))
+    print(path.resolve())
+    return {"experiment": name, "page": str(path)}
+
+
 def run(cfg) -> dict:
+    if cfg.get("page"):
+        return run_experiment(cfg)
     if cfg.format not in FORMATS:
         raise ConfigError(f"format={cfg.format!r} is unknown; allowed: {', '.join(FORMATS)}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)

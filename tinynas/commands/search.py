@@ -12,12 +12,13 @@ from omegaconf import OmegaConf
 
 from tinynas.commands.common import load_common, run_dir
 from tinynas.errors import ConfigError
-from tinynas.loggers import make_logger
+from tinynas.evaluators import EvaluationContext, make_evaluator
+from tinynas.loggers import make_logger, trial_rows
 from tinynas.report import (pareto_row, plot_pareto, summary_markdown, write_json, write_pareto_csv)
 from tinynas.samplers import make_sampler
 from tinynas.search import (Budgets, CandidateObjective, objective_directions, pareto_trials, run_study,
                             study_counts)
-from tinynas.storage import make_storage
+from tinynas.storage import StorageOptions, make_storage
 from tinynas.train import TrainConfig
 from tinynas.warm_start import enqueue_warm_start
 
@@ -44,8 +45,12 @@ def trial_line(n_trials: int):
                 f"w {arch.get('width', '-')}  SRAM {a['sram_bytes'] / 1024:6.1f} kB  flash {a['flash_bytes'] / 1024:6.1f} kB"
                 f"  {a['latency_ms']:7.1f} ms")
         if a.get("infeasible"):
-            log.info("%s  over budget (%s): not trained%s", head, a["infeasible"],
+            log.info("%s  over budget (%s): not scored%s", head, a["infeasible"],
                      f"; enqueued {a['resampled_to'][:8]} that fits" if a.get("resampled_to") else "")
+        elif a.get("pruned"):
+            rungs = a.get("rung_accuracies", {})
+            log.info("%s  stopped after %s epochs (successive halving), acc %s  (%.1f s)", head,
+                     a.get("stopped_at_epoch", "?"), ", ".join(f"{v:.3f}@{k}" for k, v in rungs.items()), a["seconds"])
         else:
             log.info("%s  acc %.3f%s  (%.1f s)", head, a["accuracy"], " (reused)" if a.get("reused") else "",
                      a["seconds"])
@@ -58,21 +63,31 @@ def run(cfg) -> Path:
     out = run_dir()
     budgets = Budgets.resolve(OmegaConf.to_container(cfg.budgets, resolve=True), ctx.mcu)
     directions = objective_directions(list(cfg.objectives))
-    objective = CandidateObjective(ctx.space, ctx.data, ctx.mcu, ctx.runtime, budgets,
-                                   TrainConfig.from_cfg(cfg.train), ctx.device, list(cfg.objectives),
-                                   seed=cfg.seed, resample_attempts=int(cfg.search.get("resample_attempts", 0)),
+    evaluator_cfg = OmegaConf.to_container(cfg.evaluator, resolve=True)
+    evaluator = make_evaluator(evaluator_cfg, EvaluationContext(ctx.space, ctx.data, ctx.device, cfg.seed,
+                                                                TrainConfig.from_cfg(cfg.train), out))
+    objective = CandidateObjective(ctx.space, ctx.data, ctx.mcu, ctx.runtime, budgets, evaluator,
+                                   list(cfg.objectives), seed=cfg.seed,
+                                   resample_attempts=int(cfg.search.get("resample_attempts", 0)),
                                    max_trials=cfg.n_trials)
     check_budget_reachable(objective)
-    storage, storage_url = make_storage(cfg.storage, out)
+    storage_options = StorageOptions.from_cfg(OmegaConf.to_container(cfg.get("storage_options") or {}))
+    storage, storage_url = make_storage(cfg.storage, out, **dataclasses.asdict(storage_options))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=cfg.study_name, storage=storage, directions=directions,
                                 sampler=make_sampler(OmegaConf.to_container(cfg.search), cfg.seed, space=ctx.space),
                                 load_if_exists=True)
-    study.set_user_attr("settings", {"objectives": list(cfg.objectives), "mcu": ctx.mcu.name, "runtime": ctx.runtime,
-                                     "budgets": dataclasses.asdict(budgets), "search_space": ctx.space.name})
     if [d.name.lower() for d in study.directions] != directions:
         raise ConfigError(f"study {cfg.study_name!r} in {storage_url} was created with other objectives; "
                           f"use the same objectives or another study_name")
+    earlier = study.user_attrs.get("settings", {}).get("evaluator", {}).get("name")
+    if earlier and earlier != evaluator.name:
+        raise ConfigError(f"study {cfg.study_name!r} in {storage_url} was scored with evaluator={earlier}, not "
+                          f"evaluator={evaluator.name}: their accuracies do not compare; use evaluator={earlier} "
+                          f"or another study_name")
+    study.set_user_attr("settings", {"objectives": list(cfg.objectives), "mcu": ctx.mcu.name, "runtime": ctx.runtime,
+                                     "budgets": dataclasses.asdict(budgets), "search_space": ctx.space.name,
+                                     "evaluator": evaluator_cfg})
     logger = make_logger(OmegaConf.to_container(cfg.logger), out, cfg.study_name,
                          OmegaConf.to_container(cfg, resolve=True))
     show = trial_line(cfg.n_trials)
@@ -93,7 +108,7 @@ def run(cfg) -> Path:
     log.info("search %s: %d trials on %s (%s), SRAM ≤ %.0f kB, flash ≤ %.0f kB, storage %s", cfg.study_name,
              cfg.n_trials, ctx.mcu.name, ctx.runtime, budgets.sram_bytes / 1024, budgets.flash_bytes / 1024,
              storage_url)
-    run_study(study, objective, cfg.n_trials)
+    run_study(study, objective, cfg.n_trials, max_retry=storage_options.max_retry)
 
     trials = study.get_trials(deepcopy=False)
     front = pareto_trials(study)
@@ -107,7 +122,7 @@ def run(cfg) -> Path:
         "deployed": None,
     }
     if not front:
-        raise ConfigError(f"the search finished {len(trials)} trials but none was feasible and trained; "
+        raise ConfigError(f"the search finished {len(trials)} trials but none was feasible and scored; "
                           f"raise n_trials or the budgets")
     if cfg.deploy:
         from tinynas.deploy import deploy
@@ -138,7 +153,7 @@ def run(cfg) -> Path:
                        deployed=(results["deployed"] or {}).get("trial"),
                        title=f"{cfg.study_name}: {ctx.mcu.name}, {ctx.runtime}")
     (out / "summary.md").write_text(summary_markdown(results))
-    logger.log_results(results, plot)
+    logger.log_results(results, plot, trial_rows(trials))
     logger.close()
     print(results_path.resolve(), file=sys.stdout, flush=True)
     return results_path
