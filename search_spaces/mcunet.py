@@ -2,7 +2,11 @@
 
 Global width multiplier and input resolution; per stage an elastic depth; per block a kernel size and an
 expand ratio. The network is: 3×3 stride-2 stem → an expand-1 MBConv → the searched stages → a 1×1
-feature-mix conv → global average pool → classifier.
+feature-mix conv (``head_channels: 0`` drops it, as MCUNet's own nets) → global average pool → classifier.
+
+Blocks of stride 1 with equal input and output channels add an identity shortcut (``shortcut: same_shape``);
+``shortcut: within_stage`` adds it only to the blocks after the first of a stage (ProxylessNAS / MCUNet's
+released configs, where a stage may keep its predecessor's channels without a shortcut).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from typing import Any, Sequence
 from estimators.builder import GraphBuilder
 from estimators.ir import Graph
 from search_spaces.base import ArchSpec, SearchSpace
+
+SHORTCUTS = ("same_shape", "within_stage")
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -54,7 +60,18 @@ class MCUNetSpace(SearchSpace):
     stem_channels: int = 32
     first_block_channels: int = 16
     head_channels: int = 1280
+    shortcut: str = "same_shape"
     dropout: float = 0.0
+
+    def __post_init__(self):
+        if self.shortcut not in SHORTCUTS:
+            raise ValueError(f"search_space mcunet: shortcut={self.shortcut!r}; allowed: {', '.join(SHORTCUTS)}")
+        if self.head_channels < 0:
+            raise ValueError(f"search_space mcunet: head_channels={self.head_channels}; allowed: 0 (no feature mix) "
+                             "or a positive channel count")
+        bad = [e for e in self.expand_choices if not (isinstance(e, int) and e >= 1)]
+        if bad:
+            raise ValueError(f"search_space mcunet: expand_choices {bad} are not allowed; allowed: integers >= 1")
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> "MCUNetSpace":
@@ -71,8 +88,8 @@ class MCUNetSpace(SearchSpace):
             "stem": make_divisible(self.stem_channels * width),
             "first": make_divisible(self.first_block_channels * width),
             "stages": [make_divisible(c * width) for c, _ in self.stages],
-            # MCUNet/OFA keep the feature-mix layer at full width for width < 1.
-            "head": make_divisible(self.head_channels * max(1.0, width)),
+            # MCUNet/OFA keep the feature-mix layer at full width for width < 1; 0: no feature mix.
+            "head": make_divisible(self.head_channels * max(1.0, width)) if self.head_channels else 0,
         }
 
     # -- sampling -------------------------------------------------------------------------------
@@ -174,7 +191,7 @@ class MCUNetSpace(SearchSpace):
 
     # -- block plan shared by the PyTorch and IR builders -----------------------------------------
     def blocks(self, arch: MCUNetArch) -> list[dict[str, int]]:
-        """Every inverted-residual block: cin, cout, kernel, stride, expand (first block included)."""
+        """Every inverted-residual block: cin, cout, kernel, stride, expand, residual (first block included)."""
         ch = self.channels(arch.width)
         plan = [dict(cin=ch["stem"], cout=ch["first"], kernel=3, stride=1, expand=1)]
         cin = ch["first"]
@@ -183,16 +200,29 @@ class MCUNetSpace(SearchSpace):
                 plan.append(dict(cin=cin, cout=cout, kernel=arch.kernels[s][b],
                                  stride=stride if b == 0 else 1, expand=arch.expands[s][b]))
                 cin = cout
+        within = self.shortcut == "within_stage"
+        firsts = {0} | {1 + sum(arch.depths[:s]) for s in range(len(arch.depths))}
+        for i, blk in enumerate(plan):
+            blk["residual"] = blk["stride"] == 1 and blk["cin"] == blk["cout"] and not (within and i in firsts)
         return plan
 
     # -- builders -------------------------------------------------------------------------------
     def build_torch(self, arch: MCUNetArch, in_channels: int, num_classes: int):
+        from torch import nn
+
         from search_spaces.torch_blocks import MobileNetV2Like
 
         self.check(arch)
         ch = self.channels(arch.width)
-        return MobileNetV2Like(in_channels, ch["stem"], self.blocks(arch), ch["head"], num_classes,
-                               dropout=self.dropout)
+        plan = self.blocks(arch)
+        keys = ("cin", "cout", "kernel", "stride", "expand")
+        model = MobileNetV2Like(in_channels, ch["stem"], [{k: b[k] for k in keys} for b in plan],
+                                ch["head"] or plan[-1]["cout"], num_classes, dropout=self.dropout)
+        for block, blk in zip(model.blocks, plan):
+            block.residual = blk["residual"]
+        if not ch["head"]:  # no feature mix: the classifier reads the last block
+            model.head = nn.Identity()
+        return model
 
     def to_ir(self, arch: MCUNetArch, in_channels: int, num_classes: int) -> Graph:
         """The int8 TFLite graph our export (PyTorch → ONNX → onnx2tf) produces for ``arch``."""
@@ -202,7 +232,8 @@ class MCUNetSpace(SearchSpace):
         x = _strided(g, g.conv2d, g.graph.inputs[0], 3, 2, ch["stem"], activation="relu6", name="stem")
         for i, blk in enumerate(self.blocks(arch)):
             x = inverted_residual_ir(g, x, blk, name=f"block{i}")
-        x = g.conv2d(x, ch["head"], 1, 1, activation="relu6", name="head")
+        if ch["head"]:
+            x = g.conv2d(x, ch["head"], 1, 1, activation="relu6", name="head")
         x = g.global_avg_pool(x, keep_dims=False)
         x = g.fully_connected(x, num_classes, per_channel=True, name="classifier")
         return g.finish(x)
@@ -236,13 +267,14 @@ def _strided(g: GraphBuilder, layer, x: str, kernel: int, stride: int, *args, na
 
 def inverted_residual_ir(g: GraphBuilder, x: str, blk: dict[str, int], name: str,
                          activation: str = "relu6") -> str:
-    """IR of one MBConv block: 1×1 expand (skipped when expand is 1), k×k depthwise, 1×1 project, skip add."""
+    """IR of one MBConv block: 1×1 expand (skipped when expand is 1), k×k depthwise, 1×1 project, skip add
+    (``blk["residual"]``, default: stride 1 and cin = cout)."""
     inp = x
     hidden = blk["cin"] * blk["expand"]
     if blk["expand"] != 1:
         x = g.conv2d(x, hidden, 1, 1, activation=activation, name=f"{name}/expand")
     x = _strided(g, g.depthwise_conv2d, x, blk["kernel"], blk["stride"], activation=activation, name=f"{name}/dw")
     x = g.conv2d(x, blk["cout"], 1, 1, activation=None, name=f"{name}/project")
-    if blk["stride"] == 1 and blk["cin"] == blk["cout"]:
+    if blk.get("residual", blk["stride"] == 1 and blk["cin"] == blk["cout"]):
         x = g.add(x, inp, name=f"{name}/add")
     return x

@@ -10,7 +10,10 @@ those of the published models. Published "params" are counted differently by eac
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from search_spaces.registry import get_space
@@ -81,6 +84,48 @@ def _lite(name: str, macs: int, params: int) -> NamedArch:
                      1e6, 1e5, "torch")
 
 
+_ZOO_CSV = Path(__file__).resolve().parents[1] / "estimators" / "data" / "mcunet_zoo.csv"
+
+
+def _unit(figure: str) -> float:
+    """The unit of a published figure's last digit, in millions: '6.4' → 1e5."""
+    return float(Decimal(1).scaleb(Decimal(figure).as_tuple().exponent)) * 1e6
+
+
+def _mcunet_zoo(name: str, row: dict[str, str]) -> NamedArch:
+    """A released MCUNet / ProxylessNAS / MobileNetV2 config (``estimators.reference_models.MCUNET_ZOO``) as a
+    point of the MCUNet space at width 1.0: its stages (a new one at each block without identity shortcut),
+    stem, first-block and feature-mix channels as options; per-block kernels and expand ratios (mid / in)."""
+    from estimators.reference_models import MCUNET_ZOO
+
+    cfg = MCUNET_ZOO[row["model"]]
+    (stem, first, *_), *blocks = cfg["blocks"]
+    stages, kernels, expands = [], [], []
+    for cin, cout, kernel, stride, mid, identity in blocks:
+        if not identity:
+            stages.append([cout, stride])
+            kernels.append([]), expands.append([])
+        kernels[-1].append(kernel)
+        expands[-1].append(mid // cin)
+    depths = [len(k) for k in kernels]
+    options = {"resolutions": [cfg["resolution"]], "widths": [1.0], "depth_choices": sorted(set(depths)),
+               "kernel_choices": sorted({k for ks in kernels for k in ks}),
+               "expand_choices": sorted({e for es in expands for e in es}), "stages": stages,
+               "stem_channels": stem, "first_block_channels": first, "head_channels": cfg["feature_mix"] or 0,
+               "shortcut": "within_stage"}
+    arch = {"resolution": cfg["resolution"], "width": 1.0, "depths": depths, "kernels": kernels, "expands": expands}
+    return NamedArch(name, "mcunet", options, arch, 3, cfg["classes"],
+                     round(float(row["macs_m"]) * 1e6), round(float(row["params_m"]) * 1e6),
+                     f"config: mit-han-lab/mcunet {row['model']}_imagenet.json (estimators/reference_models.py); "
+                     f"figures: {row['source']}", _unit(row["macs_m"]), _unit(row["params_m"]), "torch")
+
+
+def _mcunet_zoo_points() -> dict[str, NamedArch]:
+    with open(_ZOO_CSV) as f:
+        rows = list(csv.DictReader(f))
+    return {(r["net_id"] or r["model"]): _mcunet_zoo(r["net_id"] or r["model"], r) for r in rows}
+
+
 _MLPERF = "MLPerf Tiny v0.5 reference models (mlcommons/tiny), latency_calibration.csv"
 
 NAMED: dict[str, NamedArch] = {
@@ -107,15 +152,33 @@ NAMED: dict[str, NamedArch] = {
     "efficientnet-lite2": _lite("lite2", 860_000_000, 6_100_000),
     "efficientnet-lite3": _lite("lite3", 1_383_000_000, 8_200_000),
     "efficientnet-lite4": _lite("lite4", 2_553_000_000, 13_000_000),
+    # MCUNet's model zoo (ImageNet int8 configs), by the mcunet README's net_id where it has one.
+    **_mcunet_zoo_points(),
 }
 
 
-def available() -> list[str]:
+def _aliases() -> dict[str, str]:
+    from estimators.reference_models import MCUNET_NET_IDS
+
+    return {config: net_id for net_id, config in MCUNET_NET_IDS.items()}
+
+
+#: Other names of named points: MCUNet's config names for the zoo's net_ids (mcunet-5fps → mcunet-in1).
+ALIASES: dict[str, str] = _aliases()
+
+
+def named_archs() -> list[str]:
+    """Every named point's name (aliases aside), sorted."""
     return sorted(NAMED)
 
 
+available = named_archs  # the registry-style name, as search_spaces.available()
+
+
 def named_arch(name: str) -> NamedArch:
-    """The named reference network ``name`` (see :func:`available`)."""
-    if name not in NAMED:
-        raise ValueError(f"unknown named arch {name!r}; known: {', '.join(available())}")
-    return NAMED[name]
+    """The named reference network ``name`` or one of its :data:`ALIASES` (see :func:`named_archs`)."""
+    point = NAMED.get(ALIASES.get(name, name))
+    if point is None:
+        raise ValueError(f"unknown named arch {name!r}; known: {', '.join(named_archs())} "
+                         f"(aliases: {', '.join(sorted(ALIASES))})")
+    return point

@@ -26,7 +26,7 @@ import pytest
 
 from estimators.macs import total_macs, total_params
 from estimators.mcu import MCU
-from estimators.reference_models import MCUNET_NET_IDS, reference_model
+from estimators.reference_models import MCUNET_NET_IDS, MCUNET_ZOO, reference_model
 from estimators.sram import estimate_sram
 
 ZOO_CSV = Path(__file__).resolve().parents[1] / "estimators" / "data" / "mcunet_zoo.csv"
@@ -92,3 +92,34 @@ def test_tinyengine_within_15_percent_of_measured_sram(row, graphs):
 def test_net_ids_build_the_same_graph_as_config_names(graphs):
     for net_id, key in MCUNET_NET_IDS.items():
         assert total_macs(reference_model(net_id)) == total_macs(graphs[key])
+
+
+# -- the zoo nets as named points of our MCUNet space -------------------------------------------------
+def _layers(graph):
+    """Weighted layers (kind, weight shape, output shape) and identity-shortcut ADDs, in execution order."""
+    return [(op.kind, *(graph.tensors[t].shape for t in op.inputs[1:2]), graph.tensors[op.outputs[0]].shape)
+            for op in graph.ops if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD")]
+
+
+def _point(row):
+    from search_spaces.named import named_arch
+
+    return named_arch(row["net_id"] or row["model"])
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda r: r["model"])
+def test_named_point_is_the_released_config(row, graphs):
+    """The space's IR of the named point has the released config's layers (same weights, same shortcuts):
+    MACs and params equal the reference IR's exactly; the PyTorch module's hooks count the same MACs."""
+    from estimators.macs import op_macs
+    from tests.space_checks import WEIGHTED, torch_counts
+
+    point = _point(row)
+    ours, ref = point.to_ir(), graphs[row["model"]]
+    assert _layers(ours) == _layers(ref)
+    assert (total_macs(ours), total_params(ours)) == (total_macs(ref), total_params(ref))
+    model = point.build_torch()
+    macs, params, out_shape = torch_counts(model, (point.in_channels, int(row["resolution"]), int(row["resolution"])))
+    assert macs == [op_macs(ref, op) for op in ref.ops if op.kind in WEIGHTED]
+    assert (params, out_shape) == (total_params(ref), (1, point.num_classes))
+    assert [b.residual for b in model.blocks] == [identity for *_, identity in MCUNET_ZOO[row["model"]]["blocks"]]

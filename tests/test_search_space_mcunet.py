@@ -75,3 +75,45 @@ def test_smallest_and_largest_bound_the_space():
     assert total_macs(SPACE.to_ir(small, 1, 10)) <= min(costs)
     assert total_params(SPACE.to_ir(big, 1, 10)) >= max(total_params(SPACE.to_ir(SPACE.random(random.Random(s)), 1, 10))
                                                         for s in range(20))
+
+
+# Options that express MCUNet's released nets: a stage keeping its predecessor's channels, no feature mix,
+# shortcuts only inside a stage (ProxylessNAS), a wider expand list.
+ZOO_LIKE = get_space("mcunet", {"resolutions": [24, 32], "widths": [1.0], "depth_choices": [1, 2],
+                                "expand_choices": [3, 5], "stages": [[8, 2], [8, 1], [16, 2]], "stem_channels": 8,
+                                "first_block_channels": 8, "head_channels": 0, "shortcut": "within_stage"})
+
+
+def _adds(graph) -> list[int]:
+    """Indices of the blocks whose IR has an identity-shortcut ADD."""
+    return sorted(int(op.outputs[0].split("/")[0][5:]) for op in graph.ops if op.kind == "ADD")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_zoo_options_ir_matches_pytorch(seed):
+    arch = ZOO_LIKE.random(random.Random(seed))
+    checks.check_ir_matches_torch(ZOO_LIKE, arch, 3, 10)
+    graph = ZOO_LIKE.to_ir(arch, 3, 10)
+    assert not any(op.outputs[0].startswith("head") for op in graph.ops)  # no feature mix
+    model = ZOO_LIKE.build_torch(arch, 3, 10)
+    assert [i for i, b in enumerate(model.blocks) if b.residual] == _adds(graph)
+    # Every block after the first of its stage has a shortcut; the first blocks (8 → 8 at stride 1 too) none.
+    firsts = {0} | {1 + sum(arch.depths[:s]) for s in range(len(arch.depths))}
+    assert _adds(graph) == [i for i in range(1 + sum(arch.depths)) if i not in firsts]
+    same_shape = get_space("mcunet", {**_options(ZOO_LIKE), "shortcut": "same_shape"})
+    assert set(_adds(same_shape.to_ir(arch, 3, 10))) - set(_adds(graph)) == {0, 1 + arch.depths[0]}
+
+
+def _options(space) -> dict:
+    import dataclasses
+
+    return {f.name: getattr(space, f.name) for f in dataclasses.fields(space)}
+
+
+def test_bad_zoo_options_are_named():
+    with pytest.raises(ValueError, match="shortcut='always'.*same_shape, within_stage"):
+        get_space("mcunet", {"shortcut": "always"})
+    with pytest.raises(ValueError, match="head_channels=-1"):
+        get_space("mcunet", {"head_channels": -1})
+    with pytest.raises(ValueError, match=r"expand_choices \[2.5\]"):
+        get_space("mcunet", {"expand_choices": [2.5, 3]})

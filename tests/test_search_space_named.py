@@ -60,3 +60,12 @@ def test_unknown_name_lists_the_known_ones():
     with pytest.raises(ValueError, match="mlperf-kws-dscnn"):
         named_arch("resnet50")
     assert set(MLPERF) <= set(NAMED)
+
+
+def test_named_archs_lists_every_point_and_aliases_resolve():
+    from search_spaces.named import ALIASES, named_archs
+
+    names = named_archs()
+    assert names == sorted(NAMED) and {"mcunet-in0", "mcunet-in4", "mobilenetv2-0.35-224"} <= set(names)
+    assert named_arch("mcunet-5fps") is named_arch("mcunet-in1")
+    assert set(ALIASES.values()) <= set(names) and not set(ALIASES) & set(names)
