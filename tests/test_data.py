@@ -31,7 +31,7 @@ def test_split_is_deterministic_per_seed():
 
 
 def test_unknown_dataset_and_bad_fractions_are_named():
-    with pytest.raises(ConfigError, match="unknown dataset 'imagenet'; available: digits, mnist"):
+    with pytest.raises(ConfigError, match="unknown dataset 'imagenet'; available: cifar10, digits, "):
         load_dataset({**MNIST, "name": "imagenet"})
     with pytest.raises(ConfigError, match="val_fraction=0.6"):
         load_dataset({**MNIST, "val_fraction": 0.6, "test_fraction": 0.5})

