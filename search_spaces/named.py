@@ -48,7 +48,8 @@ class NamedArch:
         return self.space().decode(self.arch)
 
     def to_ir(self):
-        return self.space().to_ir(self.spec(), self.in_channels, self.num_classes)
+        """The IR as published (its input channels and classes), named after the point."""
+        return dataclasses.replace(self.space().to_ir(self.spec(), self.in_channels, self.num_classes), name=self.name)
 
     def build_torch(self):
         return self.space().build_torch(self.spec(), self.in_channels, self.num_classes)
@@ -173,6 +174,14 @@ def named_archs() -> list[str]:
 
 
 available = named_archs  # the registry-style name, as search_spaces.available()
+
+
+def find(value: str) -> NamedArch | None:
+    """The named point ``value`` names (a name or alias, when no file of that name exists), else None: lets
+    ``arch=`` take a JSON file or a name."""
+    if not value or Path(value).is_file():
+        return None
+    return NAMED.get(ALIASES.get(value, value))
 
 
 def named_arch(name: str) -> NamedArch:

@@ -69,3 +69,17 @@ def test_named_archs_lists_every_point_and_aliases_resolve():
     assert names == sorted(NAMED) and {"mcunet-in0", "mcunet-in4", "mobilenetv2-0.35-224"} <= set(names)
     assert named_arch("mcunet-5fps") is named_arch("mcunet-in1")
     assert set(ALIASES.values()) <= set(names) and not set(ALIASES) & set(names)
+
+
+def test_estimate_command_takes_a_named_arch():
+    """`tinynas estimate arch=NAME` (here a config-name alias) estimates the point as published; an unknown
+    name is refused with the known ones."""
+    from omegaconf import OmegaConf
+
+    from tinynas.commands.estimate import load_graph
+    from tinynas.errors import ConfigError
+
+    graph = load_graph(OmegaConf.create({"arch": "mcunet-5fps", "model": None}))
+    assert (graph.name, total_macs(graph)) == ("mcunet-in1", total_macs(reference_model("mcunet-5fps")))
+    with pytest.raises(ConfigError, match="mcunet-in9: no such file and not a named arch .*mcunet-in1"):
+        load_graph(OmegaConf.create({"arch": "mcunet-in9", "model": None}))

@@ -1,4 +1,4 @@
-"""`tinynas estimate`: the estimators' figures for an arch spec or a model file, as a table or JSON."""
+"""`tinynas estimate`: the estimators' figures for an arch spec, a named point or a model file, as a table or JSON."""
 
 from __future__ import annotations
 
@@ -13,12 +13,18 @@ from tinynas.report import write_json
 
 
 def load_graph(cfg):
-    """The IR of ``arch=`` (a JSON arch spec) or ``model=`` (a .tflite or .onnx file)."""
+    """The IR of ``arch=`` (a JSON arch spec, or a named point as published: its space, input and classes)
+    or ``model=`` (a .tflite or .onnx file)."""
+    from search_spaces.named import find, named_archs
+
     if (cfg.arch is None) == (cfg.model is None):
-        raise ConfigError("give exactly one of arch=FILE.json or model=FILE.tflite|FILE.onnx")
+        raise ConfigError("give exactly one of arch=FILE.json|NAME or model=FILE.tflite|FILE.onnx")
+    if cfg.arch is not None and (point := find(str(cfg.arch))) is not None:
+        return point.to_ir()
     path = Path(cfg.arch or cfg.model)
     if not path.is_file():
-        raise ConfigError(f"{'arch' if cfg.arch else 'model'}={path}: no such file")
+        named = f" and not a named arch ({', '.join(named_archs())})" if cfg.arch else ""
+        raise ConfigError(f"{'arch' if cfg.arch else 'model'}={path}: no such file{named}")
     if cfg.arch is not None:
         space = load_space(cfg)
         arch = load_arch(cfg, space)

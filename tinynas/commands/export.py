@@ -1,4 +1,7 @@
-"""`tinynas export arch=FILE.json [checkpoint=FILE] out=DIR`: int8 TFLite + firmware files, checked in TFLM."""
+"""`tinynas export arch=FILE.json|NAME [checkpoint=FILE] out=DIR`: int8 TFLite + firmware files, checked in TFLM.
+
+A named point (``search_spaces.named``) brings its own search space; input channels and classes are the dataset's.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from search_spaces.named import find
 from tinynas.checkpoint import load_checkpoint
 from tinynas.commands.common import load_arch, load_common, run_dir
 from tinynas.deploy import export_checked
@@ -15,14 +19,15 @@ from tinynas.train import seed_everything
 
 def run(cfg):
     ctx = load_common(cfg)
-    arch = load_arch(cfg, ctx.space)
+    point = find(str(cfg.arch or ""))
+    space, arch = (point.space(), point.spec()) if point else (ctx.space, load_arch(cfg, ctx.space))
     if cfg.checkpoint:
-        model, _ = load_checkpoint(cfg.checkpoint, ctx.space, arch, ctx.data.in_channels, ctx.data.num_classes)
+        model, _ = load_checkpoint(cfg.checkpoint, space, arch, ctx.data.in_channels, ctx.data.num_classes)
     else:
         seed_everything(cfg.seed)
-        model = ctx.space.build_torch(arch, ctx.data.in_channels, ctx.data.num_classes).eval()
+        model = space.build_torch(arch, ctx.data.in_channels, ctx.data.num_classes).eval()
     out = Path(cfg.out) if cfg.out else run_dir() / "export"
-    result, _, _ = export_checked(model, arch, ctx.space, ctx.data, ctx.mcu, ctx.host, ctx.runtime,
+    result, _, _ = export_checked(model, arch, space, ctx.data, ctx.mcu, ctx.host, ctx.runtime,
                                   OmegaConf.to_container(cfg.export, resolve=True), out, cfg.seed)
     print((out / "export.json").resolve(), file=sys.stdout)
     return result
