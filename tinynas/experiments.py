@@ -30,7 +30,12 @@ PARAMS_COUNTING = ("file", "torch")
 
 
 def available() -> list[str]:
-    """Experiment folders with a published table."""
+    """Experiment folders (each has a README.md; those with a published.csv also an ours.md)."""
+    return sorted(p.parent.name for p in EXPERIMENTS_DIR.glob("*/README.md"))
+
+
+def with_published() -> list[str]:
+    """Experiments with a published table."""
     return sorted(p.parent.name for p in EXPERIMENTS_DIR.glob("*/published.csv"))
 
 
@@ -42,7 +47,7 @@ def resolve(name: str) -> str:
         return name
     prefixes = [n for n in names if name.startswith(n + "_")]
     if not prefixes:
-        raise ConfigError(f"experiment={name!r} has no published table; allowed: {', '.join(names)} "
+        raise ConfigError(f"no experiment {name!r} in {EXPERIMENTS_DIR}; allowed: {', '.join(names)} "
                           f"(or a config named <one of them>_...)")
     return max(prefixes, key=len)
 
@@ -197,6 +202,110 @@ def write_ours(name: str) -> Path:
     return path
 
 
+# -- the experiment page (`tinynas report experiment=NAME`) ---------------------------------------------
+def find_runs(name: str, runs_dir: Path) -> list[tuple[Path, dict]]:
+    """Finished search runs of experiment ``name`` under ``runs_dir``: (run dir, results.json), by path."""
+    import json
+
+    runs = []
+    for path in sorted(Path(runs_dir).glob("**/results.json")):
+        try:
+            doc = json.loads(path.read_text())
+            if doc.get("experiment") and resolve(doc["experiment"]) == name:
+                runs.append((path.parent, doc))
+        except (ValueError, ConfigError, AttributeError):
+            continue  # not a search run's results.json, or another experiment's
+    return runs
+
+
+def run_table(doc: dict) -> tuple[list[str], list[list[str]]]:
+    header = ["trial", "accuracy", "SRAM kB", "flash kB", "latency ms", "MMACs", "params"]
+    rows = [[str(r["trial"]), f"{r['accuracy']:.4f}", f"{r['sram_bytes'] / 1024:.1f}", f"{r['flash_bytes'] / 1024:.1f}",
+             f"{r['latency_ms']:.1f}", f"{r['macs'] / 1e6:.2f}", f"{r['params']:,}"] for r in doc.get("pareto", [])]
+    return header, rows
+
+
+def page_sections(name: str, runs_dir: Path) -> list[tuple]:
+    """The page as sections: ("h1"|"h2"|"h3"|"p", text), ("table", header, rows), ("img", path, alt)."""
+    comparisons = compare(name) if (EXPERIMENTS_DIR / name / "published.csv").is_file() else []
+    sections: list[tuple] = [("h1", f"Experiment {name}"),
+                             ("p", f"Published figures beside our estimates (experiments/{name}/published.csv, "
+                                   f"README.md), then the Pareto fronts of the finished search runs in {runs_dir}.")]
+    for task in dict.fromkeys(c.row["task"] for c in comparisons):
+        sections += [("h2", task), ("table", *table_rows([c for c in comparisons if c.row["task"] == task]))]
+    if comparisons:
+        sections += [("h2", "Sources"), ("p", sources_markdown(comparisons))]
+    runs = find_runs(name, runs_dir)
+    sections.append(("h2", "Search runs"))
+    if not runs:
+        sections.append(("p", f"No finished search run of this experiment under {runs_dir}: run "
+                              f"`tinynas search experiment={name}_...` (see experiments/{name}/README.md)."))
+    for run_dir, doc in runs:
+        study = doc.get("study", {})
+        b = doc.get("budgets", {})
+        sections += [("h3", f"{study.get('name', run_dir.name)} ({doc.get('mcu')}, {doc.get('runtime')})"),
+                     ("p", f"{study.get('n_trials', '?')} trials; budgets SRAM {(b.get('sram_bytes') or 0) / 1024:.1f} kB, "
+                           f"flash {(b.get('flash_bytes') or 0) / 1024:.1f} kB; run dir {run_dir}"),
+                     ("table", *run_table(doc))]
+        if (run_dir / "pareto.png").is_file():
+            sections.append(("img", run_dir / "pareto.png", f"Pareto front of {study.get('name', run_dir.name)}"))
+    return sections
+
+
+def render_markdown(sections: list[tuple], out: Path) -> str:
+    """Markdown of ``sections``; images are copied beside the page (``out``)."""
+    import shutil
+
+    parts = []
+    for kind, *args in sections:
+        if kind in ("h1", "h2", "h3"):
+            parts.append("#" * int(kind[1]) + " " + args[0])
+        elif kind == "p":
+            parts.append(args[0])
+        elif kind == "table":
+            parts.append(markdown_table(*args))
+        elif kind == "img":
+            target = out / f"{args[0].parent.name}-pareto.png"
+            shutil.copyfile(args[0], target)
+            parts.append(f"![{args[1]}]({target.name})")
+    return "\n\n".join(parts) + "\n"
+
+
+def render_html(sections: list[tuple]) -> str:
+    """One self-contained HTML page of ``sections`` (images inlined)."""
+    import base64
+    import html
+
+    body = []
+    for kind, *args in sections:
+        if kind in ("h1", "h2", "h3"):
+            body.append(f"<{kind}>{html.escape(args[0])}</{kind}>")
+        elif kind == "p":
+            body.append("<p>" + html.escape(args[0]).replace("\n", "<br>") + "</p>")
+        elif kind == "table":
+            header, rows = args
+            body.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>" + "".join(
+                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
+        elif kind == "img":
+            data = base64.b64encode(args[0].read_bytes()).decode()
+            body.append(f'<img alt="{html.escape(args[1])}" src="data:image/png;base64,{data}">')
+    title = html.escape(sections[0][1])
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title><style>"
+            "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1em}"
+            "td,th{border:1px solid #ccc;padding:.2em .5em;text-align:right}td:first-child{text-align:left}"
+            "</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def write_page(name: str, fmt: str, out: Path, runs_dir: Path) -> Path:
+    """Write experiment ``name``'s page as ``out/<name>.md`` or ``.html`` and return its path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    sections = page_sections(name, Path(runs_dir))
+    path = out / f"{name}.{fmt}"
+    path.write_text(render_markdown(sections, out) if fmt == "md" else render_html(sections))
+    return path
+
+
 if __name__ == "__main__":
-    for experiment in available():
+    for experiment in with_published():
         print(write_ours(experiment))
