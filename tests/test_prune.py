@@ -43,7 +43,7 @@ def numpy_l1(block):
 
 def test_pruned_model_equals_original_with_least_important_channels_zeroed(setup):
     space, arch, model, mcu = setup
-    res = prune(model, space, arch, 1, 10, mcu, "tflm", PruneSpec("ratio", 0.8))
+    res = prune(model, space, arch, 1, 10, mcu, "tflm", PruneSpec({"ratio": 0.8}))
     assert res.arch != arch
     space.check(res.arch)
     zeroed = copy.deepcopy(model)
@@ -66,7 +66,7 @@ def test_pruned_arch_meets_the_target_by_the_estimators(setup, metric, fraction)
     space, arch, model, mcu = setup
     full = measure(space, arch, 1, 10, mcu, "tflm")
     value = fraction if metric == "ratio" else fraction * full[metric]
-    res = prune(model, space, arch, 1, 10, mcu, "tflm", PruneSpec(metric, value))
+    res = prune(model, space, arch, 1, 10, mcu, "tflm", PruneSpec({metric: value}))
     key = "flash_bytes" if metric == "ratio" else metric
     limit = fraction * full[key]
     assert res.before == full
@@ -77,13 +77,22 @@ def test_pruned_arch_meets_the_target_by_the_estimators(setup, metric, fraction)
 
 def test_unreachable_target_names_the_smallest_reachable(setup):
     space, arch, model, mcu = setup
-    with pytest.raises(ConfigError, match="smallest flash_bytes reachable is"):
-        prune(model, space, arch, 1, 10, mcu, "tflm", PruneSpec("flash_bytes", 1000))
+    with pytest.raises(ConfigError, match=r"smallest reachable: flash_bytes=\d+ \(target 1000\)"):
+        prune(model, space, arch, 1, 10, mcu, "tflm", PruneSpec({"flash_bytes": 1000}))
 
 
-@pytest.mark.parametrize("cfg, needle", [({"target": {}}, "exactly one of"),
+def test_several_targets_are_met_together(setup):
+    space, arch, model, mcu = setup
+    full = measure(space, arch, 1, 10, mcu, "tflm")
+    spec = PruneSpec.from_cfg({"target": {"ratio": 0.9, "latency_ms": 0.8 * full["latency_ms"], "sram_bytes": None}})
+    res = prune(model, space, arch, 1, 10, mcu, "tflm", spec)
+    assert res.after["flash_bytes"] <= 0.9 * full["flash_bytes"]
+    assert res.after["latency_ms"] <= 0.8 * full["latency_ms"]
+
+
+@pytest.mark.parametrize("cfg, needle", [({"target": {"ratio": None}}, "at least one of"),
                                          ({"target": {"ratio": 1.5}}, "ratio=1.5"),
-                                         ({"target": {"macs": 5}}, "exactly one of"),
+                                         ({"target": {"macs": 5}}, "unknown: \\['macs'\\]"),
                                          ({"target": {"ratio": 0.5}, "importance": "taylor"}, "l1, l2")])
 def test_bad_prune_options(cfg, needle):
     with pytest.raises(ConfigError, match=needle):

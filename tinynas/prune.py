@@ -28,25 +28,34 @@ IMPORTANCE = ("l1", "l2")
 
 @dataclasses.dataclass(frozen=True)
 class PruneSpec:
-    """``distill.prune``: one target (an absolute budget, or ``ratio`` = the fraction of flash to keep)."""
+    """``distill.prune``: targets to meet together (absolute budgets, and/or ``ratio`` = the fraction of the
+    estimated flash to keep) and the channel importance norm."""
 
-    metric: str
-    value: float
+    targets: dict[str, float]
     importance: str = "l1"
 
     @classmethod
     def from_cfg(cls, cfg: dict[str, Any]) -> "PruneSpec":
-        target = {k: v for k, v in (cfg.get("target") or {}).items() if v is not None}
-        if len(target) != 1 or next(iter(target)) not in TARGETS:
-            raise ConfigError(f"distill.prune.target={target!r} must set exactly one of {', '.join(TARGETS)}")
-        (metric, value), = target.items()
-        value = float(value)
-        if value <= 0 or (metric == "ratio" and value >= 1):
-            raise ConfigError(f"distill.prune.target.{metric}={value} must be > 0" + (" and < 1" if metric == "ratio" else ""))
+        targets = {k: v for k, v in (cfg.get("target") or {}).items() if v is not None}
+        unknown = sorted(set(targets) - set(TARGETS))
+        if unknown or not targets:
+            raise ConfigError(f"distill.prune.target={targets!r} must set at least one of {', '.join(TARGETS)}"
+                              + (f" (unknown: {unknown})" if unknown else ""))
+        for metric, value in targets.items():
+            if not isinstance(value, (int, float)) or value <= 0 or (metric == "ratio" and value >= 1):
+                raise ConfigError(f"distill.prune.target.{metric}={value!r} must be a number > 0"
+                                  + (" and < 1" if metric == "ratio" else ""))
         importance = cfg.get("importance", "l1")
         if importance not in IMPORTANCE:
             raise ConfigError(f"distill.prune.importance={importance!r} is unknown; allowed: {', '.join(IMPORTANCE)}")
-        return cls(metric, value, importance)
+        return cls({k: float(v) for k, v in targets.items()}, importance)
+
+    def limits(self, full: dict[str, float]) -> dict[str, float]:
+        """Absolute limits per estimated figure, given the unpruned arch's figures ``full``."""
+        out = {k: v for k, v in self.targets.items() if k != "ratio"}
+        if "ratio" in self.targets:
+            out["flash_bytes"] = min(out.get("flash_bytes", float("inf")), self.targets["ratio"] * full["flash_bytes"])
+        return out
 
 
 def measure(space: SearchSpace, arch: ArchSpec, in_channels: int, num_classes: int, mcu: MCU,
@@ -106,15 +115,19 @@ def _with_expand(arch: ArchSpec, s: int, b: int, e: int) -> ArchSpec:
     return dataclasses.replace(arch, expands=expands)
 
 
+def _excess(figures: dict[str, float], limits: dict[str, float]) -> float:
+    """How far ``figures`` are over ``limits``, summed as fractions of each limit (0 when all are met)."""
+    return sum(max(0.0, figures[k] / v - 1) for k, v in limits.items())
+
+
 def shrink_arch(space: SearchSpace, arch: ArchSpec, model: nn.Module, spec: PruneSpec, cost) -> ArchSpec:
-    """The arch of the space, ``arch`` with some expand ratios lowered, whose ``cost(arch)[metric]`` meets the target.
-    Raises ConfigError naming the smallest figure reachable when no choice of expand ratios meets it."""
-    metric = "flash_bytes" if spec.metric == "ratio" else spec.metric
-    limit = spec.value * cost(arch)["flash_bytes"] if spec.metric == "ratio" else spec.value
+    """The arch of the space, ``arch`` with some expand ratios lowered, whose ``cost(arch)`` meets every target.
+    Raises ConfigError naming the smallest figures reachable when no choice of expand ratios meets them."""
+    limits = spec.limits(cost(arch))
     scores = {(s, b): hidden_importance(model.blocks[i], spec.importance) for s, b, i in
               searched_blocks(model, space, arch) if arch.expands[s][b] > 1}
-    current, now = arch, cost(arch)[metric]
-    while now > limit:
+    current, figures = arch, cost(arch)
+    while _excess(figures, limits) > 0:
         best = None
         for (s, b), imp in scores.items():
             e0, e = arch.expands[s][b], current.expands[s][b]
@@ -122,19 +135,20 @@ def shrink_arch(space: SearchSpace, arch: ArchSpec, model: nn.Module, spec: Prun
             if not smaller:
                 continue
             cand = _with_expand(current, s, b, max(smaller))
-            saving = now - cost(cand)[metric]
+            cand_figures = cost(cand)
+            saving = _excess(figures, limits) - _excess(cand_figures, limits)
             if saving <= 0:
                 continue
             # the channels this step removes: the next-least important ones of the original block
             start, stop = len(imp) - len(imp) * e // e0, len(imp) - len(imp) * max(smaller) // e0
             lost = float(imp.sort().values[start:stop].sum() / imp.sum().clamp_min(1e-12))
             if best is None or lost / saving < best[0]:
-                best = (lost / saving, cand)
+                best = (lost / saving, cand, cand_figures)
         if best is None:
-            raise ConfigError(f"distill.prune.target: {spec.metric}={spec.value:g} is out of reach by removing "
-                              f"expanded channels; the smallest {metric} reachable is {now:g}")
-        current = best[1]
-        now = cost(current)[metric]
+            reached = ", ".join(f"{k}={figures[k]:g} (target {v:g})" for k, v in limits.items())
+            raise ConfigError(f"distill.prune.target {spec.targets} is out of reach by removing expanded channels; "
+                              f"the smallest reachable: {reached}")
+        _, current, figures = best
     return current
 
 
