@@ -2,8 +2,11 @@
 
 Global width and resolution; per stage an elastic depth and an activation (ReLU or hard-swish); per block
 a kernel size, an expand ratio and squeeze-and-excitation on or off. The network is: 3×3/2 stem
-(hard-swish) → an expand-1 block (ReLU) → the searched stages → 1×1 head conv (hard-swish) → global
-average pool → [1×1 conv + hard-swish] → classifier.
+(hard-swish) → an expand-1 block (ReLU; ``first_block_stride`` / ``first_block_se`` as MobileNetV3-Small's)
+→ the searched stages → 1×1 head conv (hard-swish) → global average pool → [1×1 conv + hard-swish] →
+classifier. An integer expand ratio e gives cin·e hidden channels; a fractional one (MobileNetV3's 2.5,
+2.3, 4.5, 3.67, as timm writes them) gives make_divisible(cin·e); the SE squeeze is make_divisible(hidden ·
+``se_ratio``).
 
 What the export (PyTorch → ONNX opset 13 → onnx2tf → int8 TFLite) writes, and :meth:`to_ir` mirrors:
 
@@ -63,6 +66,8 @@ class MobileNetV3Space(BlockwiseSpace):
     head_channels: int = 960
     last_channels: int = 1280
     se_ratio: float = 0.25
+    first_block_stride: int = 1
+    first_block_se: int = 0
     dropout: float = 0.0
 
     def choices(self) -> dict[str, Choice]:
@@ -84,6 +89,12 @@ class MobileNetV3Space(BlockwiseSpace):
             raise ValueError(f"search_space mobilenetv3: activation_choices {bad} not supported; allowed: {ACTIVATIONS}")
         if set(self.se_choices) - {0, 1}:
             raise ValueError(f"search_space mobilenetv3: se_choices={list(self.se_choices)}; allowed values: 0, 1")
+        if self.first_block_stride not in (1, 2) or self.first_block_se not in (0, 1):
+            raise ValueError(f"search_space mobilenetv3: first_block_stride={self.first_block_stride!r}, "
+                             f"first_block_se={self.first_block_se!r}; allowed: stride 1 or 2, SE 0 or 1")
+        bad = [e for e in self.expand_choices if not (isinstance(e, (int, float)) and e >= 1)]
+        if bad:
+            raise ValueError(f"search_space mobilenetv3: expand_choices {bad} are not allowed; allowed: numbers >= 1")
 
     def input_shape(self, arch: MobileNetV3Arch, in_channels: int) -> tuple[int, ...]:
         return (arch.resolution, arch.resolution, in_channels)
@@ -93,20 +104,23 @@ class MobileNetV3Space(BlockwiseSpace):
         return {"stem": make_divisible(self.stem_channels * width), "head": make_divisible(self.head_channels * width)}
 
     def blocks(self, arch: MobileNetV3Arch) -> list[dict]:
-        """Every block: cin, cout, kernel, stride, expand, act, se_channels (0: no SE)."""
+        """Every block: cin, cout, kernel, stride, expand, hidden, act, se_channels (0: no SE)."""
         cin = self.channels(arch.width)["stem"]
         first = make_divisible(self.first_block_channels * arch.width)
-        plan = [dict(cin=cin, cout=first, kernel=3, stride=1, expand=1, act="relu", se_channels=0)]
+        plan = [self._block(cin, first, 3, self.first_block_stride, 1, "relu", self.first_block_se)]
         cin = first
         for s, (c, stride) in enumerate(self.stages):
             cout = make_divisible(c * arch.width)
             for b in range(arch.depths[s]):
-                e = arch.expands[s][b]
-                se = make_divisible(cin * e * self.se_ratio) if arch.se[s][b] else 0
-                plan.append(dict(cin=cin, cout=cout, kernel=arch.kernels[s][b], stride=stride if b == 0 else 1,
-                                 expand=e, act=arch.activations[s], se_channels=se))
+                plan.append(self._block(cin, cout, arch.kernels[s][b], stride if b == 0 else 1, arch.expands[s][b],
+                                        arch.activations[s], arch.se[s][b]))
                 cin = cout
         return plan
+
+    def _block(self, cin: int, cout: int, kernel: int, stride: int, expand, act: str, se: int) -> dict:
+        hidden = cin * expand if float(expand).is_integer() else make_divisible(cin * expand)
+        return dict(cin=cin, cout=cout, kernel=kernel, stride=stride, expand=expand, hidden=int(hidden), act=act,
+                    se_channels=make_divisible(hidden * self.se_ratio) if se else 0)
 
     # -- builders -------------------------------------------------------------------------------
     def build_torch(self, arch: MobileNetV3Arch, in_channels: int, num_classes: int):
@@ -114,7 +128,13 @@ class MobileNetV3Space(BlockwiseSpace):
 
         self.check(arch)
         ch = self.channels(arch.width)
-        return MobileNetV3Like(in_channels, ch["stem"], "hswish", self.blocks(arch), ch["head"], "hswish",
+        plan = self.blocks(arch)
+        fractional = sorted({b["expand"] for b in plan if b["hidden"] != b["cin"] * b["expand"]})
+        if fractional:  # MBConv builds cin × expand hidden channels
+            raise NotImplementedError(f"mobilenetv3 build_torch: expand ratios {fractional} are not whole numbers; "
+                                      "torch_blocks.MBConv takes no explicit hidden channel count yet")
+        plan = [{k: v for k, v in b.items() if k != "hidden"} for b in plan]
+        return MobileNetV3Like(in_channels, ch["stem"], "hswish", plan, ch["head"], "hswish",
                                self.last_channels, num_classes, self.dropout)
 
     def to_ir(self, arch: MobileNetV3Arch, in_channels: int, num_classes: int) -> Graph:
@@ -160,7 +180,7 @@ def mbconv_ir(g: GraphBuilder, x: str, blk: dict, name: str) -> str:
     """IR of one :class:`~search_spaces.torch_blocks.MBConv` block."""
     inp, act = x, blk["act"]
     if blk["expand"] != 1:
-        x = g.conv2d(x, blk["cin"] * blk["expand"], 1, 1, activation=fused(act), name=f"{name}/expand")
+        x = g.conv2d(x, blk["hidden"], 1, 1, activation=fused(act), name=f"{name}/expand")
         x = activation_ir(g, x, act, f"{name}/expand")
     x = _strided(g, g.depthwise_conv2d, x, blk["kernel"], blk["stride"], activation=fused(act), name=f"{name}/dw")
     x = activation_ir(g, x, act, f"{name}/dw")

@@ -37,7 +37,9 @@ class NamedArch:
     params_rounding: float = 1
     #: What the published params count: "file" (every constant of the .tflite: weights, biases, a Flatten's
     #: shape), "weights" (conv/FC weights + classifier bias, TF-slim), "torch" (trainable PyTorch
-    #: parameters, batch norm's γ and β included).
+    #: parameters, batch norm's γ and β included), "torchvision" (the same count for torchvision's module,
+    #: from the IR: weights and biases plus one more per batch-normed channel, i.e. every conv but the SE
+    #: convs and the pooled 1×1 conv before the classifier).
     params_counting: str = "file"
 
     def space(self):
@@ -83,6 +85,40 @@ def _lite(name: str, macs: int, params: int) -> NamedArch:
                      "params: tensorflow/tpu efficientnet/lite README (0.1 M); MACs: d-li14/efficientnet-lite.pytorch "
                      "README (GFLOPs to 0.001; the TF README's 'MAdds' are 3-6% higher and not conv MACs alone)",
                      1e6, 1e5, "torch")
+
+
+def _mobilenetv3(size: str, stages, depths, activations, kernels, expands, se, head: int, last: int, first: dict,
+                 macs: int, macs_rounding: float, params: int, source: str) -> NamedArch:
+    """MobileNetV3-``size`` 1.0 at 224 (Howard et al., ICCV 2019, Tables 1 and 2) in the mobilenetv3 space:
+    expansion ratios as timm writes them (hidden = make_divisible(cin · e)), SE squeeze make_divisible(hidden/4),
+    the 1×1 head conv and the pooled 1×1 conv + hard-swish before the classifier; no SE on the head conv."""
+    flat = [v for vs in expands for v in vs]
+    options = {"resolutions": [224], "widths": [1.0], "depth_choices": sorted(set(depths)),
+               "kernel_choices": sorted({k for ks in kernels for k in ks}), "expand_choices": sorted(set(flat)),
+               "stages": stages, "head_channels": head, "last_channels": last, **first}
+    arch = {"resolution": 224, "width": 1.0, "depths": depths, "activations": activations, "kernels": kernels,
+            "expands": expands, "se": se}
+    return NamedArch(f"mobilenetv3-{size}-1.0-224", "mobilenetv3", options, arch, 3, 1000, macs, params, source,
+                     macs_rounding, 1, "torchvision")
+
+
+_V3_SOURCE = ("structure: Howard et al. 2019 Tables 1-2 (timm's mobilenetv3 arch defs for the fractional expansions); "
+              "params: torchvision MobileNet_V3_{}_Weights num_params (exact, BN γ/β and SE/classifier biases "
+              "counted); MACs: {}")
+_V3_LARGE = _mobilenetv3(
+    "large", [[24, 2], [40, 2], [80, 2], [112, 1], [160, 2]], [2, 3, 4, 2, 3],
+    ["relu", "relu", "hswish", "hswish", "hswish"], [[3, 3], [5, 5, 5], [3, 3, 3, 3], [3, 3], [5, 5, 5]],
+    [[4, 3], [3, 3, 3], [6, 2.5, 2.3, 2.3], [6, 6], [6, 6, 6]], [[0, 0], [1, 1, 1], [0, 0, 0, 0], [1, 1], [1, 1, 1]],
+    960, 1280, {}, 217_000_000, 1e6, 5_483_032,
+    _V3_SOURCE.format("Large", "Keras applications / TF-slim MobileNetV3 table, 217 M (the paper's 219 M counts "
+                               "more than conv and FC MACs; torchvision: 0.22 GFLOPS)"))
+_V3_SMALL = _mobilenetv3(
+    "small", [[24, 2], [40, 2], [48, 1], [96, 2]], [2, 3, 2, 3], ["relu", "hswish", "hswish", "hswish"],
+    [[3, 3], [5, 5, 5], [5, 5], [5, 5, 5]], [[4.5, 3.67], [4, 6, 6], [3, 3], [6, 6, 6]],
+    [[0, 0], [1, 1, 1], [1, 1], [1, 1, 1]], 576, 1024, {"first_block_stride": 2, "first_block_se": 1},
+    60_000_000, 1e7, 2_542_856,
+    _V3_SOURCE.format("Small", "torchvision 0.06 GFLOPS (the paper's 56 M is 56.05 M without the SE convs' "
+                               "0.46 M, 56.51 M with them; the Keras table's 66 M is not this net)"))
 
 
 _ZOO_CSV = Path(__file__).resolve().parents[1] / "estimators" / "data" / "mcunet_zoo.csv"
@@ -153,6 +189,8 @@ NAMED: dict[str, NamedArch] = {
     "efficientnet-lite2": _lite("lite2", 860_000_000, 6_100_000),
     "efficientnet-lite3": _lite("lite3", 1_383_000_000, 8_200_000),
     "efficientnet-lite4": _lite("lite4", 2_553_000_000, 13_000_000),
+    "mobilenetv3-large-1.0-224": _V3_LARGE,
+    "mobilenetv3-small-1.0-224": _V3_SMALL,
     # MCUNet's model zoo (ImageNet int8 configs), by the mcunet README's net_id where it has one.
     **_mcunet_zoo_points(),
 }

@@ -55,3 +55,27 @@ def test_export_runs_in_tflm_and_matches_the_ir_arena(tmp_path):
     arch = space.decode({**arch.to_dict(), "activations": ["hswish", "relu"] * (n // 2) + ["hswish"] * (n % 2),
                          "se": [[(s + b) % 2 for b in range(d)] for s, d in enumerate(arch.depths)]})
     checks.check_export_matches_ir(space, arch, 1, 10, tmp_path / "export")
+
+
+def test_small_first_block_and_fractional_expansions():
+    """first_block_stride / first_block_se make MobileNetV3-Small's first block (3×3/2, SE, no expand conv);
+    a fractional expand ratio gives make_divisible(cin · e) hidden channels (timm's 80 · 2.3 → 184)."""
+    options = {"resolutions": [32], "widths": [1.0], "depth_choices": [1], "kernel_choices": [3],
+               "expand_choices": [2.3, 3.67], "stages": [[80, 2]], "first_block_channels": 24,
+               "head_channels": 64, "last_channels": 32}
+    arch = {"resolution": 32, "width": 1.0, "depths": [1], "activations": ["relu"], "kernels": [[3]],
+            "expands": [[3.67]], "se": [[0]]}
+    plain = get_space("mobilenetv3", options)
+    small = get_space("mobilenetv3", {**options, "first_block_stride": 2, "first_block_se": 1})
+    g_plain, g_small = plain.to_ir(plain.decode(arch), 3, 10), small.to_ir(small.decode(arch), 3, 10)
+    assert [op.kind for op in g_small.ops].count("MEAN") == [op.kind for op in g_plain.ops].count("MEAN") + 1
+    first_dw = [g.tensors[next(op.outputs[0] for op in g.ops if op.kind == "DEPTHWISE_CONV_2D")].shape
+                for g in (g_plain, g_small)]
+    assert first_dw == [(1, 16, 16, 16), (1, 8, 8, 16)]
+    expand = [op for op in g_plain.ops if op.outputs[0].startswith("block1/expand")][0]
+    assert g_plain.tensors[expand.outputs[0]].shape[-1] == 88  # 24 · 3.67 = 88.08 → 88
+    assert plain.blocks(plain.decode({**arch, "expands": [[2.3]]}))[1]["hidden"] == 56  # 24 · 2.3 = 55.2 → 56
+    with pytest.raises(NotImplementedError, match=r"expand ratios \[3.67\]"):
+        plain.build_torch(plain.decode(arch), 3, 10)
+    with pytest.raises(ValueError, match="first_block_stride=3"):
+        get_space("mobilenetv3", {"first_block_stride": 3})

@@ -27,6 +27,10 @@ def _counted_params(point) -> int:
                    if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")) + point.num_classes
     if point.params_counting == "torch":
         return sum(p.numel() for p in point.build_torch().parameters())
+    if point.params_counting == "torchvision":  # + BN's second parameter per channel, outside SE and "last"
+        return total_params(graph) + sum(graph.tensors[op.outputs[0]].shape[-1] for op in graph.ops
+                                         if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D")
+                                         and "/se/" not in op.outputs[0] and not op.outputs[0].startswith("last/"))
     return total_params(graph)
 
 
