@@ -24,7 +24,8 @@ class _Py2Pickler(pickle._Pickler):
 
     def save_bytes(self, obj: bytes) -> None:
         n = len(obj)
-        self.write(pickle.SHORT_BINSTRING + bytes([n]) + obj if n < 256 else pickle.BINSTRING + struct.pack("<i", n) + obj)
+        short = n < 256
+        self.write((pickle.SHORT_BINSTRING + bytes([n]) if short else pickle.BINSTRING + struct.pack("<i", n)) + obj)
         self.memoize(obj)
 
     dispatch = dict(pickle._Pickler.dispatch)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -45,14 +46,21 @@ def _list(path: Path) -> set[str]:
     return {line.strip() for line in path.read_text().splitlines() if line.strip()}
 
 
-def _noise(root: Path, name: str) -> list[np.ndarray]:
+def _noise_lengths(root: Path, name: str) -> dict[Path, int]:
+    """Each background-noise WAV of at least 1 s and its length in samples (from the header: read on use)."""
     folder = root / NOISE_DIR
-    clips = [read_wav(p)[0] for p in sorted(folder.glob("*.wav"))] if folder.is_dir() else []
-    clips = [c for c in clips if len(c) >= MLPERF.clip_samples]
-    if not clips:
+    lengths = {}
+    for path in sorted(folder.glob("*.wav")) if folder.is_dir() else []:
+        try:
+            with wave.open(str(path), "rb") as w:
+                lengths[path] = w.getnframes()
+        except (wave.Error, EOFError) as e:
+            raise ConfigError(f"dataset {name}: {path} is not a readable PCM WAV file ({e})") from None
+    lengths = {p: n for p, n in lengths.items() if n >= MLPERF.clip_samples}
+    if not lengths:
         raise ConfigError(f"dataset {name}: {folder} holds no WAV of at least 1 s; the {SILENCE} class is cut from "
                           f"it (or set dataset.silence_percentage=0). {GET}")
-    return clips
+    return lengths
 
 
 def load(cfg) -> Source:
@@ -78,14 +86,14 @@ def load(cfg) -> Source:
         raise ConfigError(f"dataset {name}: {root} has no WAVs for the words {missing}; expected "
                           f"root/<word>/*.wav for each of {list(words)}. {GET}")
 
-    noise = _noise(root, name) if silence_pct > 0 else []
+    noise = list(_noise_lengths(root, name).items()) if silence_pct > 0 else []
     items = list(keyword)
     for split in (TRAIN, VAL, TEST):
         n = sum(1 for item in keyword if item[2] == split)
         for _ in range(math.ceil(n * silence_pct / 100)):
-            k = int(rng.integers(len(noise)))
-            items.append((f"{NOISE_DIR}#{k}@{int(rng.integers(len(noise[k]) - MLPERF.clip_samples + 1))}",
-                          SILENCE, split))
+            path, length = noise[int(rng.integers(len(noise)))]
+            start = int(rng.integers(length - MLPERF.clip_samples + 1))
+            items.append((f"{NOISE_DIR}/{path.name}@{start}", SILENCE, split))
         pool = [item for item in unknown if item[2] == split]
         take = min(len(pool), math.ceil(n * unknown_pct / 100))
         items += [pool[i] for i in sorted(rng.permutation(len(pool))[:take])]
@@ -96,11 +104,14 @@ def load(cfg) -> Source:
 
     def decode(idx: np.ndarray) -> np.ndarray:
         clips = np.empty((len(idx), MLPERF.clip_samples), np.float32)
+        noises: dict[str, np.ndarray] = {}
         for row, i in enumerate(idx):
             rel, cls, _ = items[i]
             if cls == SILENCE:
-                k, start = (int(v) for v in rel.split("#")[1].split("@"))
-                samples = noise[k][start:start + MLPERF.clip_samples]
+                rel, start = rel.rsplit("@", 1)
+                if rel not in noises:
+                    noises[rel] = read_wav(root / rel)[0]
+                samples = noises[rel][int(start):int(start) + MLPERF.clip_samples]
             else:
                 samples, rate = read_wav(root / rel)
                 if rate != MLPERF.sample_rate:
@@ -109,5 +120,6 @@ def load(cfg) -> Source:
             clips[row] = normalize_clip(samples)
         return mfcc(clips)[:, None]
 
-    fingerprint = files_fingerprint(name, MLPERF, items, files=[root / rel for rel, cls, _ in items if cls != SILENCE])
+    wavs = [root / rel for rel, cls, _ in items if cls != SILENCE] + [path for path, _ in noise]
+    fingerprint = files_fingerprint(name, MLPERF, items, files=wavs)
     return Source(y, classes, decode, np.array([s for _, _, s in items], np.int8), fingerprint, fixed_size=True)
