@@ -116,6 +116,7 @@ def test_missing_espeak_names_how_to_install_it(tmp_path, monkeypatch):
 @pytest.mark.parametrize("bad, match", [
     ({"words": ["yes", "yes"]}, "repeat"),
     ({"words": ["_silence_"]}, "not allowed"),
+    ({"words": [True, "up"]}, "strings"),
     ({"validation_fraction": 0.6, "testing_fraction": 0.5}, "sum below 1"),
     ({"voices": ["en"], "variants": [""]}, "at least 3"),
     ({"pitch": [10, 120]}, r"\[0, 99\]"),

@@ -72,6 +72,9 @@ class Settings:
 
     def check(self) -> None:
         words = list(self.words) + list(self.unknown_words)
+        if not all(isinstance(w, str) for w in words):
+            raise ConfigError(f"espeak_keywords: words {words} must all be strings (in YAML, quote \"yes\", \"no\", "
+                              "\"on\" and \"off\": bare they are booleans)")
         if not self.words:
             raise ConfigError("espeak_keywords: words is empty; give at least one keyword")
         bad = [w for w in words if not w or not w.replace("_", "").replace("-", "").isalnum() or w.startswith("_")]
@@ -343,3 +346,12 @@ def ensure_generated(cfg) -> Path:
     if not isinstance(gen, dict):
         gen = dict(gen)
     return generate_keywords(root, **gen)
+
+
+def load(cfg):
+    """The ``espeak_keywords`` dataset loader: generate the set into ``cfg.root`` when missing or stale (see
+    :func:`ensure_generated`), then read it as Speech Commands (12-class KWS, MFCC 49×10)."""
+    from tinynas.datasets import speech_commands
+
+    ensure_generated(cfg)
+    return speech_commands.load(cfg)
