@@ -5,6 +5,7 @@ sizes against the formats' rules, and errors against the file they must name.
 """
 
 import hashlib
+import os
 import re
 
 import numpy as np
@@ -214,13 +215,25 @@ def test_speech_commands_lists_silence_unknown_and_mfcc_shape(speech_root, tmp_p
         np.testing.assert_allclose(feats[ds.val.y == ds.classes.index(word)][0, 0], expected, atol=1e-3)
 
 
-def test_speech_commands_is_deterministic_and_cached(speech_root, tmp_path, monkeypatch):
-    a = load_dataset(speech_cfg(speech_root, tmp_path))
+def test_speech_commands_is_deterministic_and_cached(tmp_path, monkeypatch):
+    root = write_speech_commands(tmp_path / "s", WORDS, speakers=4, validation=(2,), testing=(3,))
+    a = load_dataset(speech_cfg(root, tmp_path))
     import tinynas.datasets.speech_commands as sc
 
     monkeypatch.setattr(sc, "read_wav", lambda *a: pytest.fail("read a WAV again despite the cache"))
-    b = load_dataset(speech_cfg(speech_root, tmp_path))
+    b = load_dataset(speech_cfg(root, tmp_path))
     assert np.array_equal(a.train.x, b.train.x) and np.array_equal(a.test.y, b.test.y)
+    monkeypatch.undo()
+    # a clip rewritten with the same size (as a regenerated set would be) is decoded afresh
+    clip = root / "up" / "00000002_nohash_0.wav"
+    stat = clip.stat()
+    write_wav(clip, tone(3000, seconds=len(audio.read_wav(clip)[0]) / 16000, seed=9))
+    assert clip.stat().st_size == stat.st_size
+    os.utime(clip, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    c = load_dataset(speech_cfg(root, tmp_path))
+    up = c.classes.index("up")
+    assert np.array_equal(a.val.y, c.val.y)
+    assert not np.allclose(a.val.x[a.val.y == up], c.val.x[c.val.y == up], atol=0.1)
 
 
 def test_speech_commands_without_lists_splits_by_speaker_hash(tmp_path):
@@ -236,6 +249,8 @@ def test_speech_commands_without_lists_splits_by_speaker_hash(tmp_path):
 
 
 def test_speech_commands_errors_name_the_file(speech_root, tmp_path):
+    with pytest.raises(ConfigError, match=r"words=\[True, 'up'\] must all be folder names; in YAML quote yes"):
+        load_dataset(speech_cfg(speech_root, tmp_path, words=[True, "up"]))
     with pytest.raises(ConfigError, match=r"has no WAVs for the words \['left'\]"):
         load_dataset(speech_cfg(speech_root, tmp_path, words=["yes", "left"]))
     root = write_speech_commands(tmp_path / "s", WORDS, speakers=3, validation=(1,), testing=(2,))

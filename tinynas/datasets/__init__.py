@@ -15,6 +15,7 @@ _BUILTIN = {
     "speech_commands": "speech_commands:load",
     "image_folder": "image_folder:load",
     "timeseries_csv": "timeseries_csv:load",
+    "espeak_keywords": "espeak_keywords:load",  # synthesised into root, then read as speech_commands
 }
 _REGISTERED: dict[str, Loader] = {}
 

@@ -65,10 +65,12 @@ def channels(cfg: Mapping[str, Any], default: int = 3) -> int:
 
 
 def files_fingerprint(*parts: Any, files: Iterable[Path] = ()) -> str:
-    """A hash of ``parts`` and each file's path and size: changes when the data or its decoding options do."""
+    """A hash of ``parts`` and each file's path, size and modification time: changes when the data or its
+    decoding options do (same-size rewrites included, e.g. a regenerated set of 1 s clips)."""
     h = hashlib.sha1(repr(parts).encode())
     for f in files:
-        h.update(f"{f}\0{f.stat().st_size}\n".encode())
+        st = f.stat()
+        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
 
 

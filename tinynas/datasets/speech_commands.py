@@ -68,6 +68,9 @@ def load(cfg) -> Source:
     root = root_dir(cfg, f"one folder of 16 kHz WAVs per word, {NOISE_DIR}/, validation_list.txt and "
                     "testing_list.txt", GET)
     words = tuple(cfg.get("words") or WORDS)
+    if not all(isinstance(w, str) and w for w in words):
+        raise ConfigError(f"dataset {name}: words={list(words)} must all be folder names; in YAML quote yes, no, "
+                          "on and off (bare, they read as true / false)")
     silence_pct, unknown_pct = float(cfg.get("silence_percentage", 10)), float(cfg.get("unknown_percentage", 10))
     rng = np.random.default_rng([int(cfg.get("split_seed", 0)), 7])
     lists = [root / "validation_list.txt", root / "testing_list.txt"]
