@@ -117,3 +117,12 @@ def test_bad_zoo_options_are_named():
         get_space("mcunet", {"head_channels": -1})
     with pytest.raises(ValueError, match=r"expand_choices \[2.5\]"):
         get_space("mcunet", {"expand_choices": [2.5, 3]})
+
+
+@pytest.mark.slow
+def test_zoo_options_export_runs_in_tflm_and_matches_the_ir_arena(tmp_path):
+    """No feature mix and within-stage shortcuts survive the export: the .tflite has to_ir's ops and TFLM's
+    measured arena head is the IR's estimate."""
+    arch = ZOO_LIKE.decode({**ZOO_LIKE.random(random.Random(4)).to_dict(), "depths": [2, 2, 1],
+                            "kernels": [[3, 5], [3, 3], [3]], "expands": [[3, 5], [5, 3], [3]]})
+    checks.check_export_matches_ir(ZOO_LIKE, arch, 3, 10, tmp_path / "export")
