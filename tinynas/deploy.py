@@ -1,4 +1,9 @@
-"""From a chosen arch to firmware: teacher, distillation, int8 export and the TFLite Micro check."""
+"""From a chosen arch to firmware: teacher, distillation (with a no-KD baseline beside it), optional structured
+pruning and quantization-aware fine-tuning, int8 export and the TFLite Micro check.
+
+Every training stage checkpoints into the run dir after each epoch (``*.train.pt``), so a killed deploy resumes
+where it stopped when run again with the same settings.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from estimators import MCU, estimate
 from search_spaces.base import ArchSpec, SearchSpace
-from tinynas.checkpoint import save_checkpoint
+from tinynas.checkpoint import load_checkpoint, save_checkpoint
 from tinynas.data import Dataset, Split, at_resolution
-from tinynas.distill import distill
+from tinynas.distill import DistillLoss, distill
 from tinynas.errors import ConfigError
 from tinynas.train import TrainConfig, accuracy, fit, seed_everything
 
@@ -35,34 +41,106 @@ def splits_at(data: Dataset, resolution: int) -> tuple[Split, Split, Split]:
     return tuple(at_resolution(s, resolution) for s in (data.train, data.val, data.test))
 
 
-def distill_train_cfg(train_cfg: TrainConfig, distill_cfg: dict[str, Any], epochs: int) -> TrainConfig:
-    """The search's training settings with the distillation stage's epochs and training-set size."""
-    return dataclasses.replace(train_cfg, epochs=epochs, max_train_samples=distill_cfg.get("max_train_samples"))
+def distill_train_cfg(train_cfg: TrainConfig, distill_cfg: dict[str, Any], epochs: int,
+                      lr: float | None = None) -> TrainConfig:
+    """The search's training settings with the distillation stage's epochs, training-set size (and learning rate)."""
+    return dataclasses.replace(train_cfg, epochs=epochs, max_train_samples=distill_cfg.get("max_train_samples"),
+                               lr=train_cfg.lr if lr is None else float(lr))
+
+
+def _ckpt(workdir: Path | None, name: str) -> Path | None:
+    return None if workdir is None else Path(workdir) / f"{name}.train.pt"
 
 
 def train_teacher(space: SearchSpace, student: ArchSpec, data: Dataset, train_cfg: TrainConfig,
-                  distill_cfg: dict[str, Any], device, seed: int = 0) -> nn.Module:
-    teacher_arch = load_teacher_arch(space, distill_cfg["teacher"]["arch"], student)
-    epochs = int(distill_cfg["teacher"]["epochs"])
+                  distill_cfg: dict[str, Any], device, seed: int = 0, workdir: Path | None = None) -> nn.Module:
+    """The teacher: ``distill.teacher.checkpoint`` when set (any arch of the space, trained elsewhere), else
+    ``distill.teacher.arch`` trained here for ``distill.teacher.epochs`` (resumable in ``workdir``)."""
+    tcfg = distill_cfg["teacher"]
+    if tcfg.get("checkpoint"):
+        teacher, arch = load_checkpoint(tcfg["checkpoint"], space, None, data.in_channels, data.num_classes)
+        log.info("teacher from %s (%s)", tcfg["checkpoint"], arch.hash)
+        return teacher.to(device)
+    teacher_arch = load_teacher_arch(space, tcfg["arch"], student)
+    epochs = int(tcfg["epochs"])
     log.info("training teacher %s (%d epochs)", teacher_arch.hash, epochs)
     seed_everything(seed)
     teacher = space.build_torch(teacher_arch, data.in_channels, data.num_classes)
     train, _, _ = splits_at(data, student.resolution)
-    fit(teacher, train, distill_train_cfg(train_cfg, distill_cfg, epochs), device, seed=seed)
+    fit(teacher, train, distill_train_cfg(train_cfg, distill_cfg, epochs), device, seed=seed,
+        checkpoint=_ckpt(workdir, "teacher"))
     return teacher
 
 
+def _student(space: SearchSpace, arch: ArchSpec, data: Dataset, seed: int) -> nn.Module:
+    seed_everything(seed + 1)  # the same initial weights with and without KD
+    return space.build_torch(arch, data.in_channels, data.num_classes)
+
+
 def distill_student(space: SearchSpace, arch: ArchSpec, teacher: nn.Module, data: Dataset, train_cfg: TrainConfig,
-                    distill_cfg: dict[str, Any], device, seed: int = 0) -> nn.Module:
+                    distill_cfg: dict[str, Any], device, seed: int = 0, workdir: Path | None = None) -> nn.Module:
     epochs = int(distill_cfg["student_epochs"])
-    log.info("distilling %s (%d epochs, T=%s, alpha=%s)", arch.hash, epochs, distill_cfg["temperature"],
-             distill_cfg["alpha"])
+    fw = float(distill_cfg.get("feature_weight", 0.0))
+    log.info("distilling %s (%d epochs, T=%s, alpha=%s, feature weight %s)", arch.hash, epochs,
+             distill_cfg["temperature"], distill_cfg["alpha"], fw)
     train, val, _ = splits_at(data, arch.resolution)
-    seed_everything(seed + 1)
-    student = space.build_torch(arch, data.in_channels, data.num_classes)
+    student = _student(space, arch, data, seed)
     distill(student, teacher, train, val, distill_train_cfg(train_cfg, distill_cfg, epochs),
-            float(distill_cfg["temperature"]), float(distill_cfg["alpha"]), device, seed=seed)
+            float(distill_cfg["temperature"]), float(distill_cfg["alpha"]), device, seed=seed, feature_weight=fw,
+            checkpoint=_ckpt(workdir, "student"))
     return student
+
+
+def train_without_kd(space: SearchSpace, arch: ArchSpec, data: Dataset, train_cfg: TrainConfig,
+                     distill_cfg: dict[str, Any], device, seed: int = 0, workdir: Path | None = None) -> nn.Module:
+    """The student's arch, initial weights and epochs trained on the hard labels alone: the no-KD baseline."""
+    log.info("training %s without a teacher (baseline)", arch.hash)
+    model = _student(space, arch, data, seed)
+    fit(model, splits_at(data, arch.resolution)[0],
+        distill_train_cfg(train_cfg, distill_cfg, int(distill_cfg["student_epochs"])), device, seed=seed,
+        checkpoint=_ckpt(workdir, "student_no_kd"))
+    return model
+
+
+def kd_loss_for(student: nn.Module, teacher: nn.Module, train: Split, distill_cfg: dict[str, Any],
+                cfg: TrainConfig, device) -> DistillLoss:
+    """The logit-only distillation loss used to fine-tune (pruned or QAT) students."""
+    return DistillLoss(student.to(device), teacher.to(device), float(distill_cfg["temperature"]),
+                       float(distill_cfg["alpha"]), cfg.label_smoothing)
+
+
+def prune_student(student: nn.Module, arch: ArchSpec, space: SearchSpace, teacher: nn.Module, data: Dataset,
+                  mcu: MCU, runtime: str, train_cfg: TrainConfig, distill_cfg: dict[str, Any], device, seed: int = 0,
+                  workdir: Path | None = None):
+    """Shrink the distilled ``student`` to ``distill.prune.target`` and fine-tune it with KD. Returns the
+    :class:`tinynas.prune.PruneResult` whose ``model`` is the fine-tuned pruned student."""
+    from tinynas.prune import PruneSpec, prune
+
+    pcfg = distill_cfg["prune"]
+    res = prune(student.cpu(), space, arch, data.in_channels, data.num_classes, mcu, runtime,
+                PruneSpec.from_cfg(pcfg))
+    log.info("pruned %s → %s: flash %d → %d B, SRAM %d → %d B, latency %.1f → %.1f ms", arch.hash, res.arch.hash,
+             res.before["flash_bytes"], res.after["flash_bytes"], res.before["sram_bytes"], res.after["sram_bytes"],
+             res.before["latency_ms"], res.after["latency_ms"])
+    train = splits_at(data, arch.resolution)[0]
+    cfg = distill_train_cfg(train_cfg, distill_cfg, int(pcfg.get("epochs", 2)), pcfg.get("lr"))
+    loss = kd_loss_for(res.model, teacher, train, distill_cfg, cfg, device)
+    fit(res.model, train, cfg, device, seed=seed, loss_fn=loss, checkpoint=_ckpt(workdir, "pruned"))
+    return res
+
+
+def qat_student(student: nn.Module, resolution: int, teacher: nn.Module | None, data: Dataset,
+                train_cfg: TrainConfig, distill_cfg: dict[str, Any], device, seed: int = 0,
+                workdir: Path | None = None) -> nn.Module:
+    """Quantization-aware fine-tuning (``distill.qat``) of ``student`` in place, with KD when a teacher is given."""
+    from tinynas.qat import qat_finetune
+
+    qcfg = distill_cfg["qat"]
+    train = splits_at(data, resolution)[0]
+    cfg = distill_train_cfg(train_cfg, distill_cfg, int(qcfg.get("epochs", 1)), qcfg.get("lr"))
+    log.info("quantization-aware fine-tuning (%d epochs, lr %g)", cfg.epochs, cfg.lr)
+    loss = kd_loss_for(student, teacher, train, distill_cfg, cfg, device) if teacher is not None else None
+    return qat_finetune(student, train, cfg, device, seed=seed, loss_fn=loss, checkpoint=_ckpt(workdir, "qat"))
 
 
 def export_checked(model: nn.Module, arch: ArchSpec, space: SearchSpace, data: Dataset, mcu: MCU, host: MCU,
@@ -90,25 +168,67 @@ def export_checked(model: nn.Module, arch: ArchSpec, space: SearchSpace, data: D
 
 @dataclasses.dataclass(frozen=True)
 class Deployment:
-    arch: ArchSpec
+    arch: ArchSpec  # the exported arch (the pruned one when pruning is on)
     teacher_accuracy: float
-    fp32_accuracy: float
+    fp32_accuracy: float  # the exported float model (after pruning and QAT when on)
     export: Any  # tinynas.export.ExportResult
     host_estimate: Any    # estimators.Estimate for the host interpreter (tflm-reference): compare with the export
     target_estimate: Any  # estimators.Estimate for the target MCU and runtime
     checkpoint: Path
+    student_no_kd_accuracy: float | None = None  # the same arch and epochs without a teacher
+    student_kd_accuracy: float | None = None     # the distilled student before pruning / QAT
+    pruning: dict | None = None  # {"arch", "before": {...figures, accuracy}, "after": {...}}
+    qat: bool = False
 
 
 def deploy(arch: ArchSpec, space: SearchSpace, data: Dataset, mcu: MCU, host: MCU, runtime: str,
            train_cfg: TrainConfig, distill_cfg: dict[str, Any], export_cfg: dict[str, Any], out_dir: Path,
            device, seed: int = 0) -> Deployment:
-    """Train a teacher, distil ``arch`` from it, export to int8 TFLite and check it in TFLM."""
-    teacher = train_teacher(space, arch, data, train_cfg, distill_cfg, device, seed)
-    student = distill_student(space, arch, teacher, data, train_cfg, distill_cfg, device, seed)
+    """Train a teacher, distil ``arch`` from it (and train it without KD for comparison), optionally prune and
+    QAT-fine-tune it, export to int8 TFLite and check it in TFLM. Resumable: training state lives in ``out_dir``."""
+    out_dir = Path(out_dir)
+    teacher = train_teacher(space, arch, data, train_cfg, distill_cfg, device, seed, workdir=out_dir)
+    student = distill_student(space, arch, teacher, data, train_cfg, distill_cfg, device, seed, workdir=out_dir)
     _, _, test = splits_at(data, arch.resolution)
-    teacher_acc, fp32_acc = accuracy(teacher, test, device), accuracy(student, test, device)
-    ckpt = save_checkpoint(out_dir / "student.pt", student, arch, data.in_channels, data.num_classes,
+    teacher_acc = accuracy(teacher, test, device)
+    kd_acc = accuracy(student, test, device)
+    no_kd_acc = None
+    if distill_cfg.get("baseline_without_kd", True):
+        no_kd_acc = accuracy(train_without_kd(space, arch, data, train_cfg, distill_cfg, device, seed, out_dir),
+                             test, device)
+    model, final_arch, pruning = student, arch, None
+    if (distill_cfg.get("prune") or {}).get("enabled"):
+        res = prune_student(student, arch, space, teacher, data, mcu, runtime, train_cfg, distill_cfg, device, seed,
+                            out_dir)
+        model, final_arch = res.model, res.arch
+        pruning = {"arch": res.arch.to_dict(), "before": {**res.before, "accuracy": kd_acc},
+                   "after": {**res.after, "accuracy": accuracy(model, test, device)}}
+    qat = bool((distill_cfg.get("qat") or {}).get("enabled"))
+    if qat:
+        qat_student(model, arch.resolution, teacher, data, train_cfg, distill_cfg, device, seed, out_dir)
+    fp32_acc = accuracy(model, test, device)
+    ckpt = save_checkpoint(out_dir / "student.pt", model, final_arch, data.in_channels, data.num_classes,
                            {"teacher_test_accuracy": teacher_acc, "test_accuracy": fp32_acc})
-    result, on_host, target = export_checked(student, arch, space, data, mcu, host, runtime, export_cfg,
+    result, on_host, target = export_checked(model, final_arch, space, data, mcu, host, runtime, export_cfg,
                                              out_dir / "export", seed)
-    return Deployment(arch, teacher_acc, fp32_acc, result, on_host, target, ckpt)
+    return Deployment(final_arch, teacher_acc, fp32_acc, result, on_host, target, ckpt, no_kd_acc, kd_acc, pruning,
+                      qat)
+
+
+def comparison_table(teacher: float, no_kd: float | None, kd: float, pruning: dict | None = None,
+                     qat_fp32: float | None = None) -> str:
+    """Markdown: teacher, student without and with KD side by side; pruning's accuracy against size."""
+    rows = [("teacher", teacher), ("student without KD", no_kd), ("student with KD", kd)]
+    lines = ["| model | test accuracy |", "|---|---:|"]
+    lines += [f"| {name} | {acc:.3f} |" for name, acc in rows if acc is not None]
+    if qat_fp32 is not None:
+        lines.append(f"| student after QAT (fp32) | {qat_fp32:.3f} |")
+    if pruning:
+        lines += ["", "| pruning | test accuracy | flash kB | SRAM kB | latency ms | params | MMACs |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for name in ("before", "after"):
+            p = pruning[name]
+            lines.append(f"| {name} | {p['accuracy']:.3f} | {p['flash_bytes'] / 1024:.1f} | "
+                         f"{p['sram_bytes'] / 1024:.1f} | {p['latency_ms']:.1f} | {p['params']:,} | "
+                         f"{p['macs'] / 1e6:.2f} |")
+    return "\n".join(lines) + "\n"
