@@ -111,6 +111,8 @@ def test_report_page_through_the_cli(tinynas_cli, tmp_path):
     assert "mlperf_tiny_vww-stm32l4r5-mobilenetv1" in text and "| 7 | 0.8125 | 40.0 | 200.0 | 123.4 | 2.50 |" in text
     assert "mnist-stm32f446-mcunet" not in text
     assert (tmp_path / "pages" / "mlperf_tiny_vww-stm32l4r5-mobilenetv1-pareto.png").is_file()
+    assert "![our fronts and the published models](mlperf_tiny-accuracy-sram.png)" in text
+    assert (tmp_path / "pages" / "mlperf_tiny-accuracy-sram.png").read_bytes().startswith(b"\x89PNG")
 
 
 
@@ -127,6 +129,7 @@ def test_report_page_html_without_runs(tmp_path, capsys):
     html = (tmp_path / "mcunet.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "<td>mcunet-320kB-vww</td>" in html and "<td>91.8</td>" in html
     assert "No finished search run" in html
+    assert '<img alt="our fronts and the published models" src="data:image/png;base64,' in html  # published only
 
 
 def test_report_page_json_and_bad_format(capsys):

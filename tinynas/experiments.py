@@ -225,7 +225,48 @@ def run_table(doc: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def page_sections(name: str, runs_dir: Path) -> list[tuple]:
+def published_accuracy(cell: str) -> float | None:
+    """A published accuracy cell in % ('61.8', '90% top-1 (target)'); None for AUC or an empty cell."""
+    import re
+
+    m = re.match(r"\s*([0-9.]+)", cell)
+    return float(m[1]) if m and "AUC" not in cell else None
+
+
+def plot_experiment(path: Path, comparisons: list[Comparison], runs: list[tuple[Path, dict]]) -> Path | None:
+    """Accuracy against peak SRAM: each run's Pareto front and the published models that print both figures
+    (their SRAM as published, on their own board and runtime). None when there is nothing to draw."""
+    points = [(float(c.row["sram_kb"]), published_accuracy(c.row["accuracy"]), c.row["model"], c.row["task"])
+              for c in comparisons if c.row["sram_kb"] and published_accuracy(c.row["accuracy"]) is not None]
+    fronts = [(doc.get("study", {}).get("name", d.name), sorted(doc.get("pareto", []), key=lambda r: r["sram_bytes"]))
+              for d, doc in runs if doc.get("pareto")]
+    if not points and not fronts:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for label, front in fronts:
+        ax.step([r["sram_bytes"] / 1024 for r in front], [100 * r["accuracy"] for r in front], where="post",
+                marker="o", label=f"ours: {label}")
+    for i, task in enumerate(dict.fromkeys(p[3] for p in points)):  # one marker per task: accuracies differ
+        mine = [p for p in points if p[3] == task]
+        ax.scatter([p[0] for p in mine], [p[1] for p in mine], marker="*^sD"[i % 4], s=70, label=f"published: {task}")
+        for x, y, model, _ in mine:
+            ax.annotate(model.split(" ")[0], (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("peak SRAM (kB)")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def page_sections(name: str, runs_dir: Path, out: Path) -> list[tuple]:
     """The page as sections: ("h1"|"h2"|"h3"|"p", text), ("table", header, rows), ("img", path, alt)."""
     comparisons = compare(name) if (EXPERIMENTS_DIR / name / "published.csv").is_file() else []
     sections: list[tuple] = [("h1", f"Experiment {name}"),
@@ -249,6 +290,9 @@ def page_sections(name: str, runs_dir: Path) -> list[tuple]:
                      ("table", *run_table(doc))]
         if (run_dir / "pareto.png").is_file():
             sections.append(("img", run_dir / "pareto.png", f"Pareto front of {study.get('name', run_dir.name)}"))
+    plot = plot_experiment(out / f"{name}-accuracy-sram.png", comparisons, runs)
+    if plot:
+        sections += [("h2", "Accuracy vs peak SRAM"), ("img", plot, "our fronts and the published models")]
     return sections
 
 
@@ -265,8 +309,9 @@ def render_markdown(sections: list[tuple], out: Path) -> str:
         elif kind == "table":
             parts.append(markdown_table(*args))
         elif kind == "img":
-            target = out / f"{args[0].parent.name}-pareto.png"
-            shutil.copyfile(args[0], target)
+            target = args[0] if args[0].parent.resolve() == out.resolve() else out / f"{args[0].parent.name}-pareto.png"
+            if target != args[0]:
+                shutil.copyfile(args[0], target)
             parts.append(f"![{args[1]}]({target.name})")
     return "\n\n".join(parts) + "\n"
 
@@ -300,7 +345,7 @@ def write_page(name: str, fmt: str, out: Path, runs_dir: Path) -> Path:
     """Write experiment ``name``'s page as ``out/<name>.md`` or ``.html`` and return its path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    sections = page_sections(name, Path(runs_dir))
+    sections = page_sections(name, Path(runs_dir), out)
     path = out / f"{name}.{fmt}"
     path.write_text(render_markdown(sections, out) if fmt == "md" else render_html(sections))
     return path
