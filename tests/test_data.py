@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tinynas.data import load_dataset, resize, split_indices
+from tinynas.data import Split, at_resolution, load_dataset, resize, split_indices
 from tinynas.errors import ConfigError
 
 MNIST = {"name": "mnist", "in_channels": 1, "num_classes": 10, "val_fraction": 0.15, "test_fraction": 0.15,
@@ -35,11 +35,23 @@ def test_unknown_dataset_and_bad_fractions_are_named():
         load_dataset({**MNIST, "name": "imagenet"})
     with pytest.raises(ConfigError, match="val_fraction=0.6"):
         load_dataset({**MNIST, "val_fraction": 0.6, "test_fraction": 0.5})
-    with pytest.raises(ConfigError, match="declares"):
-        load_dataset({**MNIST, "num_classes": 12})
+    with pytest.raises(ConfigError, match=r"declares \{'in_channels': 1, 'num_classes': 12\} but the data has "
+                                          r"\{'in_channels': 1, 'num_classes': 10\}"):
+        load_dataset({**MNIST, "name": "digits", "num_classes": 12})
 
 
 def test_resize_keeps_batch_and_channels():
     x = np.random.default_rng(0).normal(size=(3, 2, 28, 28)).astype(np.float32)
-    assert resize(x, 28) is x
+    assert resize(x, 28) is x and resize(x, (28, 28)) is x
     assert resize(x, 32).shape == (3, 2, 32, 32)
+    assert resize(x, (14, 40)).shape == (3, 2, 14, 40)
+    np.testing.assert_allclose(resize(x, (14, 14)), x.reshape(3, 2, 14, 2, 14, 2).mean(axis=(3, 5)), atol=1e-6)
+
+
+def test_at_resolution_resizes_images_and_passes_fixed_features_through():
+    x = np.zeros((4, 1, 49, 10), np.float32)
+    images, features = Split(x, np.arange(4)), Split(x, np.arange(4), fixed=True)
+    assert at_resolution(images, (24, 5)).x.shape == (4, 1, 24, 5)
+    assert at_resolution(features, [49, 10]) is features
+    with pytest.raises(ConfigError, match=r"fixed-size features of 49×10 .* asks for input \(32, 32\)"):
+        at_resolution(features, 32)

@@ -104,6 +104,30 @@ def _caps(cfg, parts: list[np.ndarray], y: np.ndarray, seed: int) -> list[np.nda
     return out
 
 
+def normalise(x: np.ndarray, n_train: int) -> tuple[np.ndarray, float, float]:
+    """float32 ``(x - mean) / std`` with the first ``n_train`` samples' statistics (uint8 images scaled to [0, 1]).
+
+    uint8 statistics are summed exactly in float64 over small chunks, so the only large allocation is the
+    output (first-touching a temporary of a full CIFAR-10 or VWW array costs seconds)."""
+    if x.dtype == np.uint8:
+        train = x[:n_train].reshape(n_train, -1)
+        total = squares = 0.0
+        for i in range(0, n_train, 2048):
+            chunk = train[i:i + 2048].astype(np.float64)
+            total += chunk.sum()
+            squares += np.square(chunk, out=chunk).sum()
+        mean = total / train.size / 255
+        std = float(np.sqrt(max(squares / train.size / 255**2 - mean**2, 0.0))) or 1.0
+        out = np.multiply(x, np.float32(1 / (255 * std)), dtype=np.float32)
+        out -= np.float32(mean / std)
+        return out, mean, std
+    x = x.astype(np.float32)  # a copy: normalised in place
+    mean, std = float(x[:n_train].mean()), float(x[:n_train].std()) or 1.0
+    x -= mean
+    x /= std
+    return x, mean, std
+
+
 def load_dataset(cfg) -> Dataset:
     """The dataset named by ``cfg.name`` (a ``conf/dataset`` entry), split and normalised with train statistics."""
     name = cfg["name"]
@@ -119,14 +143,12 @@ def load_dataset(cfg) -> Dataset:
                           "add data, raise max_samples or change val_fraction/test_fraction")
     x = cached(cache_dir(cfg.get("cache_dir", None) if cfg.get("cache", True) else False), name, src.fingerprint,
                np.concatenate(parts), src.decode)
-    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32, copy=False)
     declared = {k: cfg[k] for k in ("in_channels", "num_classes") if cfg.get(k) is not None}
     actual = {"in_channels": x.shape[1], "num_classes": len(src.classes)}
     if any(actual[k] != v for k, v in declared.items()):
         raise ConfigError(f"dataset {name}: the config declares {declared} but the data has {actual}")
     bounds = np.cumsum([0] + [len(p) for p in parts])
-    mean, std = float(x[:bounds[1]].mean()), float(x[:bounds[1]].std()) or 1.0
-    x = (x - mean) / std
+    x, mean, std = normalise(x, bounds[1])
     splits = [Split(x[a:b], src.y[p], src.fixed_size) for a, b, p in zip(bounds[:-1], bounds[1:], parts)]
     return Dataset(name, *splits, num_classes=len(src.classes), mean=mean, std=std, classes=tuple(src.classes))
 
