@@ -103,7 +103,11 @@ def summary_markdown(results: dict[str, Any]) -> str:
             "| | value |",
             "|---|---:|",
             f"| teacher accuracy (test) | {d['teacher_accuracy']:.3f} |",
-            f"| student fp32 accuracy (test) | {d['fp32_accuracy']:.3f} |",
+            *([f"| student without KD, fp32 (test) | {d['student_no_kd_accuracy']:.3f} |"]
+              if d.get("student_no_kd_accuracy") is not None else []),
+            *([f"| student with KD, fp32 (test) | {d['student_kd_accuracy']:.3f} |"]
+              if d.get("student_kd_accuracy") is not None else []),
+            f"| exported student fp32 accuracy (test){' after QAT' if d.get('qat') else ''} | {d['fp32_accuracy']:.3f} |",
             f"| student int8 accuracy in TFLM (test) | {d['int8_accuracy']:.3f} |",
             f"| .tflite bytes: measured (estimated) | {d['tflite_bytes']:,} ({d['estimated_flash_bytes']:,}) |",
             f"| TFLM arena on the host: measured (estimated) | {d['tflm_arena_bytes']:,} ({d['estimated_sram_bytes']:,}) |",
@@ -112,6 +116,12 @@ def summary_markdown(results: dict[str, Any]) -> str:
             "",
             f"Files: `{d['tflite']}`, `{d['c_source']}`.",
         ]
+        if d.get("pruning"):
+            lines += ["", "Structured pruning (estimated on the target; accuracy on test):", "",
+                      "| | accuracy | flash kB | SRAM kB | latency ms | params |", "|---|---:|---:|---:|---:|---:|"]
+            lines += [f"| {k} | {p['accuracy']:.3f} | {p['flash_bytes'] / 1024:.1f} | {p['sram_bytes'] / 1024:.1f} | "
+                      f"{p['latency_ms']:.1f} | {p['params']:,} |" for k, p in
+                      (("before", d["pruning"]["before"]), ("after", d["pruning"]["after"]))]
     return "\n".join(lines) + "\n"
 
 
