@@ -146,6 +146,9 @@ def run(cfg) -> Path:
             "target_flash_bytes": dep.target_estimate.flash.total_bytes,
             "teacher_accuracy": dep.teacher_accuracy, "fp32_accuracy": dep.fp32_accuracy,
             "int8_accuracy": ex.int8_accuracy_tflm,
+            # Side by side (distill.baseline_without_kd), and the optional pruning / QAT stages.
+            "student_no_kd_accuracy": dep.student_no_kd_accuracy, "student_kd_accuracy": dep.student_kd_accuracy,
+            "pruning": dep.pruning, "qat": dep.qat,
         }
     results_path = write_json(out / "results.json", results)
     write_pareto_csv(out / "pareto.csv", pareto)
