@@ -18,7 +18,7 @@ def load_graph(cfg):
     from search_spaces.named import find, named_archs
 
     if (cfg.arch is None) == (cfg.model is None):
-        raise ConfigError("give exactly one of arch=FILE.json|NAME or model=FILE.tflite|FILE.onnx")
+        raise ConfigError("give exactly one of arch=FILE.json or model=FILE.tflite|FILE.onnx (arch= also takes a named arch)")
     if cfg.arch is not None and (point := find(str(cfg.arch))) is not None:
         return point.to_ir()
     path = Path(cfg.arch or cfg.model)
