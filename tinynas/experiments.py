@@ -22,10 +22,9 @@ EXPERIMENTS_DIR = ROOT / "experiments"
 #: published.csv header; every figure column is as printed (empty: not published).
 COLUMNS = ("model", "task", "build", "exact", "params_counting", "board", "runtime", "macs_m", "params_m",
            "sram_kb", "flash_kb", "model_kb", "latency_ms", "accuracy", "source")
-#: (column, label, our figure's key) of the figures both sides have.
-FIGURES = (("macs_m", "MACs (M)", "macs_m"), ("params_m", "params (M)", "params_m"),
-           ("sram_kb", "peak SRAM (kB)", "sram_kb"), ("flash_kb", "flash (kB)", "flash_kb"),
-           ("model_kb", "model file (kB)", "model_kb"), ("latency_ms", "latency (ms)", "latency_ms"))
+#: (column, label) of the figures both sides can have; our figures use the same keys.
+FIGURES = (("macs_m", "MACs (M)"), ("params_m", "params (M)"), ("sram_kb", "peak SRAM (kB)"),
+           ("flash_kb", "flash (kB)"), ("model_kb", "model file (kB)"), ("latency_ms", "latency (ms)"))
 PARAMS_COUNTING = ("file", "torch")
 
 
@@ -153,16 +152,16 @@ def table_rows(comparisons: list[Comparison]) -> tuple[list[str], list[list[str]
     figures = [f for f in FIGURES if any(c.row[f[0]] or (c.ours and f[0] in ("sram_kb", "flash_kb"))
                                          for c in comparisons)]
     header = ["model", "board / runtime"]
-    for _, label, _ in figures:
+    for _, label in figures:
         header += [f"{label} pub.", "ours", "Δ"]
     header.append("accuracy pub.")
     rows = []
     for c in comparisons:
         cells = [c.row["model"], f"{c.row['board']} / {c.row['runtime']}"]
-        for col, _, key in figures:
-            # structure figures (MACs, params) are the board's business only once: where they are published
+        for col, _ in figures:
+            # structure figures (MACs, params) are shown once per model: where they are published
             shown = c.ours and (c.row[col] or col not in ("macs_m", "params_m"))
-            cells += _cell(c.row[col], c.ours[key] if shown else None)
+            cells += _cell(c.row[col], c.ours[col] if shown else None)
         cells.append(c.row["accuracy"])
         rows.append(cells)
     return header, rows
@@ -309,8 +308,9 @@ def render_markdown(sections: list[tuple], out: Path) -> str:
         elif kind == "table":
             parts.append(markdown_table(*args))
         elif kind == "img":
-            target = args[0] if args[0].parent.resolve() == out.resolve() else out / f"{args[0].parent.name}-pareto.png"
-            if target != args[0]:
+            target = args[0]
+            if target.parent.resolve() != out.resolve():  # a run's pareto.png: copied beside the page
+                target = out / f"{args[0].parent.name}-pareto.png"
                 shutil.copyfile(args[0], target)
             parts.append(f"![{args[1]}]({target.name})")
     return "\n\n".join(parts) + "\n"
