@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 
-from estimators.ir import Graph, Op, Tensor
+from estimators.ir import Graph, make_op, make_tensor
+
+_OP_BASE: dict[str, str] = {}  # op kind → its name base ('CONV_2D' → 'conv_2d')
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: str) -> int:
@@ -44,14 +46,24 @@ class GraphBuilder:
         count[base] = n + 1
         name = f"{base}_{n}" if n else base
         tensors = self.graph.tensors
-        tensor = Tensor(name, tuple(map(int, shape)), dtype, const, quant_channels)
+        tensor = make_tensor(name, shape, dtype, const, quant_channels)
         if name in tensors:
             self.graph.add_tensor(tensor)  # raises the duplicate-name error
         tensors[name] = tensor
         return name
 
-    def _op(self, kind: str, inputs: list[str], outputs: list[str], **attrs) -> None:
-        self.graph.add_op(Op(self._unique(kind.lower()), kind, tuple(inputs), tuple(outputs), attrs))
+    def _op(self, kind: str, inputs: tuple[str, ...], outputs: tuple[str, ...], **attrs) -> None:
+        # Hot path: ``_unique`` and ``Graph.add_op`` inlined.
+        base = _OP_BASE.get(kind) or _OP_BASE.setdefault(kind, kind.lower())
+        count = self._count
+        n = count.get(base, 0)
+        count[base] = n + 1
+        op = make_op(f"{base}_{n}" if n else base, kind, inputs, outputs, attrs)
+        tensors = self.graph.tensors
+        for t in inputs:
+            if t not in tensors:
+                self.graph.add_op(op)  # raises the unknown-tensor error
+        self.graph.ops.append(op)
 
     def shape(self, x: str) -> tuple[int, ...]:
         return self.graph.tensors[x].shape
@@ -64,7 +76,7 @@ class GraphBuilder:
         bias = self._tensor(f"{name}/bias", (cout,), dtype="int32", const=True, quant_channels=cout)
         oh, ow = conv_output_size(h, kernel, stride, padding), conv_output_size(w, kernel, stride, padding)
         y = self._tensor(f"{name}/out", (1, oh, ow, cout), dtype=self.dtype)
-        self._op("CONV_2D", [x, weight, bias], [y], kernel=(kernel, kernel), stride=(stride, stride),
+        self._op("CONV_2D", (x, weight, bias), (y,), kernel=(kernel, kernel), stride=(stride, stride),
                  padding=padding, activation=activation)
         return y
 
@@ -75,13 +87,13 @@ class GraphBuilder:
         bias = self._tensor(f"{name}/bias", (c,), dtype="int32", const=True, quant_channels=c)
         oh, ow = conv_output_size(h, kernel, stride, padding), conv_output_size(w, kernel, stride, padding)
         y = self._tensor(f"{name}/out", (1, oh, ow, c), dtype=self.dtype)
-        self._op("DEPTHWISE_CONV_2D", [x, weight, bias], [y], kernel=(kernel, kernel), stride=(stride, stride),
+        self._op("DEPTHWISE_CONV_2D", (x, weight, bias), (y,), kernel=(kernel, kernel), stride=(stride, stride),
                  padding=padding, activation=activation, depth_multiplier=1)
         return y
 
     def add(self, a: str, b: str, activation: str | None = None, name: str = "add") -> str:
         y = self._tensor(f"{name}/out", self.shape(a), dtype=self.dtype)
-        self._op("ADD", [a, b], [y], activation=activation)
+        self._op("ADD", (a, b), (y,), activation=activation)
         return y
 
     def global_avg_pool(self, x: str, keep_dims: bool = True, name: str = "pool") -> str:
@@ -89,7 +101,7 @@ class GraphBuilder:
         n, _, _, c = self.shape(x)
         axes = self._tensor(f"{name}/axes", (2,), dtype="int32", const=True, quant_channels=0)
         y = self._tensor(f"{name}/out", (n, 1, 1, c) if keep_dims else (n, c), dtype=self.dtype)
-        self._op("MEAN", [x, axes], [y], axes=(1, 2), keep_dims=keep_dims)
+        self._op("MEAN", (x, axes), (y,), axes=(1, 2), keep_dims=keep_dims)
         return y
 
     def pad(self, x: str, pads: tuple[tuple[int, int], tuple[int, int]], name: str = "pad") -> str:
@@ -98,13 +110,13 @@ class GraphBuilder:
         (top, bottom), (left, right) = pads
         paddings = self._tensor(f"{name}/paddings", (4, 2), dtype="int32", const=True, quant_channels=0)
         y = self._tensor(f"{name}/out", (n, h + top + bottom, w + left + right, c), dtype=self.dtype)
-        self._op("PAD", [x, paddings], [y], pads=((0, 0), (top, bottom), (left, right), (0, 0)))
+        self._op("PAD", (x, paddings), (y,), pads=((0, 0), (top, bottom), (left, right), (0, 0)))
         return y
 
     def reshape(self, x: str, shape: tuple[int, ...], name: str = "reshape") -> str:
         new_shape = self._tensor(f"{name}/shape", (len(shape),), dtype="int32", const=True, quant_channels=0)
         y = self._tensor(f"{name}/out", shape, dtype=self.dtype)
-        self._op("RESHAPE", [x, new_shape], [y])
+        self._op("RESHAPE", (x, new_shape), (y,))
         return y
 
     def flatten(self, x: str, name: str = "flatten") -> str:
@@ -121,7 +133,7 @@ class GraphBuilder:
         if bias:
             inputs.append(self._tensor(f"{name}/bias", (cout,), dtype="int32", const=True, quant_channels=channels))
         y = self._tensor(f"{name}/out", (n, cout), dtype=self.dtype)
-        self._op("FULLY_CONNECTED", inputs, [y], activation=activation)
+        self._op("FULLY_CONNECTED", tuple(inputs), (y,), activation=activation)
         return y
 
     def finish(self, *outputs: str) -> Graph:
@@ -145,7 +157,7 @@ class GraphBuilder:
         bias = self._tensor(f"{name}/bias", (cout,), dtype="int32", const=True, quant_channels=cout)
         oh, ow = self._window_output(x, kernel, stride, padding)
         y = self._tensor(f"{name}/out", (1, oh, ow, cout), dtype=self.dtype)
-        self._op("CONV_2D", [x, weight, bias], [y], kernel=tuple(kernel), stride=tuple(stride),
+        self._op("CONV_2D", (x, weight, bias), (y,), kernel=tuple(kernel), stride=tuple(stride),
                  padding=padding, activation=activation)
         return y
 
@@ -158,7 +170,7 @@ class GraphBuilder:
         bias = self._tensor(f"{name}/bias", (c,), dtype="int32", const=True, quant_channels=c)
         oh, ow = self._window_output(x, kernel, stride, padding)
         y = self._tensor(f"{name}/out", (1, oh, ow, c), dtype=self.dtype)
-        self._op("DEPTHWISE_CONV_2D", [x, weight, bias], [y], kernel=tuple(kernel), stride=tuple(stride),
+        self._op("DEPTHWISE_CONV_2D", (x, weight, bias), (y,), kernel=tuple(kernel), stride=tuple(stride),
                  padding=padding, activation=activation, depth_multiplier=1)
         return y
 
@@ -167,7 +179,7 @@ class GraphBuilder:
         stride = tuple(stride or kernel)
         oh, ow = self._window_output(x, kernel, stride, padding)
         y = self._tensor(f"{name}/out", (1, oh, ow, self.shape(x)[3]), dtype=self.dtype)
-        self._op(kind, [x], [y], kernel=tuple(kernel), stride=stride, padding=padding)
+        self._op(kind, (x,), (y,), kernel=tuple(kernel), stride=stride, padding=padding)
         return y
 
     def avg_pool2d(self, x: str, kernel: tuple[int, int], stride: tuple[int, int] | None = None,
@@ -182,7 +194,7 @@ class GraphBuilder:
 
     def softmax(self, x: str, name: str = "softmax") -> str:
         y = self._tensor(f"{name}/out", self.shape(x), dtype=self.dtype)
-        self._op("SOFTMAX", [x], [y], beta=1.0)
+        self._op("SOFTMAX", (x,), (y,), beta=1.0)
         return y
 
     # -- elementwise multiply and hard-swish (appended) ------------------------------------------
@@ -193,10 +205,10 @@ class GraphBuilder:
         sa, sb = self.shape(a), self.shape(b)
         shape = tuple(max(x, y) for x, y in zip(sa, sb)) if len(sa) == len(sb) else sa
         y = self._tensor(f"{name}/out", shape, dtype=self.dtype)
-        self._op("MUL", [a, b], [y], activation=activation)
+        self._op("MUL", (a, b), (y,), activation=activation)
         return y
 
     def hard_swish(self, x: str, name: str = "hswish") -> str:
         y = self._tensor(f"{name}/out", self.shape(x), dtype=self.dtype)
-        self._op("HARD_SWISH", [x], [y])
+        self._op("HARD_SWISH", (x,), (y,))
         return y

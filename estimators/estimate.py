@@ -84,19 +84,21 @@ def estimate(graph: Graph, mcu: MCU, runtime: str = "tflm", patch: PatchConfig |
         raise ValueError(f"unknown runtime {runtime!r}; allowed: {', '.join(RUNTIMES)}")
     sram = patch_sram(graph, patch, runtime) if patch else estimate_sram(graph, runtime, mcu)
     flash = estimate_flash(graph, runtime, mcu)
-    layer_ms = estimate_latency(graph, mcu, runtime)
+    ops = graph.ops
+    macs_per_op = [op_macs(graph, op) for op in ops]
+    layer_ms = estimate_latency(graph, mcu, runtime, macs_per_op)
     tensors = graph.tensors
     layers = []
-    macs = params = 0
     new_layer, set_fields = _new_layer, _set_fields  # LayerEstimate without its __init__: one dict per layer
-    for op, live, ms in zip(graph.ops, sram.live_bytes, layer_ms):
-        op_m, op_p = op_macs(graph, op), op_params(graph, op)
-        macs += op_m
+    params = 0
+    for op, op_m, live, ms in zip(ops, macs_per_op, sram.live_bytes, layer_ms):
+        op_p = op_params(graph, op)
         params += op_p
         layer = new_layer(LayerEstimate)
         set_fields(layer, "__dict__", {"name": op.name, "op": op.kind, "output_shape": tensors[op.outputs[0]].shape,
                                        "macs": op_m, "params": op_p, "live_bytes": live, "latency_ms": ms})
         layers.append(layer)
+    macs = sum(macs_per_op)
     latency_ms = float(sum(layer_ms))
     return Estimate(
         model=graph.name, mcu=mcu.name, runtime=runtime,

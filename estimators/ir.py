@@ -19,6 +19,7 @@ Op kinds and the attributes the estimators read:
 
 from __future__ import annotations
 
+from collections import namedtuple
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -28,67 +29,90 @@ CONV_KINDS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D"})
 WEIGHTED_KINDS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"})
 
 
-@dataclass(frozen=True, init=False)
-class Tensor:
+class Tensor(namedtuple("TensorFields", "name shape dtype const quant_channels numel nbytes")):
     """One tensor: activations are NHWC (or N×C for vectors); constants hold weights or biases.
 
     ``quant_channels`` is the number of quantization scales (per-channel weights: output channels;
     per-tensor: 1; 0 for a float tensor). ``numel`` and ``nbytes`` are computed once, on construction.
+
+    Immutable and compared by value. A named tuple underneath (graphs hold hundreds of them and search
+    builds thousands of graphs): :func:`make_tensor` builds one in a single C call.
     """
 
-    name: str
-    shape: tuple[int, ...]
-    dtype: str = "int8"
-    const: bool = False
-    quant_channels: int = 1
-    numel: int = field(init=False, repr=False, compare=False)
-    nbytes: int = field(init=False, repr=False, compare=False)
+    __slots__ = ()
+    _FIELDS = ("name", "shape", "dtype", "const", "quant_channels")
 
-    def __init__(self, name: str, shape: tuple[int, ...], dtype: str = "int8", const: bool = False,
-                 quant_channels: int = 1) -> None:
-        itemsize = DTYPE_BYTES.get(dtype)
-        if itemsize is None:
-            raise ValueError(f"tensor {name!r}: unknown dtype {dtype!r}; allowed: {sorted(DTYPE_BYTES)}")
+    def __new__(cls, name: str, shape: tuple[int, ...], dtype: str = "int8", const: bool = False,
+                quant_channels: int = 1) -> "Tensor":
+        return make_tensor(name, shape, dtype, const, quant_channels)
+
+    def __getnewargs__(self) -> tuple:  # pickle and copy rebuild through __new__
+        return self[:5]
+
+    def _replace(self, **changes: Any) -> "Tensor":
+        """A copy with ``changes`` to the named fields (``numel`` and ``nbytes`` re-derived)."""
+        return make_tensor(**{**dict(zip(self._FIELDS, self)), **changes})
+
+    def __repr__(self) -> str:
+        return "Tensor(" + ", ".join(f"{f}={v!r}" for f, v in zip(self._FIELDS, self)) + ")"
+
+
+_tuple_new = tuple.__new__
+
+
+def make_tensor(name: str, shape: tuple[int, ...], dtype: str = "int8", const: bool = False,
+                quant_channels: int = 1) -> Tensor:
+    """A checked :class:`Tensor` (the one place its fields are derived); ``Tensor(...)`` calls it."""
+    itemsize = DTYPE_BYTES.get(dtype)
+    if itemsize is None:
+        raise ValueError(f"tensor {name!r}: unknown dtype {dtype!r}; allowed: {sorted(DTYPE_BYTES)}")
+    numel = 1
+    for d in shape:
+        if d <= 0:
+            raise ValueError(f"tensor {name!r}: every dimension must be positive, got {shape}")
+        numel *= d
+    if type(numel) is not int or type(shape) is not tuple:  # numpy or float dimensions, lists: Python int tuples
+        shape = tuple(map(int, shape))
         numel = 1
         for d in shape:
             if d <= 0:
                 raise ValueError(f"tensor {name!r}: every dimension must be positive, got {shape}")
             numel *= d
-        if type(numel) is not int:  # numpy or float dimensions: count them as Python ints
-            numel = 1
-            for d in shape:
-                if int(d) <= 0:
-                    raise ValueError(f"tensor {name!r}: every dimension must be positive, got {shape}")
-                numel *= int(d)
-        # Frozen: fill the instance dict directly, much cheaper than one object.__setattr__ per field.
-        fields = self.__dict__
-        fields["name"] = name
-        fields["shape"] = shape
-        fields["dtype"] = dtype
-        fields["const"] = const
-        fields["quant_channels"] = quant_channels
-        fields["numel"] = numel
-        fields["nbytes"] = numel * itemsize
+    return _tuple_new(Tensor, (name, shape, dtype, const, quant_channels, numel, numel * itemsize))
 
 
-@dataclass(frozen=True, init=False)
-class Op:
-    """One operator; ``inputs`` and ``outputs`` are tensor names, ``attrs`` its parameters."""
+class Op(namedtuple("OpFields", "name kind inputs outputs attrs")):
+    """One operator; ``inputs`` and ``outputs`` are tensor names, ``attrs`` its parameters.
 
-    name: str
-    kind: str
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-    attrs: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    Immutable (``attrs`` aside); equal and hashed by name, kind, inputs and outputs. A named tuple
+    underneath, like :class:`Tensor`: :func:`make_op` builds one in a single C call.
+    """
 
-    def __init__(self, name: str, kind: str, inputs: tuple[str, ...], outputs: tuple[str, ...],
-                 attrs: dict[str, Any] | None = None) -> None:
-        fields = self.__dict__
-        fields["name"] = name
-        fields["kind"] = kind
-        fields["inputs"] = inputs
-        fields["outputs"] = outputs
-        fields["attrs"] = {} if attrs is None else attrs
+    __slots__ = ()
+
+    def __new__(cls, name: str, kind: str, inputs: tuple[str, ...], outputs: tuple[str, ...],
+                attrs: dict[str, Any] | None = None) -> "Op":
+        return _tuple_new(cls, (name, kind, inputs, outputs, {} if attrs is None else attrs))
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Op and self[:4] == other[:4]
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(self[:4])
+
+    def __getnewargs__(self) -> tuple:  # pickle and copy rebuild through __new__
+        return tuple(self)
+
+    def __repr__(self) -> str:
+        return f"Op(name={self.name!r}, kind={self.kind!r}, inputs={self.inputs!r}, outputs={self.outputs!r}, attrs={self.attrs!r})"
+
+
+def make_op(name: str, kind: str, inputs: tuple[str, ...], outputs: tuple[str, ...], attrs: dict[str, Any]) -> Op:
+    """``Op(...)`` in one C call (``attrs`` given): the hot path of graph builders."""
+    return _tuple_new(Op, (name, kind, inputs, outputs, attrs))
 
 
 @dataclass

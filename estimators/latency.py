@@ -18,11 +18,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
 from estimators.ir import Graph, Op
+from estimators.macs import op_macs
 from estimators.mcu import MCU
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -49,21 +50,12 @@ def core_family(core: str) -> str:
     raise ValueError(f"core {core!r} maps to no core family; known cores: {', '.join(known)}")
 
 
-def op_terms(graph: Graph, op: Op) -> tuple[int, int]:
-    """(MACs, output elements) of ``op``, the two quantities the model prices."""
-    kind = op.kind
-    if kind in FREE_KINDS:
+def op_terms(graph: Graph, op: Op, macs: int | None = None) -> tuple[int, int]:
+    """(MACs, output elements) of ``op``, the two quantities the model prices (``macs``: its
+    :func:`~estimators.macs.op_macs`, when the caller has it)."""
+    if op.kind in FREE_KINDS:
         return 0, 0
-    out = graph.tensors[op.outputs[0]].numel
-    if kind == "CONV_2D":
-        w = graph.tensors[op.inputs[1]].shape
-        return out * w[1] * w[2] * w[3], out
-    if kind == "DEPTHWISE_CONV_2D":
-        w = graph.tensors[op.inputs[1]].shape
-        return out * w[1] * w[2], out
-    if kind == "FULLY_CONNECTED":
-        return out * graph.tensors[op.inputs[1]].shape[1], out
-    return 0, out
+    return op_macs(graph, op) if macs is None else macs, graph.tensors[op.outputs[0]].numel
 
 
 def graph_terms(graph: Graph) -> dict[str, int]:
@@ -121,13 +113,22 @@ class LatencyModel:
         return self.family_scale(family, runtime) * (
             terms["mac"] + self.fc_ratio[self.isa(family)] * terms["fc_mac"] + self.element_cycles * terms["elements"])
 
-    def op_cycles(self, graph: Graph, family: str, runtime: str) -> list[float]:
+    def op_cycles(self, graph: Graph, family: str, runtime: str,
+                  macs: Sequence[int] | None = None) -> list[float]:
+        """Cycles of each op (``macs``: each op's :func:`~estimators.macs.op_macs`, when the caller has them)."""
         s = self.family_scale(family, runtime)
         fc, b = self.fc_ratio[self.isa(family)], self.element_cycles
+        if macs is None:
+            macs = [op_macs(graph, op) for op in graph.ops]
+        tensors = graph.tensors
         out = []
-        for op in graph.ops:
-            macs, elements = op_terms(graph, op)
-            out.append(s * ((fc * macs if op.kind == "FULLY_CONNECTED" else macs) + b * elements))
+        for op, m in zip(graph.ops, macs):
+            kind = op.kind
+            if kind in FREE_KINDS:
+                out.append(s * 0)
+                continue
+            elements = tensors[op.outputs[0]].numel
+            out.append(s * ((fc * m if kind == "FULLY_CONNECTED" else m) + b * elements))
         return out
 
 
@@ -136,10 +137,11 @@ def load_latency_model(path: str | Path = COEFFICIENTS) -> LatencyModel:
     return LatencyModel.from_yaml(path)
 
 
-def estimate_latency(graph: Graph, mcu: MCU, runtime: str) -> list[float]:
-    """Milliseconds per op, in graph order (zeros for a board without a clock, e.g. the ``host`` target)."""
+def estimate_latency(graph: Graph, mcu: MCU, runtime: str, macs: Sequence[int] | None = None) -> list[float]:
+    """Milliseconds per op, in graph order (zeros for a board without a clock, e.g. the ``host`` target);
+    ``macs``: each op's :func:`~estimators.macs.op_macs`, when the caller has them (``estimate`` does)."""
     if mcu.clock_mhz <= 0:
         return [0.0] * len(graph.ops)
     model = load_latency_model()
     to_ms = 1e3 / (mcu.clock_mhz * 1e6)
-    return [c * to_ms for c in model.op_cycles(graph, core_family(mcu.core), runtime)]
+    return [c * to_ms for c in model.op_cycles(graph, core_family(mcu.core), runtime, macs)]

@@ -20,7 +20,6 @@ ONNX shape inference. Conversions:
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -392,5 +391,5 @@ def read_onnx(path: str | Path) -> Graph:
             raise ValueError(f"{path}: graph output {o.name!r} is not produced by any supported op")
         outputs.append(reader.env[o.name])
     graph = reader.b.finish(*outputs)
-    graph.ops = [dataclasses.replace(op, name=reader.node_of.get(op.outputs[0], op.name)) for op in graph.ops]
+    graph.ops = [op._replace(name=reader.node_of.get(op.outputs[0], op.name)) for op in graph.ops]
     return graph

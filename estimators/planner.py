@@ -11,7 +11,6 @@ lasts) for callers that plan thousands of graphs and need no :class:`Buffer` obj
 from __future__ import annotations
 
 import dataclasses
-from bisect import bisect_left, bisect_right
 from itertools import accumulate
 from typing import Sequence
 
@@ -116,15 +115,26 @@ def first_fit_plan(buffers: Sequence[Buffer]) -> list[int]:
 
 
 def live_totals(sizes: Sequence[int], firsts: Sequence[int], lasts: Sequence[int],
-                steps: Sequence[int]) -> tuple[int, ...]:
-    """:func:`live_bytes` on columns: bytes started by each step minus bytes ended before it."""
-    by_first = sorted(range(len(sizes)), key=firsts.__getitem__)
-    by_last = sorted(range(len(sizes)), key=lasts.__getitem__)
-    started = [0, *accumulate(sizes[i] for i in by_first)]
-    ended = [0, *accumulate(sizes[i] for i in by_last)]
-    start_keys = [firsts[i] for i in by_first]
-    end_keys = [lasts[i] for i in by_last]
-    return tuple(started[bisect_right(start_keys, s)] - ended[bisect_left(end_keys, s)] for s in steps)
+                steps: Sequence[float]) -> tuple[int, ...]:
+    """:func:`live_bytes` on columns (integer lifetimes): a running sum of each size, added at its
+    ``first`` step and removed after its ``last``; a step between integers sums its buffers directly."""
+    if not sizes:
+        return tuple(0 for _ in steps)
+    lo, hi = min(firsts), max(lasts)
+    delta = [0] * (hi - lo + 2)
+    for size, first, last in zip(sizes, firsts, lasts):
+        delta[first - lo] += size
+        delta[last - lo + 1] -= size
+    live = list(accumulate(delta))
+    out = []
+    for s in steps:
+        if not lo <= s <= hi:
+            out.append(0)
+        elif type(s) is int:
+            out.append(live[s - lo])
+        else:
+            out.append(sum(size for size, first, last in zip(sizes, firsts, lasts) if first <= s <= last))
+    return tuple(out)
 
 
 def live_bytes(buffers: Sequence[Buffer], steps: Sequence[int]) -> tuple[int, ...]:

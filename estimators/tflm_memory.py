@@ -143,6 +143,9 @@ _BUILTIN_DATA = {"CONV_2D": 28, "DEPTHWISE_CONV_2D": 28, "FULLY_CONNECTED": 32, 
 
 _OP_DATA_BYTES = {p: {kind: size[p] for kind, (size, _) in _OP_DATA.items()} for p in _STRUCTS}
 _PER_CHANNEL_KINDS = frozenset(kind for kind, (_, per_channel) in _OP_DATA.items() if per_channel)
+# Per pointer width, kind → (builtin data bytes, OpData bytes, keeps per-channel data) for kinds with any of them.
+_KIND_TAIL = {p: {kind: (_BUILTIN_DATA.get(kind, 0), _OP_DATA_BYTES[p].get(kind, 0), kind in _PER_CHANNEL_KINDS)
+                  for kind in {*_BUILTIN_DATA, *_OP_DATA}} for p in _STRUCTS}
 
 
 def _output_channels(graph: Graph, op: Op) -> int:
@@ -169,16 +172,17 @@ def _tail_runs(graph: Graph, pointer_bytes: int, requests: list[list[int]]) -> l
     # Builtin options are parsed for every op, then each kernel's Init allocates its OpData, then each
     # kernel's Prepare its per-channel multipliers and shifts.
     builtin, op_data, per_channel = [], [], []
-    op_data_bytes = _OP_DATA_BYTES[p]
+    op_data_bytes, kind_tail = _OP_DATA_BYTES[p], _KIND_TAIL[p]
     for op in graph.ops:
-        kind = op.kind
-        size = _BUILTIN_DATA.get(kind)
-        if size:
-            builtin.append(size)
-        size = op_data_bytes.get(kind)
-        if size:
-            op_data.append(size)
-        if kind in _PER_CHANNEL_KINDS:
+        sizes = kind_tail.get(op[1])  # op.kind
+        if sizes is None:
+            continue
+        b, d, channels = sizes
+        if b:
+            builtin.append(b)
+        if d:
+            op_data.append(d)
+        if channels:
             c4 = 4 * _output_channels(graph, op)
             per_channel += (c4, c4)
 
