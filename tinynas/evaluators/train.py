@@ -60,8 +60,8 @@ class TrainEvaluator(BaseEvaluator):
     name = "train"
 
     def __init__(self, ctx: EvaluationContext, successive_halving: bool = False, min_epochs: int = 1,
-                 reduction_factor: int = 3, max_epochs: int | None = None):
-        super().__init__(ctx)
+                 reduction_factor: int = 3, max_epochs: int | None = None, **unknown: Any):
+        super().__init__(ctx, **unknown)
         max_epochs = ctx.train_cfg.epochs if max_epochs is None else int(max_epochs)
         if max_epochs < 1:
             raise ConfigError(f"evaluator.max_epochs={max_epochs} must be at least 1 (null: train.epochs)")
