@@ -11,7 +11,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from tinynas import experiments
-from tinynas.paths import CONF_DIR
+from tinynas.commands.common import load_space
+from tinynas.paths import CONF_DIR, ROOT
 
 PAPER_PREFIXES = ("mcunet_", "unas_", "micronets_", "mlperf_")
 PAPER_CONFIGS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml") if p.stem.startswith(PAPER_PREFIXES))
@@ -33,6 +34,10 @@ def test_paper_config_composes_through_search(name):
     if board:  # the board in the config's name is the board it targets
         assert cfg.mcu.name == board
     assert experiments.resolve(name) in experiments.available()  # its page exists
+    space = load_space(cfg)
+    for entry in cfg.search.enqueue:  # arch files (paths from the repository root) are points of the space
+        if entry.endswith(".json"):
+            space.decode(json.loads((ROOT / entry).read_text()))
     task = next((t for t in TASK_DATASETS if f"_{t}" in name), None)
     if task:  # the task in the config's name is the dataset it loads
         assert cfg.dataset.name == TASK_DATASETS[task]
