@@ -126,3 +126,12 @@ def test_zoo_options_export_runs_in_tflm_and_matches_the_ir_arena(tmp_path):
     arch = ZOO_LIKE.decode({**ZOO_LIKE.random(random.Random(4)).to_dict(), "depths": [2, 2, 1],
                             "kernels": [[3, 5], [3, 3], [3]], "expands": [[3, 5], [5, 3], [3]]})
     checks.check_export_matches_ir(ZOO_LIKE, arch, 3, 10, tmp_path / "export")
+
+
+def test_default_spaces_keep_shape_based_shortcuts():
+    """The zoo options default to the space's original behaviour: a shortcut wherever shapes allow."""
+    for space in (SPACE, get_space("mcunet", {})):
+        assert (space.shortcut, space.head_channels > 0) == ("same_shape", True)
+        for seed in range(5):
+            plan = space.blocks(space.random(random.Random(seed)))
+            assert [b["residual"] for b in plan] == [b["stride"] == 1 and b["cin"] == b["cout"] for b in plan]
