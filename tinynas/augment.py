@@ -21,10 +21,6 @@ from tinynas.errors import ConfigError
 Augment = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _randint(high: int, size: int, device: torch.device) -> torch.Tensor:
-    return torch.randint(0, high, (size,)).to(device)
-
-
 def shift(x: torch.Tensor, max_shift: int = 2) -> torch.Tensor:
     """Translate the whole batch by up to ``max_shift`` pixels in each direction (zero padding)."""
     padded = F.pad(x, (max_shift,) * 4)
@@ -35,12 +31,10 @@ def shift(x: torch.Tensor, max_shift: int = 2) -> torch.Tensor:
 
 def _crop(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
     """A random H×W window of each sample zero-padded by ``pad_h`` rows / ``pad_w`` columns on every side."""
-    n, c, h, w = x.shape
+    h, w = x.shape[-2:]
     padded = F.pad(x, (pad_w, pad_w, pad_h, pad_h))
-    rows = _randint(2 * pad_h + 1, n, x.device)[:, None] + torch.arange(h, device=x.device)
-    cols = _randint(2 * pad_w + 1, n, x.device)[:, None] + torch.arange(w, device=x.device)
-    batch, chan = torch.arange(n, device=x.device), torch.arange(c, device=x.device)
-    return padded[batch[:, None, None, None], chan[None, :, None, None], rows[:, None, :, None], cols[:, None, None, :]]
+    dys, dxs = torch.randint(0, 2 * pad_h + 1, (len(x),)).tolist(), torch.randint(0, 2 * pad_w + 1, (len(x),)).tolist()
+    return torch.stack([p[:, dy:dy + h, dx:dx + w] for p, dy, dx in zip(padded, dys, dxs)])  # slices: fast
 
 
 def crop_flip(x: torch.Tensor, pad: int = 4, flip: bool = True) -> torch.Tensor:
