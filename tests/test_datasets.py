@@ -126,6 +126,12 @@ def test_image_folder_split_folders_and_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(image_folder, "decode_images", lambda *a: pytest.fail("decoded again despite the cache"))
     second = load_dataset(cfg)
     assert np.array_equal(first.train.x, second.train.x) and np.array_equal(first.test.y, second.test.y)
+    monkeypatch.undo()
+    next((tmp_path / "cache").glob("*.npz")).write_bytes(b"truncated")  # a damaged cache file is rebuilt
+    assert np.array_equal(load_dataset(cfg).val.x, first.val.x)
+    (tmp_path / "cache").rename(tmp_path / "moved")
+    (tmp_path / "cache").write_text("a file where the cache folder should be")  # unwritable: loads uncached
+    assert np.array_equal(load_dataset(cfg).val.x, first.val.x)
 
 
 def test_image_folder_errors_name_the_folder_and_the_bad_file(tmp_path):

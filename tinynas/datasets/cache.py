@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import io
+import logging
 import os
 from pathlib import Path
 from typing import Callable
@@ -11,6 +12,7 @@ from typing import Callable
 import numpy as np
 
 DEFAULT_DIR = "~/.cache/tinynas"
+log = logging.getLogger(__name__)
 
 
 def cache_dir(setting) -> Path | None:
@@ -35,10 +37,15 @@ def cached(folder: Path | None, name: str, fingerprint: str, indices: np.ndarray
         except (OSError, ValueError, KeyError, EOFError):
             pass  # a damaged cache file is rebuilt below
     x = decode(indices)
-    folder.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    np.savez(buf, x=x)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)  # atomic: a concurrent reader sees the old state or the whole file
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            np.savez(f, x=x)
+        os.replace(tmp, path)  # atomic: a concurrent reader sees no file or the whole file
+    except OSError as e:  # a read-only or full disk costs the next load its speed, not this one its data
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        log.warning("could not cache %s decoded arrays in %s (%s); set dataset.cache_dir or dataset.cache=false",
+                    name, folder, e)
     return x
