@@ -129,11 +129,6 @@ class MobileNetV3Space(BlockwiseSpace):
         self.check(arch)
         ch = self.channels(arch.width)
         plan = self.blocks(arch)
-        fractional = sorted({b["expand"] for b in plan if b["hidden"] != b["cin"] * b["expand"]})
-        if fractional:  # MBConv builds cin × expand hidden channels
-            raise NotImplementedError(f"mobilenetv3 build_torch: expand ratios {fractional} are not whole numbers; "
-                                      "torch_blocks.MBConv takes no explicit hidden channel count yet")
-        plan = [{k: v for k, v in b.items() if k != "hidden"} for b in plan]
         return MobileNetV3Like(in_channels, ch["stem"], "hswish", plan, ch["head"], "hswish",
                                self.last_channels, num_classes, self.dropout)
 

@@ -139,10 +139,10 @@ class MBConv(nn.Module):
     """MobileNetV3 block: 1×1 expand (absent when expand is 1), k×k depthwise, optional SE, linear 1×1
     project, identity shortcut when shapes allow; ``act`` after the expand and depthwise convs."""
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int, act: str = "relu6",
-                 se_channels: int = 0):
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: float, act: str = "relu6",
+                 se_channels: int = 0, hidden: int | None = None):
         super().__init__()
-        hidden = cin * expand
+        hidden = hidden or int(cin * expand)  # explicit for fractional ratios (MobileNetV3's 72, 88, 184 ...)
         layers: list[nn.Module] = []
         if expand != 1:
             layers.append(conv_norm_act(cin, hidden, 1, act=act))

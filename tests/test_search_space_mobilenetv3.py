@@ -3,6 +3,7 @@
 import random
 
 import pytest
+import torch
 
 from estimators.macs import total_macs
 from search_spaces import get_space
@@ -75,7 +76,8 @@ def test_small_first_block_and_fractional_expansions():
     expand = [op for op in g_plain.ops if op.outputs[0].startswith("block1/expand")][0]
     assert g_plain.tensors[expand.outputs[0]].shape[-1] == 88  # 24 · 3.67 = 88.08 → 88
     assert plain.blocks(plain.decode({**arch, "expands": [[2.3]]}))[1]["hidden"] == 56  # 24 · 2.3 = 55.2 → 56
-    with pytest.raises(NotImplementedError, match=r"expand ratios \[3.67\]"):
-        plain.build_torch(plain.decode(arch), 3, 10)
+    model = plain.build_torch(plain.decode(arch), 3, 10)
+    hidden = [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
+    assert hidden[-1] == 88 and model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
     with pytest.raises(ValueError, match="first_block_stride=3"):
         get_space("mobilenetv3", {"first_block_stride": 3})

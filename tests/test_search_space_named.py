@@ -87,3 +87,11 @@ def test_estimate_command_takes_a_named_arch():
     assert (graph.name, total_macs(graph)) == ("mcunet-in1", total_macs(reference_model("mcunet-5fps")))
     with pytest.raises(ConfigError, match="mcunet-in9: no such file and not a named arch .*mcunet-in1"):
         load_graph(OmegaConf.create({"arch": "mcunet-in9", "model": None}))
+
+
+@pytest.mark.parametrize("name", ["mobilenetv3-large-1.0-224", "mobilenetv3-small-1.0-224"])
+def test_mobilenetv3_points_build_with_torchvisions_parameter_count(name):
+    """Fractional expand ratios (72, 88, 184 hidden channels) build in PyTorch; the trainable parameters equal
+    torchvision's published counts (5,483,032 and 2,542,856)."""
+    point = named_arch(name)
+    assert sum(p.numel() for p in point.build_torch().parameters()) == point.published_params
