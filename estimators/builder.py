@@ -72,10 +72,10 @@ class GraphBuilder:
     def conv2d(self, x: str, cout: int, kernel: int, stride: int = 1, activation: str | None = None,
                padding: str = "same", name: str = "conv") -> str:
         _, h, w, cin = self.graph.tensors[x].shape
-        weight = self._tensor(f"{name}/weight", (cout, kernel, kernel, cin), const=True, quant_channels=cout)
-        bias = self._tensor(f"{name}/bias", (cout,), dtype="int32", const=True, quant_channels=cout)
+        weight = self._tensor(f"{name}/weight", (cout, kernel, kernel, cin), "int8", True, cout)
+        bias = self._tensor(f"{name}/bias", (cout,), "int32", True, cout)
         oh, ow = conv_output_size(h, kernel, stride, padding), conv_output_size(w, kernel, stride, padding)
-        y = self._tensor(f"{name}/out", (1, oh, ow, cout), dtype=self.dtype)
+        y = self._tensor(f"{name}/out", (1, oh, ow, cout), self.dtype)
         self._op("CONV_2D", (x, weight, bias), (y,), kernel=(kernel, kernel), stride=(stride, stride),
                  padding=padding, activation=activation)
         return y
@@ -83,24 +83,24 @@ class GraphBuilder:
     def depthwise_conv2d(self, x: str, kernel: int, stride: int = 1, activation: str | None = None,
                          padding: str = "same", name: str = "dwconv") -> str:
         _, h, w, c = self.graph.tensors[x].shape
-        weight = self._tensor(f"{name}/weight", (1, kernel, kernel, c), const=True, quant_channels=c)
-        bias = self._tensor(f"{name}/bias", (c,), dtype="int32", const=True, quant_channels=c)
+        weight = self._tensor(f"{name}/weight", (1, kernel, kernel, c), "int8", True, c)
+        bias = self._tensor(f"{name}/bias", (c,), "int32", True, c)
         oh, ow = conv_output_size(h, kernel, stride, padding), conv_output_size(w, kernel, stride, padding)
-        y = self._tensor(f"{name}/out", (1, oh, ow, c), dtype=self.dtype)
+        y = self._tensor(f"{name}/out", (1, oh, ow, c), self.dtype)
         self._op("DEPTHWISE_CONV_2D", (x, weight, bias), (y,), kernel=(kernel, kernel), stride=(stride, stride),
                  padding=padding, activation=activation, depth_multiplier=1)
         return y
 
     def add(self, a: str, b: str, activation: str | None = None, name: str = "add") -> str:
-        y = self._tensor(f"{name}/out", self.shape(a), dtype=self.dtype)
+        y = self._tensor(f"{name}/out", self.shape(a), self.dtype)
         self._op("ADD", (a, b), (y,), activation=activation)
         return y
 
     def global_avg_pool(self, x: str, keep_dims: bool = True, name: str = "pool") -> str:
         """Global average pooling as TFLite's MEAN over H and W (N×1×1×C, or N×C without ``keep_dims``)."""
         n, _, _, c = self.shape(x)
-        axes = self._tensor(f"{name}/axes", (2,), dtype="int32", const=True, quant_channels=0)
-        y = self._tensor(f"{name}/out", (n, 1, 1, c) if keep_dims else (n, c), dtype=self.dtype)
+        axes = self._tensor(f"{name}/axes", (2,), "int32", True, 0)
+        y = self._tensor(f"{name}/out", (n, 1, 1, c) if keep_dims else (n, c), self.dtype)
         self._op("MEAN", (x, axes), (y,), axes=(1, 2), keep_dims=keep_dims)
         return y
 
@@ -108,14 +108,14 @@ class GraphBuilder:
         """Zero PAD of H and W by ((top, bottom), (left, right)), as converters emit before strided convs."""
         n, h, w, c = self.shape(x)
         (top, bottom), (left, right) = pads
-        paddings = self._tensor(f"{name}/paddings", (4, 2), dtype="int32", const=True, quant_channels=0)
-        y = self._tensor(f"{name}/out", (n, h + top + bottom, w + left + right, c), dtype=self.dtype)
+        paddings = self._tensor(f"{name}/paddings", (4, 2), "int32", True, 0)
+        y = self._tensor(f"{name}/out", (n, h + top + bottom, w + left + right, c), self.dtype)
         self._op("PAD", (x, paddings), (y,), pads=((0, 0), (top, bottom), (left, right), (0, 0)))
         return y
 
     def reshape(self, x: str, shape: tuple[int, ...], name: str = "reshape") -> str:
         new_shape = self._tensor(f"{name}/shape", (len(shape),), dtype="int32", const=True, quant_channels=0)
-        y = self._tensor(f"{name}/out", shape, dtype=self.dtype)
+        y = self._tensor(f"{name}/out", shape, self.dtype)
         self._op("RESHAPE", (x, new_shape), (y,))
         return y
 
@@ -128,17 +128,23 @@ class GraphBuilder:
         """FULLY_CONNECTED; ``per_channel`` quantizes the weights per output channel (onnx2tf does)."""
         n, cin = self.shape(x)
         channels = cout if per_channel else 1
-        weight = self._tensor(f"{name}/weight", (cout, cin), const=True, quant_channels=channels)
+        weight = self._tensor(f"{name}/weight", (cout, cin), "int8", True, channels)
         inputs = [x, weight]
         if bias:
-            inputs.append(self._tensor(f"{name}/bias", (cout,), dtype="int32", const=True, quant_channels=channels))
-        y = self._tensor(f"{name}/out", (n, cout), dtype=self.dtype)
+            inputs.append(self._tensor(f"{name}/bias", (cout,), "int32", True, channels))
+        y = self._tensor(f"{name}/out", (n, cout), self.dtype)
         self._op("FULLY_CONNECTED", tuple(inputs), (y,), activation=activation)
         return y
 
     def finish(self, *outputs: str) -> Graph:
+        """The graph, with ``outputs`` as its outputs. Every op was appended after the tensors it reads
+        and with its output, so the graph is in execution order by construction (what
+        :meth:`Graph.validate` checks): only the outputs need checking."""
+        tensors = self.graph.tensors
+        for n in outputs:
+            if n not in tensors:
+                raise ValueError(f"graph {self.graph.name!r}: output {n!r} is never produced")
         self.graph.outputs.extend(outputs)
-        self.graph.validate()
         return self.graph
 
     # -- rectangular kernels, pooling, softmax (appended) --------------------------------------
@@ -153,10 +159,10 @@ class GraphBuilder:
         """CONV_2D with a rectangular ``kernel`` (kh, kw) and ``stride`` (sh, sw); 1-D convs use kh or kw = 1."""
         cin = self.shape(x)[3]
         kh, kw = kernel
-        weight = self._tensor(f"{name}/weight", (cout, kh, kw, cin), const=True, quant_channels=cout)
-        bias = self._tensor(f"{name}/bias", (cout,), dtype="int32", const=True, quant_channels=cout)
+        weight = self._tensor(f"{name}/weight", (cout, kh, kw, cin), "int8", True, cout)
+        bias = self._tensor(f"{name}/bias", (cout,), "int32", True, cout)
         oh, ow = self._window_output(x, kernel, stride, padding)
-        y = self._tensor(f"{name}/out", (1, oh, ow, cout), dtype=self.dtype)
+        y = self._tensor(f"{name}/out", (1, oh, ow, cout), self.dtype)
         self._op("CONV_2D", (x, weight, bias), (y,), kernel=tuple(kernel), stride=tuple(stride),
                  padding=padding, activation=activation)
         return y
@@ -166,10 +172,10 @@ class GraphBuilder:
         """DEPTHWISE_CONV_2D with a rectangular ``kernel`` and ``stride``."""
         c = self.shape(x)[3]
         kh, kw = kernel
-        weight = self._tensor(f"{name}/weight", (1, kh, kw, c), const=True, quant_channels=c)
-        bias = self._tensor(f"{name}/bias", (c,), dtype="int32", const=True, quant_channels=c)
+        weight = self._tensor(f"{name}/weight", (1, kh, kw, c), "int8", True, c)
+        bias = self._tensor(f"{name}/bias", (c,), "int32", True, c)
         oh, ow = self._window_output(x, kernel, stride, padding)
-        y = self._tensor(f"{name}/out", (1, oh, ow, c), dtype=self.dtype)
+        y = self._tensor(f"{name}/out", (1, oh, ow, c), self.dtype)
         self._op("DEPTHWISE_CONV_2D", (x, weight, bias), (y,), kernel=tuple(kernel), stride=tuple(stride),
                  padding=padding, activation=activation, depth_multiplier=1)
         return y
@@ -178,7 +184,7 @@ class GraphBuilder:
               padding: str, name: str) -> str:
         stride = tuple(stride or kernel)
         oh, ow = self._window_output(x, kernel, stride, padding)
-        y = self._tensor(f"{name}/out", (1, oh, ow, self.shape(x)[3]), dtype=self.dtype)
+        y = self._tensor(f"{name}/out", (1, oh, ow, self.shape(x)[3]), self.dtype)
         self._op(kind, (x,), (y,), kernel=tuple(kernel), stride=stride, padding=padding)
         return y
 
@@ -193,7 +199,7 @@ class GraphBuilder:
         return self._pool("MAX_POOL_2D", x, kernel, stride, padding, name)
 
     def softmax(self, x: str, name: str = "softmax") -> str:
-        y = self._tensor(f"{name}/out", self.shape(x), dtype=self.dtype)
+        y = self._tensor(f"{name}/out", self.shape(x), self.dtype)
         self._op("SOFTMAX", (x,), (y,), beta=1.0)
         return y
 
@@ -204,11 +210,11 @@ class GraphBuilder:
             b = self._tensor(f"{name}/scalar", (), const=True)
         sa, sb = self.shape(a), self.shape(b)
         shape = tuple(max(x, y) for x, y in zip(sa, sb)) if len(sa) == len(sb) else sa
-        y = self._tensor(f"{name}/out", shape, dtype=self.dtype)
+        y = self._tensor(f"{name}/out", shape, self.dtype)
         self._op("MUL", (a, b), (y,), activation=activation)
         return y
 
     def hard_swish(self, x: str, name: str = "hswish") -> str:
-        y = self._tensor(f"{name}/out", self.shape(x), dtype=self.dtype)
+        y = self._tensor(f"{name}/out", self.shape(x), self.dtype)
         self._op("HARD_SWISH", (x,), (y,))
         return y

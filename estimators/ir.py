@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from dataclasses import dataclass, field
+from math import prod
 from typing import Any, Iterator
 
 DTYPE_BYTES = {"int8": 1, "uint8": 1, "int16": 2, "int32": 4, "int64": 8, "float32": 4, "float16": 2, "bool": 1}
@@ -66,18 +67,14 @@ def make_tensor(name: str, shape: tuple[int, ...], dtype: str = "int8", const: b
     itemsize = DTYPE_BYTES.get(dtype)
     if itemsize is None:
         raise ValueError(f"tensor {name!r}: unknown dtype {dtype!r}; allowed: {sorted(DTYPE_BYTES)}")
-    numel = 1
-    for d in shape:
-        if d <= 0:
-            raise ValueError(f"tensor {name!r}: every dimension must be positive, got {shape}")
-        numel *= d
-    if type(numel) is not int or type(shape) is not tuple:  # numpy or float dimensions, lists: Python int tuples
+    if type(shape) is not tuple:
         shape = tuple(map(int, shape))
-        numel = 1
-        for d in shape:
-            if d <= 0:
-                raise ValueError(f"tensor {name!r}: every dimension must be positive, got {shape}")
-            numel *= d
+    numel = prod(shape)
+    if type(numel) is not int:  # numpy or float dimensions: Python ints
+        shape = tuple(map(int, shape))
+        numel = prod(shape)
+    if shape and min(shape) <= 0:
+        raise ValueError(f"tensor {name!r}: every dimension must be positive, got {shape}")
     return _tuple_new(Tensor, (name, shape, dtype, const, quant_channels, numel, numel * itemsize))
 
 
