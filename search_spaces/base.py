@@ -104,6 +104,12 @@ class SearchSpace(abc.ABC):
     def input_shape(self, arch: ArchSpec, in_channels: int) -> tuple[int, ...]:
         """The model's input shape without batch, channels last (H, W, C)."""
 
+    def input_size(self, arch: ArchSpec) -> tuple[int, int]:
+        """(height, width) of the model's input: what the data are resized to (an image's resolution, or an
+        MFCC / time-series window's fixed size)."""
+        h, w = self.input_shape(arch, 1)[:2]
+        return int(h), int(w)
+
     def decode(self, d: dict[str, Any] | str) -> ArchSpec:
         if isinstance(d, str):
             d = json.loads(d)
