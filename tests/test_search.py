@@ -222,3 +222,63 @@ def test_warm_start_names_bad_entries(tmp_path):
     with pytest.raises(ConfigError, match="no width and resolution"):
         enqueue_warm_start(study, SPACE, ["mobilenetv2"], lambda a: (False, 0))
     assert not study.trials and "warm_start" not in study.user_attrs
+
+
+# -- storage settings and the W&B logger -------------------------------------------------------------------
+
+
+def test_storage_options_reach_the_rdb_storage_and_bad_ones_are_named(tmp_path):
+    from tinynas.storage import StorageOptions
+
+    opts = StorageOptions.from_cfg({"heartbeat_interval": 5, "grace_period": 20, "max_retry": 1})
+    storage, _ = make_storage(f"sqlite:///{tmp_path / 's.db'}", tmp_path, heartbeat_interval=5, grace_period=20,
+                              max_retry=1)
+    assert (storage.heartbeat_interval, storage.grace_period) == (opts.heartbeat_interval, opts.grace_period)
+    assert storage.failed_trial_callback._max_retry == 1
+    with pytest.raises(ConfigError, match="grace_period=10 must exceed heartbeat_interval=60"):
+        StorageOptions.from_cfg({"grace_period": 10})
+    with pytest.raises(ConfigError, match=r"storage_options: unknown \['retries'\]; allowed: heartbeat_interval"):
+        StorageOptions.from_cfg({"retries": 2})
+
+
+def test_wandb_logger_writes_a_trial_table_and_a_pareto_scatter(tmp_path, monkeypatch):
+    """A stand-in ``wandb`` module records what the logger sends (the real one needs no test of ours)."""
+    import sys
+    import types
+
+    from tinynas.loggers import TRIAL_COLUMNS, WandbLogger, trial_rows
+
+    logged = []
+
+    class Table:
+        def __init__(self, columns, data):
+            self.columns, self.data = columns, data
+
+    class Run:
+        summary = {}
+
+        def log(self, payload):
+            logged.append(payload)
+
+    fake = types.SimpleNamespace(init=lambda **k: Run(), Table=Table, Image=lambda path: ("image", path),
+                                 plot=types.SimpleNamespace(scatter=lambda t, x, y, title: ("scatter", t, x, y)))
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for acc, sram, scored in ((0.9, 2048, True), (0.5, 1024, True), (0.0, 9999, False)):
+        t = study.ask()
+        for k, v in {"accuracy": acc, "sram_bytes": sram, "scored": scored, "arch_hash": f"h{t.number}"}.items():
+            t.set_user_attr(k, v)
+        t.set_constraint("sram", -1.0 if scored else 1.0)
+        study.tell(t, (acc, sram))
+    study.tell(study.ask(), state=TrialState.PRUNED)
+    rows = trial_rows(study.trials)
+    assert [r["state"] for r in rows] == ["COMPLETE"] * 3 + ["PRUNED"] and set(rows[0]) == set(TRIAL_COLUMNS)
+    logger = WandbLogger(tmp_path, "p", "n", "offline", {})
+    logger.log_results({"pareto": [{"trial": 0, "accuracy": 0.9, "sram_bytes": 2048, "flash_bytes": 1,
+                                    "latency_ms": 1.0, "energy_mj": 1.0, "macs": 1, "params": 1}]}, None, rows)
+    payload = logged[-1]
+    assert [r[0] for r in payload["trials"].data] == [0, 1, 2, 3]
+    assert [r[-1] for r in payload["trials"].data] == [True, False, False, False]  # the front flag
+    kind, table, x, y = payload["pareto_scatter"]
+    assert (kind, x, y) == ("scatter", "sram_kB", "accuracy")
+    assert table.data == [[2.0, 0.9, 0, True], [1.0, 0.5, 1, False]]  # scored, complete trials only
