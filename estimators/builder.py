@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 
-from estimators.ir import Graph, make_op, make_tensor
+from estimators.ir import Graph, Tensor, make_op, make_tensor
 
 _OP_BASE: dict[str, str] = {}  # op kind → its name base ('CONV_2D' → 'conv_2d')
+_tuple_new = tuple.__new__
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: str) -> int:
@@ -20,6 +21,24 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: str) -> int:
     if padding == "valid":
         return (size - kernel) // stride + 1
     raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}")
+
+
+# (kind, input shape, cout, kernel, stride, padding, dtype) → the fields after the name of a conv layer's
+# weight, bias and output tensors; bounded, cleared when full.
+_CONV_FIELDS: dict[tuple, tuple[tuple, tuple, tuple]] = {}
+_CONV_FIELDS_MAX = 1 << 16
+
+
+def _conv_fields(name: str, kind: str, in_shape: tuple[int, ...], cout: int | None, kernel: tuple[int, int],
+                 stride: tuple[int, int], padding: str, dtype: str) -> tuple[tuple, tuple, tuple]:
+    _, h, w, cin = in_shape
+    (kh, kw), (sh, sw) = kernel, stride
+    c = cin if cout is None else cout
+    weight_shape = (1, kh, kw, c) if cout is None else (cout, kh, kw, cin)
+    out_shape = (1, conv_output_size(h, kh, sh, padding), conv_output_size(w, kw, sw, padding), c)
+    return (make_tensor(f"{name}/weight", weight_shape, "int8", True, c)[1:],
+            make_tensor(f"{name}/bias", (c,), "int32", True, c)[1:],
+            make_tensor(f"{name}/out", out_shape, dtype)[1:])
 
 
 class GraphBuilder:
@@ -32,28 +51,27 @@ class GraphBuilder:
         self.graph.inputs.append(x)
         self.dtype = dtype
 
-    # -- naming -------------------------------------------------------------------------------
-    def _unique(self, base: str) -> str:
-        n = self._count.get(base, 0)
-        self._count[base] = n + 1
-        return f"{base}_{n}" if n else base
-
+    # -- naming and adding ------------------------------------------------------------------
     def _tensor(self, base: str, shape: tuple[int, ...], dtype: str = "int8", const: bool = False,
                 quant_channels: int = 1) -> str:
-        # Hot path (hundreds of calls per graph): ``_unique`` and ``Graph.add_tensor`` inlined.
+        return self._put(base, make_tensor(base, shape, dtype, const, quant_channels)[1:])
+
+    def _put(self, base: str, fields: tuple) -> str:
+        """Add the tensor with ``fields`` (a :class:`Tensor` after its name) under a unique name from ``base``."""
+        # Hot path (hundreds of calls per graph): unique naming and ``Graph.add_tensor`` inlined.
         count = self._count
         n = count.get(base, 0)
         count[base] = n + 1
         name = f"{base}_{n}" if n else base
         tensors = self.graph.tensors
-        tensor = make_tensor(name, shape, dtype, const, quant_channels)
+        tensor = _tuple_new(Tensor, (name, *fields))
         if name in tensors:
             self.graph.add_tensor(tensor)  # raises the duplicate-name error
         tensors[name] = tensor
         return name
 
     def _op(self, kind: str, inputs: tuple[str, ...], outputs: tuple[str, ...], **attrs) -> None:
-        # Hot path: ``_unique`` and ``Graph.add_op`` inlined.
+        # Hot path: unique naming and ``Graph.add_op`` inlined.
         base = _OP_BASE.get(kind) or _OP_BASE.setdefault(kind, kind.lower())
         count = self._count
         n = count.get(base, 0)
@@ -71,24 +89,34 @@ class GraphBuilder:
     # -- layers -------------------------------------------------------------------------------
     def conv2d(self, x: str, cout: int, kernel: int, stride: int = 1, activation: str | None = None,
                padding: str = "same", name: str = "conv") -> str:
-        _, h, w, cin = self.graph.tensors[x].shape
-        weight = self._tensor(f"{name}/weight", (cout, kernel, kernel, cin), "int8", True, cout)
-        bias = self._tensor(f"{name}/bias", (cout,), "int32", True, cout)
-        oh, ow = conv_output_size(h, kernel, stride, padding), conv_output_size(w, kernel, stride, padding)
-        y = self._tensor(f"{name}/out", (1, oh, ow, cout), self.dtype)
-        self._op("CONV_2D", (x, weight, bias), (y,), kernel=(kernel, kernel), stride=(stride, stride),
-                 padding=padding, activation=activation)
-        return y
+        return self._conv("CONV_2D", x, cout, (kernel, kernel), (stride, stride), activation, padding, name)
 
     def depthwise_conv2d(self, x: str, kernel: int, stride: int = 1, activation: str | None = None,
                          padding: str = "same", name: str = "dwconv") -> str:
-        _, h, w, c = self.graph.tensors[x].shape
-        weight = self._tensor(f"{name}/weight", (1, kernel, kernel, c), "int8", True, c)
-        bias = self._tensor(f"{name}/bias", (c,), "int32", True, c)
-        oh, ow = conv_output_size(h, kernel, stride, padding), conv_output_size(w, kernel, stride, padding)
-        y = self._tensor(f"{name}/out", (1, oh, ow, c), self.dtype)
-        self._op("DEPTHWISE_CONV_2D", (x, weight, bias), (y,), kernel=(kernel, kernel), stride=(stride, stride),
-                 padding=padding, activation=activation, depth_multiplier=1)
+        return self._conv("DEPTHWISE_CONV_2D", x, None, (kernel, kernel), (stride, stride), activation, padding, name)
+
+    def _conv(self, kind: str, x: str, cout: int | None, kernel: tuple[int, int], stride: tuple[int, int],
+              activation: str | None, padding: str, name: str) -> str:
+        """CONV_2D (``cout`` channels) or DEPTHWISE_CONV_2D (``cout`` None: as many channels as ``x``).
+
+        The weight / bias / output fields depend only on the layer's configuration, which the archs of
+        a space share: they are computed once per configuration (:data:`_CONV_FIELDS`)."""
+        key = (kind, self.graph.tensors[x].shape, cout, kernel, stride, padding, self.dtype)
+        fields = _CONV_FIELDS.get(key)
+        if fields is None:
+            fields = _conv_fields(name, *key)
+            if len(_CONV_FIELDS) >= _CONV_FIELDS_MAX:
+                _CONV_FIELDS.clear()
+            _CONV_FIELDS[key] = fields
+        weight = self._put(f"{name}/weight", fields[0])
+        bias = self._put(f"{name}/bias", fields[1])
+        y = self._put(f"{name}/out", fields[2])
+        if cout is None:
+            self._op(kind, (x, weight, bias), (y,), kernel=kernel, stride=stride, padding=padding,
+                     activation=activation, depth_multiplier=1)
+        else:
+            self._op(kind, (x, weight, bias), (y,), kernel=kernel, stride=stride, padding=padding,
+                     activation=activation)
         return y
 
     def add(self, a: str, b: str, activation: str | None = None, name: str = "add") -> str:
@@ -157,28 +185,12 @@ class GraphBuilder:
     def conv2d_hw(self, x: str, cout: int, kernel: tuple[int, int], stride: tuple[int, int] = (1, 1),
                   activation: str | None = None, padding: str = "same", name: str = "conv") -> str:
         """CONV_2D with a rectangular ``kernel`` (kh, kw) and ``stride`` (sh, sw); 1-D convs use kh or kw = 1."""
-        cin = self.shape(x)[3]
-        kh, kw = kernel
-        weight = self._tensor(f"{name}/weight", (cout, kh, kw, cin), "int8", True, cout)
-        bias = self._tensor(f"{name}/bias", (cout,), "int32", True, cout)
-        oh, ow = self._window_output(x, kernel, stride, padding)
-        y = self._tensor(f"{name}/out", (1, oh, ow, cout), self.dtype)
-        self._op("CONV_2D", (x, weight, bias), (y,), kernel=tuple(kernel), stride=tuple(stride),
-                 padding=padding, activation=activation)
-        return y
+        return self._conv("CONV_2D", x, cout, tuple(kernel), tuple(stride), activation, padding, name)
 
     def depthwise_conv2d_hw(self, x: str, kernel: tuple[int, int], stride: tuple[int, int] = (1, 1),
                             activation: str | None = None, padding: str = "same", name: str = "dwconv") -> str:
         """DEPTHWISE_CONV_2D with a rectangular ``kernel`` and ``stride``."""
-        c = self.shape(x)[3]
-        kh, kw = kernel
-        weight = self._tensor(f"{name}/weight", (1, kh, kw, c), "int8", True, c)
-        bias = self._tensor(f"{name}/bias", (c,), "int32", True, c)
-        oh, ow = self._window_output(x, kernel, stride, padding)
-        y = self._tensor(f"{name}/out", (1, oh, ow, c), self.dtype)
-        self._op("DEPTHWISE_CONV_2D", (x, weight, bias), (y,), kernel=tuple(kernel), stride=tuple(stride),
-                 padding=padding, activation=activation, depth_multiplier=1)
-        return y
+        return self._conv("DEPTHWISE_CONV_2D", x, None, tuple(kernel), tuple(stride), activation, padding, name)
 
     def _pool(self, kind: str, x: str, kernel: tuple[int, int], stride: tuple[int, int] | None,
               padding: str, name: str) -> str:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections import namedtuple
 from dataclasses import dataclass, field
-from math import prod
 from typing import Any, Iterator
 
 DTYPE_BYTES = {"int8": 1, "uint8": 1, "int16": 2, "int32": 4, "int64": 8, "float32": 4, "float16": 2, "bool": 1}
@@ -69,12 +68,18 @@ def make_tensor(name: str, shape: tuple[int, ...], dtype: str = "int8", const: b
         raise ValueError(f"tensor {name!r}: unknown dtype {dtype!r}; allowed: {sorted(DTYPE_BYTES)}")
     if type(shape) is not tuple:
         shape = tuple(map(int, shape))
-    numel = prod(shape)
+    numel = 1
+    for d in shape:  # a loop: cheaper than math.prod + min on 1-4 dimensions
+        if d <= 0:
+            raise ValueError(f"tensor {name!r}: every dimension must be positive, got {shape}")
+        numel *= d
     if type(numel) is not int:  # numpy or float dimensions: Python ints
         shape = tuple(map(int, shape))
-        numel = prod(shape)
-    if shape and min(shape) <= 0:
-        raise ValueError(f"tensor {name!r}: every dimension must be positive, got {shape}")
+        numel = 1
+        for d in shape:
+            if d <= 0:
+                raise ValueError(f"tensor {name!r}: every dimension must be positive, got {shape}")
+            numel *= d
     return _tuple_new(Tensor, (name, shape, dtype, const, quant_channels, numel, numel * itemsize))
 
 
