@@ -1,0 +1,173 @@
+"""The MCUNet super-network: sub-networks extracted from it compute what it computes with that arch active and
+are `build_torch` models; training lowers the loss; checkpoints resume; the `supernet` evaluator scores archs."""
+
+import dataclasses
+import random
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from search_spaces import get_space
+from search_spaces.supernet import MCUNetSupernet, largest_arch
+from tinynas.data import load_dataset, resize
+from tinynas.errors import ConfigError
+from tinynas.evaluators import EvaluationContext, make_evaluator
+from tinynas.paths import CONF_DIR
+from tinynas.supernet import SupernetConfig, checkpoint_path, train_supernet
+from tinynas.train import TrainConfig, recalibrate_bn
+
+# Tiny space with every elastic dimension; expand 1 exercises the blocks that drop their 1×1 expand.
+SPACE = get_space("mcunet", {"resolutions": [8, 12], "widths": [0.5, 0.75, 1.0], "depth_choices": [1, 2],
+                             "kernel_choices": [3, 5], "expand_choices": [1, 3, 4],
+                             "stages": [[16, 2], [24, 1], [32, 2]], "stem_channels": 16,
+                             "first_block_channels": 8, "head_channels": 32})
+CFG = SupernetConfig(largest_epochs=1, epochs=1, subnets_per_batch=1, batch_size=32, lr=0.01,
+                     max_train_samples=512, bn_calibration_samples=64)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These models are tiny: a second intra-op thread only adds contention (much slower on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset({"name": "digits", "val_fraction": 0.2, "test_fraction": 0.2, "split_seed": 0})
+
+
+@pytest.fixture(scope="module")
+def supernet():
+    """A super-network with random (not initial) BN statistics and affine parameters, so slicing errors show."""
+    torch.manual_seed(0)
+    net = MCUNetSupernet(SPACE, 1, 10)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.normal_()
+                m.bias.normal_()
+    return net
+
+
+def archs(n=8):
+    rng = random.Random(0)
+    return [SPACE.smallest(), largest_arch(SPACE)] + [SPACE.random(rng) for _ in range(n - 2)]
+
+
+@pytest.mark.parametrize("train_mode", [False, True])
+def test_extracted_subnet_computes_what_the_active_supernet_computes(supernet, train_mode):
+    for arch in archs():
+        supernet.train(train_mode).set_active(arch)
+        x = torch.randn(4, 1, arch.resolution, arch.resolution)
+        sub = supernet.extract(arch)
+        assert sub.training == train_mode
+        with torch.no_grad():
+            torch.testing.assert_close(sub(x), supernet(x), atol=1e-5, rtol=1e-5)
+    supernet.eval()
+
+
+def test_extracted_state_dict_loads_strictly_into_build_torch(supernet):
+    for arch in archs():
+        state = supernet.extract(arch).state_dict()
+        fresh = SPACE.build_torch(arch, 1, 10)
+        fresh.load_state_dict(state, strict=True)
+        assert [(k, v.shape) for k, v in fresh.state_dict().items()] == [(k, v.shape) for k, v in state.items()]
+        # and the weights are slices of the super-network's, not the fresh model's initialisation
+        assert torch.equal(state["stem.0.weight"], supernet.stem[0].weight[:state["stem.0.weight"].shape[0]])
+
+
+def test_supernet_state_dict_is_the_largest_arch_model(supernet):
+    fresh = SPACE.build_torch(largest_arch(SPACE), 1, 10)
+    fresh.load_state_dict(supernet.state_dict(), strict=True)
+
+
+def test_kernel_is_the_centre_crop_and_depth_the_first_blocks(supernet):
+    arch = SPACE.smallest()
+    sub = supernet.extract(arch)
+    dw_big = supernet.blocks[1].body[-2][0].weight  # stage 0, block 0: depthwise 5×5 at full width
+    dw = sub.blocks[1].body[-2][0].weight
+    assert dw.shape[-1] == 3 and torch.equal(dw, dw_big[:dw.shape[0], :, 1:4, 1:4])
+    assert supernet.block_indices(arch) == [0, 1, 3, 5]  # first block, then block 0 of each 2-deep stage
+
+
+def test_set_active_rejects_an_arch_outside_the_space(supernet):
+    with pytest.raises(ValueError, match="kernels"):
+        supernet.set_active(dataclasses.replace(SPACE.smallest(), kernels=((7,), (3,), (3,))))
+
+
+def _loss(net, data, arch):
+    """Cross-entropy of ``arch`` (BN recalibrated) on 256 training images."""
+    x = torch.from_numpy(resize(data.train.x[:256], arch.resolution))
+    sub = net.extract(arch)
+    recalibrate_bn(sub, x, "cpu")
+    with torch.no_grad():
+        return nn.functional.cross_entropy(sub(x), torch.from_numpy(data.train.y[:256])).item()
+
+
+def test_training_lowers_the_loss_of_largest_and_smallest(digits):
+    torch.manual_seed(0)
+    before = MCUNetSupernet(SPACE, 1, 10)
+    state = train_supernet(SPACE, digits, dataclasses.replace(CFG, epochs=2), "cpu", seed=0)
+    assert state.epochs == 3 and len(state.losses) == 3
+    for arch in (largest_arch(SPACE), SPACE.smallest()):
+        assert _loss(state.net, digits, arch) < 0.8 * _loss(before, digits, arch)
+
+
+def test_checkpoint_resumes_after_the_last_epoch(tmp_path, digits):
+    path = tmp_path / "supernet.pt"
+    first = train_supernet(SPACE, digits, dataclasses.replace(CFG, epochs=0), "cpu", seed=0, checkpoint=path)
+    assert first.epochs == 1 and path.is_file()
+    resumed = train_supernet(SPACE, digits, CFG, "cpu", seed=0, checkpoint=path)
+    assert resumed.epochs == 2 and resumed.losses[0] == first.losses[0]
+    loaded = train_supernet(SPACE, digits, CFG, "cpu", seed=0, checkpoint=path)  # complete: loads only
+    assert loaded.losses == resumed.losses
+    for (k, a), b in zip(loaded.net.state_dict().items(), resumed.net.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert not all(torch.equal(a, b) for a, b in zip(first.net.parameters(), resumed.net.parameters()))
+
+
+def test_evaluator_scores_through_make_evaluator_and_shares_its_checkpoint(tmp_path, digits):
+    ctx = EvaluationContext(SPACE, digits, "cpu", 0, TrainConfig(), run_dir=tmp_path)
+    options = {f.name: getattr(CFG, f.name) for f in dataclasses.fields(CFG)}
+    ev = make_evaluator({"name": "supernet", **options}, ctx)
+    ev.prepare()
+    assert checkpoint_path(tmp_path, SPACE, digits, CFG, 0).is_file()
+    arch = SPACE.random(random.Random(3))
+    attrs = ev.score(None, arch)
+    assert 0.0 <= attrs["accuracy"] <= 1.0 and attrs["supernet_epochs"] == 2
+    # A second worker loads the checkpoint instead of training: same weights, same score.
+    other = make_evaluator({"name": "supernet", **options}, ctx)
+    other.prepare()
+    assert other.score(None, arch) == attrs
+    # The score is the extracted build_torch model's validation accuracy after BN recalibration.
+    sub = ev.subnet(arch)
+    x = torch.from_numpy(resize(digits.val.x, arch.resolution))
+    acc = (sub(x).argmax(1).numpy() == digits.val.y).mean()
+    assert attrs["accuracy"] == pytest.approx(acc)
+
+
+def test_evaluator_needs_the_mcunet_space(digits):
+    ctx = EvaluationContext(get_space("mobilenetv3", {}), digits, "cpu", 0, TrainConfig())
+    with pytest.raises(ConfigError, match="mcunet only.*'mobilenetv3'"):
+        make_evaluator({"name": "supernet"}, ctx)
+
+
+def test_evaluator_options_are_checked(digits):
+    ctx = EvaluationContext(SPACE, digits, "cpu", 0, TrainConfig())
+    with pytest.raises(ConfigError, match=r"unknown options \['epoch'\]"):
+        make_evaluator({"name": "supernet", "epoch": 3}, ctx)
+    with pytest.raises(ConfigError, match="optimizer='adam'"):
+        make_evaluator({"name": "supernet", "optimizer": "adam"}, ctx)
+
+
+def test_shipped_yaml_is_a_valid_config():
+    cfg = yaml.safe_load((CONF_DIR / "evaluator" / "supernet.yaml").read_text())
+    assert cfg.pop("name") == "supernet"
+    assert SupernetConfig.from_cfg(cfg) == SupernetConfig()

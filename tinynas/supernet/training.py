@@ -1,0 +1,210 @@
+"""Training the MCUNet super-network: largest first, then the sandwich rule with in-place distillation.
+
+Phase 1 (``largest_epochs``): the largest arch alone, at a random resolution of the space per batch.
+Phase 2 (``epochs``): per batch the largest arch (at the highest resolution, cross-entropy), the smallest and
+``subnets_per_batch`` random archs (each at its own resolution, distilled from the largest's detached logits
+when ``distill``); the losses are summed into one optimiser step (BigNAS's sandwich rule; OFA's progressive
+shrinking, lite). Each phase follows its own cosine learning-rate schedule.
+
+With a checkpoint path the super-network is saved after every epoch (:func:`tinynas.checkpoint.save_checkpoint`,
+as the largest arch: the super-network's state dict is that arch's) and a later call resumes after the last
+saved epoch. The optimiser's moments are not saved: a resumed run restarts them, so it is close to, not equal
+to, an uninterrupted one. :func:`shared_supernet` lets several workers of a study share one file: the first to
+take its lock trains, the others wait for the lock and then load the finished super-network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import logging
+import math
+import random
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from search_spaces.mcunet import MCUNetSpace
+from search_spaces.supernet import MCUNetSupernet, largest_arch
+from tinynas.checkpoint import load_checkpoint, save_checkpoint
+from tinynas.data import Dataset, resize
+from tinynas.errors import ConfigError
+from tinynas.train import seed_everything
+
+log = logging.getLogger("tinynas.supernet")
+
+# Options that only say how long to train or how to score: changing them keeps (extends) the checkpoint.
+_NOT_IN_HASH = ("largest_epochs", "epochs", "bn_calibration_samples")
+
+
+@dataclasses.dataclass(frozen=True)
+class SupernetConfig:
+    largest_epochs: int = 2
+    epochs: int = 6
+    subnets_per_batch: int = 2
+    batch_size: int = 64
+    optimizer: str = "adamw"  # adamw | sgd (Nesterov momentum)
+    lr: float = 0.005
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.1
+    distill: bool = True
+    max_train_samples: int | None = None
+    bn_calibration_samples: int = 500
+
+    @classmethod
+    def from_cfg(cls, cfg: dict[str, Any]) -> "SupernetConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(cfg) - names)
+        if unknown:
+            raise ConfigError(f"evaluator=supernet: unknown options {unknown}; allowed: {sorted(names)}")
+        c = cls(**dict(cfg))
+        if c.optimizer not in ("adamw", "sgd"):
+            raise ConfigError(f"evaluator.optimizer={c.optimizer!r} is unknown; allowed: adamw, sgd")
+        for name in ("largest_epochs", "epochs", "subnets_per_batch"):
+            if getattr(c, name) < 0:
+                raise ConfigError(f"evaluator.{name}={getattr(c, name)} must be ≥ 0")
+        for name in ("batch_size", "bn_calibration_samples"):
+            if getattr(c, name) < 2:
+                raise ConfigError(f"evaluator.{name}={getattr(c, name)} must be ≥ 2 (batch norm needs two samples)")
+        if c.lr <= 0:
+            raise ConfigError(f"evaluator.lr={c.lr} must be > 0")
+        return c
+
+    @property
+    def total_epochs(self) -> int:
+        return self.largest_epochs + self.epochs
+
+
+@dataclasses.dataclass
+class SupernetState:
+    """A super-network and how far it was trained (``epochs`` done, mean summed loss of each)."""
+
+    net: MCUNetSupernet
+    epochs: int
+    losses: list[float]
+
+
+def supernet_key(space: MCUNetSpace, data: Dataset, cfg: SupernetConfig, seed: int) -> str:
+    """A hash of what determines the super-network's weights: the space config, the dataset, the seed and the
+    training options other than the epoch counts."""
+    train = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_IN_HASH}
+    key = {"space": dataclasses.asdict(space), "data": [data.name, data.in_channels, data.num_classes, len(data.train)],
+           "seed": seed, "train": train}
+    return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def checkpoint_path(run_dir: Path, space: MCUNetSpace, data: Dataset, cfg: SupernetConfig, seed: int) -> Path:
+    return Path(run_dir) / f"supernet_{supernet_key(space, data, cfg, seed)}.pt"
+
+
+def _lr_at(cfg: SupernetConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
+    """Cosine decay within the phase that ``epoch`` belongs to."""
+    start, length = (0, cfg.largest_epochs) if epoch < cfg.largest_epochs else (cfg.largest_epochs, cfg.epochs)
+    t = ((epoch - start) * steps_per_epoch + step) / max(1, length * steps_per_epoch)
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def _soft_ce(logits: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    return -(F.softmax(teacher, 1) * F.log_softmax(logits, 1)).sum(1).mean()
+
+
+def _load(path: Path, net: MCUNetSupernet, data: Dataset) -> tuple[int, list[float]]:
+    """Load ``path`` into ``net``; the epochs it records and their losses."""
+    model, _ = load_checkpoint(path, net.space, largest_arch(net.space), data.in_channels, data.num_classes)
+    net.load_state_dict(model.state_dict())
+    metrics = torch.load(path, map_location="cpu", weights_only=True)["metrics"]
+    return int(metrics["epochs"]), [float(v) for v in metrics["losses"]]
+
+
+def train_supernet(space: MCUNetSpace, data: Dataset, cfg: SupernetConfig, device: torch.device, seed: int = 0,
+                   checkpoint: Path | None = None) -> SupernetState:
+    """Train (or resume, or just load) the super-network of ``space`` on ``data.train``; see the module doc."""
+    seed_everything(seed)
+    net = MCUNetSupernet(space, data.in_channels, data.num_classes)
+    done, losses = (0, []) if checkpoint is None or not Path(checkpoint).is_file() else _load(checkpoint, net, data)
+    if done:
+        log.info("supernet: resumed %s after %d of %d epochs", checkpoint, done, cfg.total_epochs)
+    net.to(device)
+    if done >= cfg.total_epochs:
+        return SupernetState(net.eval(), done, losses)
+
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y)
+    if cfg.max_train_samples is not None and cfg.max_train_samples < len(y):
+        keep = torch.randperm(len(y), generator=g)[:cfg.max_train_samples]
+        x, y = x[keep], y[keep]
+    xs = {r: torch.from_numpy(resize(x.numpy(), r)).to(device) for r in space.resolutions}
+    y = y.to(device)
+    params = net.parameters()
+    opt = (torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay) if cfg.optimizer == "adamw" else
+           torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True))
+    ce = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    largest, smallest = largest_arch(space), space.smallest()
+    steps_per_epoch = max(1, math.ceil(len(y) / cfg.batch_size))
+    net.train()
+    for epoch in range(done, cfg.total_epochs):
+        # Per-epoch seeds: a resumed run draws the same batches and subnets as an uninterrupted one.
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed * 1000 + epoch))
+        rng = random.Random(f"{seed}:{epoch}")
+        total, count = 0.0, 0
+        for step, i in enumerate(range(0, len(y), cfg.batch_size)):
+            idx = order[i:i + cfg.batch_size]
+            if len(idx) < 2:  # batch norm needs two samples
+                continue
+            for group in opt.param_groups:
+                group["lr"] = _lr_at(cfg, epoch, step, steps_per_epoch)
+            if epoch < cfg.largest_epochs:
+                archs = [dataclasses.replace(largest, resolution=rng.choice(space.resolutions))]
+            else:
+                archs = [largest, smallest] + [space.random(rng) for _ in range(cfg.subnets_per_batch)]
+            opt.zero_grad(set_to_none=True)
+            teacher, batch_loss = None, 0.0
+            for arch in archs:
+                net.set_active(arch)
+                logits = net(xs[arch.resolution][idx])
+                loss = ce(logits, y[idx]) if teacher is None or not cfg.distill else _soft_ce(logits, teacher)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"supernet training diverged: loss is {loss.item()} "
+                                             f"(try a lower evaluator.lr than {cfg.lr})")
+                loss.backward()
+                teacher = logits.detach() if teacher is None else teacher
+                batch_loss += loss.item()
+            opt.step()
+            total += batch_loss * len(idx)
+            count += len(idx)
+        losses.append(total / max(count, 1))
+        log.info("supernet: epoch %d/%d loss %.4f", epoch + 1, cfg.total_epochs, losses[-1])
+        if checkpoint is not None:
+            net.set_active(largest)
+            save_checkpoint(Path(checkpoint), net, largest, data.in_channels, data.num_classes,
+                            metrics={"epochs": epoch + 1, "losses": losses, "config": dataclasses.asdict(cfg)})
+    net.set_active(largest)
+    return SupernetState(net.eval(), cfg.total_epochs, losses)
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released by the OS if this process dies
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def shared_supernet(run_dir: Path, space: MCUNetSpace, data: Dataset, cfg: SupernetConfig, device: torch.device,
+                    seed: int = 0) -> SupernetState:
+    """The super-network checkpointed in ``run_dir``: trained (or resumed) by whichever worker takes the file
+    lock first; workers that wait load the finished checkpoint."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = checkpoint_path(run_dir, space, data, cfg, seed)
+    with _file_lock(path.with_suffix(".lock")):
+        return train_supernet(space, data, cfg, device, seed, checkpoint=path)
