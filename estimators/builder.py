@@ -64,7 +64,7 @@ class GraphBuilder:
         count[base] = n + 1
         name = f"{base}_{n}" if n else base
         tensors = self.graph.tensors
-        tensor = _tuple_new(Tensor, (name, *fields))
+        tensor = _tuple_new(Tensor, (name,) + fields)
         if name in tensors:
             self.graph.add_tensor(tensor)  # raises the duplicate-name error
         tensors[name] = tensor

@@ -48,14 +48,13 @@ def _columns(buffers: Sequence[Buffer]) -> tuple[list[int], list[int], list[int]
 def _overlapping(firsts: Sequence[int], lasts: Sequence[int]) -> list[list[int]]:
     """For each buffer, the other buffers whose lifetimes overlap its own (an interval sweep)."""
     n = len(firsts)
-    neighbours: list[list[int]] = [[] for _ in range(n)]
+    neighbours: list[list[int]] = [None] * n  # type: ignore[list-item]  # each filled on its turn
     live: list[int] = []  # started buffers that may still be alive
     for i in sorted(range(n), key=firsts.__getitem__):
         start = firsts[i]
         live = [j for j in live if lasts[j] >= start]
-        mine = neighbours[i]
-        for j in live:  # first[j] <= start <= last[j]: they overlap
-            mine.append(j)
+        neighbours[i] = live.copy()  # first[j] <= start <= last[j]: they overlap
+        for j in live:
             neighbours[j].append(i)
         live.append(i)
     return neighbours
