@@ -47,12 +47,14 @@ def trained():
     space = get_space("mcunet", {"resolutions": [RES], "widths": [0.3], "depth_choices": [1], "head_channels": 64})
     arch = space.smallest()
     model = small_model(space, arch)
-    fit(model, train, TrainConfig(epochs=3, batch_size=64, optimizer="adamw", lr=0.01), torch.device("cpu"))
+    fit(model, train, TrainConfig(epochs=3, batch_size=64, optimizer="adamw", lr=0.01, max_train_samples=640),
+        torch.device("cpu"))
     return space, arch, model, train, test
 
 
-def test_instrumentation_covers_every_int8_tensor_and_is_removed(trained):
-    space, arch, model, _, _ = trained
+def test_instrumentation_covers_every_int8_tensor_and_is_removed():
+    space = get_space("mcunet", {"resolutions": [RES], "widths": [0.3], "depth_choices": [1, 2]})
+    arch = space.largest(space.smallest())  # depth 2: blocks with residual adds
     fresh = small_model(space, arch)
     n_convs = sum(isinstance(m, torch.nn.Conv2d) for m in fresh.modules())
     # One conv-BN-act unit per conv, one classifier, and the residual blocks' adds.
@@ -60,6 +62,8 @@ def test_instrumentation_covers_every_int8_tensor_and_is_removed(trained):
     assert len(quantized_outputs(fresh)) == n_convs + 1 + n_res
     qat = prepare_qat(fresh)
     assert any(m._forward_hooks for m in fresh.modules())
+    assert sum(k.startswith("qat_observers.") for k in fresh.state_dict()) == 2 * len(quantized_outputs(fresh))
+    assert n_res > 0
     qat.remove()
     assert not any(m._forward_hooks for m in fresh.modules())
     assert fresh.state_dict().keys() == small_model(space, arch).state_dict().keys()

@@ -30,25 +30,32 @@ class WeightFakeQuant(nn.Module):
         return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -127, 127)
 
 
-class ActivationFakeQuant:
+class ActivationFakeQuant(nn.Module):
     """Forward hook: per-tensor asymmetric int8 fake quantization over a moving-average min/max range
-    (widened to include 0, as TFLite requires), updated in training mode only."""
+    (widened to include 0, as TFLite requires), updated in training mode only. The range is kept in buffers
+    that live in the model's state dict while instrumented, so a resumed QAT run continues with it."""
 
     def __init__(self, momentum: float = 0.05):
-        self.momentum, self.lo, self.hi = momentum, None, None
+        super().__init__()
+        self.momentum = momentum
+        self.register_buffer("lo", torch.tensor(float("nan")))
+        self.register_buffer("hi", torch.tensor(float("nan")))
 
     def __call__(self, module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
-        if module.training or self.lo is None:
-            lo, hi = float(output.detach().min()), float(output.detach().max())
-            if self.lo is None:
-                self.lo, self.hi = lo, hi
+        fresh = bool(torch.isnan(self.lo))
+        if module.training or fresh:
+            lo, hi = output.detach().min(), output.detach().max()
+            if fresh:
+                self.lo.copy_(lo), self.hi.copy_(hi)
             else:
-                self.lo += self.momentum * (lo - self.lo)
-                self.hi += self.momentum * (hi - self.hi)
-        lo, hi = min(self.lo, 0.0), max(self.hi, 0.0)
+                self.lo.add_(self.momentum * (lo - self.lo)), self.hi.add_(self.momentum * (hi - self.hi))
+        lo, hi = min(float(self.lo), 0.0), max(float(self.hi), 0.0)
         scale = max(hi - lo, 1e-8) / 255.0
         zero = int(max(-128, min(127, round(-128 - lo / scale))))
         return torch.fake_quantize_per_tensor_affine(output, scale, zero, -128, 127)
+
+
+OBSERVERS = "qat_observers"
 
 
 def _is_conv_unit(m: nn.Module) -> bool:
@@ -72,6 +79,8 @@ class QAT:
     def remove(self) -> None:
         for h in self.handles:
             h.remove()
+        if hasattr(self.model, OBSERVERS):
+            delattr(self.model, OBSERVERS)
         for m in self.weights:
             if parametrize.is_parametrized(m, "weight"):
                 parametrize.remove_parametrizations(m, "weight", leave_parametrized=False)
@@ -83,7 +92,10 @@ def prepare_qat(model: nn.Module) -> QAT:
     weights = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     for m in weights:
         parametrize.register_parametrization(m, "weight", WeightFakeQuant())
-    handles = [m.register_forward_hook(ActivationFakeQuant()) for m in quantized_outputs(model)]
+    targets = quantized_outputs(model)
+    observers = nn.ModuleList(ActivationFakeQuant() for _ in targets)
+    handles = [m.register_forward_hook(obs) for m, obs in zip(targets, observers)]
+    model.add_module(OBSERVERS, observers.to(next(model.parameters()).device))  # checkpointed with the model
     return QAT(model, handles, weights)
 
 
