@@ -97,7 +97,7 @@ def test_evaluator_group_composes_with_defaults():
     cfg = compose_cfg("search")
     assert cfg.evaluator.name == "train" and cfg.evaluator.successive_halving is False
     assert cfg.storage_options.max_retry == 3
-    assert compose_cfg("search", ["evaluator=zero_cost"]).evaluator.proxy == "synflow"
+    assert compose_cfg("search", ["evaluator=zero_cost"]).evaluator.proxy == "naswot"
 
 
 @pytest.mark.slow

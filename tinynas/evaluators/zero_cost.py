@@ -137,7 +137,7 @@ class ZeroCostEvaluator(BaseEvaluator):
 
     name = "zero_cost"
 
-    def __init__(self, ctx: EvaluationContext, proxy: str = "synflow", batch_size: int = 64, seed: int | None = None,
+    def __init__(self, ctx: EvaluationContext, proxy: str = "naswot", batch_size: int = 64, seed: int | None = None,
                  **unknown: Any):
         super().__init__(ctx, **unknown)
         if proxy not in PROXIES:
