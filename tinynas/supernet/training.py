@@ -50,7 +50,7 @@ class SupernetConfig:
     subnets_per_batch: int = 2
     batch_size: int = 64
     optimizer: str = "adamw"  # adamw | sgd (Nesterov momentum)
-    lr: float = 0.005
+    lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 1e-4
     label_smoothing: float = 0.1
