@@ -143,8 +143,10 @@ _BUILTIN_DATA = {"CONV_2D": 28, "DEPTHWISE_CONV_2D": 28, "FULLY_CONNECTED": 32, 
 
 _OP_DATA_BYTES = {p: {kind: size[p] for kind, (size, _) in _OP_DATA.items()} for p in _STRUCTS}
 _PER_CHANNEL_KINDS = frozenset(kind for kind, (_, per_channel) in _OP_DATA.items() if per_channel)
-# Per pointer width, kind → (builtin data bytes, OpData bytes, keeps per-channel data) for kinds with any of them.
-_KIND_TAIL = {p: {kind: (_BUILTIN_DATA.get(kind, 0), _OP_DATA_BYTES[p].get(kind, 0), kind in _PER_CHANNEL_KINDS)
+# Per pointer width, kind → (builtin data bytes, OpData bytes, keeps per-channel data, the two sizes aligned)
+# for kinds with any of them.
+_KIND_TAIL = {p: {kind: (b := _BUILTIN_DATA.get(kind, 0), d := _OP_DATA_BYTES[p].get(kind, 0),
+                         kind in _PER_CHANNEL_KINDS, align_up(b, 4), align_up(d, ARENA_ALIGNMENT))
                   for kind in {*_BUILTIN_DATA, *_OP_DATA}} for p in _STRUCTS}
 
 
@@ -155,9 +157,13 @@ def _output_channels(graph: Graph, op: Op) -> int:
     return weight.shape[0] if op.kind == "CONV_2D" else weight.shape[-1]
 
 
-# A run of tail allocations sharing one alignment: (alignment, sizes, names), ``names()`` giving the
-# allocations' names only when a report asks for them.
-_Run = tuple[int, list[int], Callable[[], list[str]]]
+# A run of tail allocations sharing one alignment: (alignment, sizes, sum of the sizes each aligned, names),
+# ``names()`` giving the allocations' names only when a report asks for them.
+_Run = tuple[int, list[int], int, Callable[[], list[str]]]
+
+
+def _run(alignment: int, sizes: list[int], names: Callable[[], list[str]]) -> _Run:
+    return alignment, sizes, sum(-(-size // alignment) * alignment for size in sizes), names
 
 
 def _tail_runs(graph: Graph, pointer_bytes: int, requests: list[list[int]]) -> list[_Run]:
@@ -166,44 +172,50 @@ def _tail_runs(graph: Graph, pointer_bytes: int, requests: list[list[int]]) -> l
         raise ValueError(f"pointer_bytes must be one of {sorted(_STRUCTS)}, got {pointer_bytes!r}")
     s, p = _STRUCTS[pointer_bytes], pointer_bytes
     runs: list[_Run] = [
-        (ARENA_ALIGNMENT, [s["base"]], lambda: ["allocator objects"]),
-        (p, [s["node"] * len(graph.ops), s["eval_tensor"] * len(graph.tensors)],
-         lambda: ["node and registration structs", "eval tensors"])]
+        _run(ARENA_ALIGNMENT, [s["base"]], lambda: ["allocator objects"]),
+        _run(p, [s["node"] * len(graph.ops), s["eval_tensor"] * len(graph.tensors)],
+             lambda: ["node and registration structs", "eval tensors"])]
     # Builtin options are parsed for every op, then each kernel's Init allocates its OpData, then each
-    # kernel's Prepare its per-channel multipliers and shifts.
+    # kernel's Prepare its per-channel multipliers and shifts. Each op's sizes are summed aligned as they
+    # are listed (builtin data: 4 bytes, the others: the arena's 16).
     builtin, op_data, per_channel = [], [], []
+    builtin_sum = op_data_sum = per_channel_sum = 0
     op_data_bytes, kind_tail = _OP_DATA_BYTES[p], _KIND_TAIL[p]
     for op in graph.ops:
         sizes = kind_tail.get(op[1])  # op.kind
         if sizes is None:
             continue
-        b, d, channels = sizes
+        b, d, channels, b_aligned, d_aligned = sizes
         if b:
             builtin.append(b)
+            builtin_sum += b_aligned
         if d:
             op_data.append(d)
+            op_data_sum += d_aligned
         if channels:
             c4 = 4 * _output_channels(graph, op)
             per_channel += (c4, c4)
+            per_channel_sum += 2 * (-(-c4 // ARENA_ALIGNMENT) * ARENA_ALIGNMENT)
 
     def named(sizes_by_kind) -> list[str]:  # the ops with an allocation of this kind, for reports only
         return [op.name for op in graph.ops if sizes_by_kind.get(op.kind)]
 
     per_channel_kinds = dict.fromkeys(_PER_CHANNEL_KINDS, True)
-    runs += [(4, builtin, lambda: [f"{n} builtin data" for n in named(_BUILTIN_DATA)]),
-             (ARENA_ALIGNMENT, op_data, lambda: [f"{n} op data" for n in named(op_data_bytes)]),
-             (ARENA_ALIGNMENT, per_channel, lambda: [f"{n} {w}" for n in named(per_channel_kinds)
-                                                     for w in ("multipliers", "shifts")])]
+    runs += [(4, builtin, builtin_sum, lambda: [f"{n} builtin data" for n in named(_BUILTIN_DATA)]),
+             (ARENA_ALIGNMENT, op_data, op_data_sum, lambda: [f"{n} op data" for n in named(op_data_bytes)]),
+             (ARENA_ALIGNMENT, per_channel, per_channel_sum,
+              lambda: [f"{n} {w}" for n in named(per_channel_kinds) for w in ("multipliers", "shifts")])]
     n_scratch = sum(1 for r in requests for b in r if b > 0)
     if n_scratch:
-        runs.append((p, [p * n_scratch], lambda: ["scratch buffer handles"]))
+        runs.append(_run(p, [p * n_scratch], lambda: ["scratch buffer handles"]))
     for role, names in (("input", graph.inputs), ("output", graph.outputs)):
-        runs.append((ARENA_ALIGNMENT, [p * len(names)], lambda role=role: [f"{role} tensor pointers"]))
+        runs.append(_run(ARENA_ALIGNMENT, [p * len(names)], lambda role=role: [f"{role} tensor pointers"]))
         for n in names:
             channels = max(1, graph.tensors[n].quant_channels)
             label = f"{role} {n}"
-            runs += [(p, [s["tflite_tensor"], s["affine_quant"]], lambda label=label: [f"{label} tensor", f"{label} quantization"]),
-                     (4, [4 + 4 * channels], lambda label=label: [f"{label} zero points"])]
+            runs += [_run(p, [s["tflite_tensor"], s["affine_quant"]],
+                          lambda label=label: [f"{label} tensor", f"{label} quantization"]),
+                     _run(4, [4 + 4 * channels], lambda label=label: [f"{label} zero points"])]
     return runs
 
 
@@ -211,19 +223,18 @@ def tail_allocations(graph: Graph, pointer_bytes: int, scratch: ScratchFn = refe
                      ) -> list[tuple[str, int, int]]:
     """(what, bytes, alignment) of every tail allocation, in TFLM's order."""
     return [(name, size, alignment)
-            for alignment, sizes, names in _tail_runs(graph, pointer_bytes, scratch_requests(graph, scratch))
+            for alignment, sizes, _, names in _tail_runs(graph, pointer_bytes, scratch_requests(graph, scratch))
             for name, size in zip(names(), sizes, strict=True)]
 
 
 def tail_bytes_of(graph: Graph, pointer_bytes: int, requests: list[list[int]]) -> int:
     """:func:`tail_bytes` from precomputed :func:`scratch_requests`."""
     used = 0
-    for alignment, sizes, _ in _tail_runs(graph, pointer_bytes, requests):
+    for alignment, sizes, aligned_sum, _ in _tail_runs(graph, pointer_bytes, requests):
         if sizes:
-            # Once ``used`` is aligned, each further allocation of the run adds exactly its aligned size.
-            used = -(-(used + sizes[0]) // alignment) * alignment
-            for size in sizes[1:]:
-                used += -(-size // alignment) * alignment
+            # The run's first allocation aligns ``used``; from there each adds exactly its aligned size.
+            first = sizes[0]
+            used = -(-(used + first) // alignment) * alignment + aligned_sum - -(-first // alignment) * alignment
     return align_up(used, ARENA_ALIGNMENT)
 
 
