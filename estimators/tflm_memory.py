@@ -145,8 +145,8 @@ _OP_DATA_BYTES = {p: {kind: size[p] for kind, (size, _) in _OP_DATA.items()} for
 _PER_CHANNEL_KINDS = frozenset(kind for kind, (_, per_channel) in _OP_DATA.items() if per_channel)
 # Per pointer width, kind → (builtin data bytes, OpData bytes, keeps per-channel data, the two sizes aligned)
 # for kinds with any of them.
-_KIND_TAIL = {p: {kind: (b := _BUILTIN_DATA.get(kind, 0), d := _OP_DATA_BYTES[p].get(kind, 0),
-                         kind in _PER_CHANNEL_KINDS, align_up(b, 4), align_up(d, ARENA_ALIGNMENT))
+_KIND_TAIL = {p: {kind: (_BUILTIN_DATA.get(kind, 0), _OP_DATA_BYTES[p].get(kind, 0), kind in _PER_CHANNEL_KINDS,
+                         align_up(_BUILTIN_DATA.get(kind, 0), 4), align_up(_OP_DATA_BYTES[p].get(kind, 0), ARENA_ALIGNMENT))
                   for kind in {*_BUILTIN_DATA, *_OP_DATA}} for p in _STRUCTS}
 
 
