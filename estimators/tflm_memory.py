@@ -254,23 +254,25 @@ def cmsis_nn_scratch(isa: str) -> ScratchFn:
         raise ValueError(f"kernel isa must be 'dsp', 'mve' or 'generic', got {isa!r}")
 
     def scratch(graph: Graph, op: Op) -> list[int]:
-        if op.kind not in _SCRATCH_KINDS:
+        kind = op.kind
+        if kind not in _SCRATCH_KINDS:
             return []
-        if op.kind == "CONV_2D":
-            kh, kw = op.attrs.get("kernel", (1, 1))
-            cin = graph.tensors[op.inputs[0]].shape[-1]
-            if (kh, kw) == (1, 1) and tuple(op.attrs.get("stride", (1, 1))) == (1, 1) \
-                    and op.attrs.get("padding", "valid") in ("valid", "same"):
+        if kind == "CONV_2D":
+            attrs = op.attrs
+            kh, kw = attrs.get("kernel", (1, 1))
+            if kh == kw == 1 and tuple(attrs.get("stride", (1, 1))) == (1, 1) \
+                    and attrs.get("padding", "valid") in ("valid", "same"):
                 return []  # arm_convolve_1x1_s8_fast: no im2col
+            cin = graph.tensors[op.inputs[0]].shape[-1]
             if isa == "mve":
                 return [4 * math.ceil(kh * kw * cin / 16) * 16]
             return [2 * align_up(kh * kw * cin, 4) * 2]
-        if op.kind == "DEPTHWISE_CONV_2D":
+        if kind == "DEPTHWISE_CONV_2D":
             kh, kw = op.attrs.get("kernel", (1, 1))
             c = graph.tensors[op.inputs[0]].shape[-1]
             fast = (kh, kw) == (3, 3) and op.attrs.get("depth_multiplier", 1) == 1
             return [] if fast and isa == "dsp" else [c * kh * kw * 2]
-        if op.kind == "FULLY_CONNECTED" and isa == "mve":
+        if kind == "FULLY_CONNECTED" and isa == "mve":
             return [4 * graph.tensors[op.outputs[0]].shape[-1]]
         return reference_scratch(graph, op)
 
