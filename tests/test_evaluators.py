@@ -21,12 +21,23 @@ from tinynas.train import TrainConfig
 SPACE = get_space("mcunet", {"resolutions": [8], "widths": [0.3, 0.5], "depth_choices": [1], "head_channels": 32})
 MCU_ = MCU("tiny", "board", "cortex-m4f", 100, 64 * 1024, 64 * 1024, 50.0)
 DIGITS = {"name": "digits", "val_fraction": 0.2, "test_fraction": 0.2, "split_seed": 0}
-QUICK = TrainConfig(epochs=2, batch_size=64, optimizer="adamw", lr=0.003, max_train_samples=150)
+QUICK = TrainConfig(epochs=2, batch_size=50, optimizer="adamw", lr=0.003, max_train_samples=100)
 
 
 @pytest.fixture(scope="module")
 def digits():
     return load_dataset(DIGITS)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny nets: one torch thread is as fast, and spares a busy machine spinning OpenMP workers."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def study_with(tmp_path, digits, n, name="s", **options):
@@ -48,7 +59,7 @@ def test_rungs_and_the_promotion_rule():
 
 
 def test_successive_halving_stops_exactly_the_trials_the_rule_names(tmp_path, digits):
-    study = study_with(tmp_path, digits, 6, successive_halving=True, min_epochs=1, reduction_factor=2)
+    study = study_with(tmp_path, digits, 5, successive_halving=True, min_epochs=1, reduction_factor=2)
     trials = study.get_trials()
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]

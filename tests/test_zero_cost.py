@@ -28,6 +28,17 @@ def digits():
     return load_dataset(DIGITS)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny nets: one torch thread is as fast, and spares a busy machine spinning OpenMP workers."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def evaluator(digits, proxy, seed=0, **options):
     ctx = EvaluationContext(SPACE, digits, "cpu", seed, TrainConfig())
     return make_evaluator({"name": "zero_cost", "proxy": proxy, "batch_size": 16, **options}, ctx)

@@ -95,7 +95,7 @@ class CandidateObjective:
 
     A feasible arch scored before by the same evaluator (same ``arch_hash``) reuses that trial's accuracy.
     An evaluator may stop a trial with ``optuna.TrialPruned`` (successive halving): its figures are recorded
-    and it ends PRUNED.
+    and it ends PRUNED; the same arch sampled again is evaluated again (it meets other competitors).
     """
 
     def __init__(self, space: SearchSpace, data: Dataset, mcu: MCU, runtime: str, budgets: Budgets,
