@@ -61,6 +61,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, help="also write the rows and figures here")
+    p.add_argument("--trained-from", type=Path,
+                   help="a --json file of an earlier run: reuse its stand-alone accuracies (same archs and settings)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -90,14 +92,19 @@ def main() -> None:
     standalone_cfg = TrainConfig(epochs=args.standalone_epochs, batch_size=64, optimizer="adamw", lr=0.01,
                                  weight_decay=1e-4, label_smoothing=0.1, augment=False,
                                  max_train_samples=args.standalone_samples)
+    earlier = ({r["arch_hash"]: r["trained"] for r in json.loads(args.trained_from.read_text())["rows"]}
+               if args.trained_from else {})
     trained, train_times = [], []
     for i, arch in enumerate(archs):
         start = time.perf_counter()
-        seed_everything(args.seed + i)
-        model = space.build_torch(arch, data.in_channels, data.num_classes)
-        fit(model, at_resolution(data.train, arch.resolution), standalone_cfg, device, seed=args.seed + i)
-        trained.append(accuracy(model, at_resolution(data.val, arch.resolution), device))
-        train_times.append(time.perf_counter() - start)
+        if arch.hash in earlier:
+            trained.append(earlier[arch.hash])
+        else:
+            seed_everything(args.seed + i)
+            model = space.build_torch(arch, data.in_channels, data.num_classes)
+            fit(model, at_resolution(data.train, arch.resolution), standalone_cfg, device, seed=args.seed + i)
+            trained.append(accuracy(model, at_resolution(data.val, arch.resolution), device))
+            train_times.append(time.perf_counter() - start)
         print(f"{i:3d} {arch.hash} res {arch.resolution:2d} width {arch.width:4.2f} depths {arch.depths} "
               f"supernet {proxy[i]:.4f} trained {trained[i]:.4f}", flush=True)
 
@@ -105,13 +112,14 @@ def main() -> None:
     tau = stats.kendalltau(proxy, trained).statistic
     figures = {"archs": len(archs), "spearman": rho, "kendall": tau, "supernet_train_s": train_s,
                "supernet_score_s_per_arch": score_s, "archs_per_s": 1.0 / score_s,
-               "standalone_s_per_arch": sum(train_times) / len(train_times),
+               "standalone_s_per_arch": sum(train_times) / len(train_times) if train_times else None,
                "supernet_acc_mean": sum(proxy) / len(proxy), "trained_acc_mean": sum(trained) / len(trained)}
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}, indent=1))
     if args.json:
-        rows = [{"arch": a.to_dict(), "supernet": s, "trained": t} for a, s, t in zip(archs, proxy, trained)]
-        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "figures": figures,
-                                         "rows": rows}, indent=1))
+        rows = [{"arch": a.to_dict(), "arch_hash": a.hash, "supernet": s, "trained": t}
+                for a, s, t in zip(archs, proxy, trained)]
+        options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+        args.json.write_text(json.dumps({"args": options, "figures": figures, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":
