@@ -15,6 +15,15 @@ from conftest import ROOT
 
 RES = 8
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny nets: one torch thread is as fast, and spares a busy machine spinning OpenMP workers."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 
 def test_weight_fake_quant_is_per_channel_symmetric_int8():
     w = torch.randn(6, 3, 3, 3) * torch.arange(1, 7).view(6, 1, 1, 1)
