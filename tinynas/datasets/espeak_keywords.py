@@ -283,7 +283,8 @@ def generate_keywords(root, words: Sequence[str] = DEFAULT_WORDS, n_per_word: in
     fields = {f.name for f in dataclasses.fields(Settings)}
     unknown = sorted(set(settings) - fields)
     if unknown:
-        raise ConfigError(f"espeak_keywords: unknown settings {unknown}; allowed: {sorted(fields - {'words', 'n_per_word', 'seed'})}")
+        allowed = sorted(fields - {"words", "n_per_word", "seed"})
+        raise ConfigError(f"espeak_keywords: unknown settings {unknown}; allowed: {allowed} and workers")
     s = Settings(words=tuple(words), n_per_word=int(n_per_word), seed=int(seed),
                  **{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in settings.items()})
     s.check()
