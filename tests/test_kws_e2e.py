@@ -22,7 +22,7 @@ TINY = ["experiment=kws_espeak", "logger=none", "n_trials=2", "search.n_startup_
         # the space's small corner (32 channels, 2-3 layers, 3x3): seconds per epoch on 2 cores
         "search_space.options.first_channel_choices=[32]", "search_space.options.channel_choices=[32]",
         "search_space.options.depth_choices=[2,3]", "search_space.options.kernel_choices=[[3,3]]",
-        "train.epochs=1", "train.lr=0.01", "distill.teacher.epochs=6", "distill.student_epochs=8",
+        "train.epochs=2", "train.lr=0.01", "distill.teacher.epochs=15", "distill.student_epochs=20",
         "distill.baseline_without_kd=false", "export.calibration_samples=64"]
 
 
@@ -71,4 +71,4 @@ def test_deployed_int8_model_takes_49x10_mfcc_and_beats_chance_in_tflm(run):
     logits = run_tflm(tflite, x_q)
     acc = float(np.mean(logits.reshape(len(x_q), -1).argmax(-1) == data.test.y))
     assert acc == pytest.approx(d["int8_accuracy"], abs=1e-9)
-    assert acc > 3 * CHANCE, f"int8 TFLM accuracy {acc:.3f} on {len(x_q)} unseen-voice test clips"
+    assert acc > 4 * CHANCE, f"int8 TFLM accuracy {acc:.3f} on {len(x_q)} unseen-voice test clips"
