@@ -122,3 +122,8 @@ def test_schedules_follow_their_formulas():
 def test_bad_train_options_name_the_value_and_the_choices(option, needle):
     with pytest.raises(ConfigError, match=needle):
         TrainConfig.from_cfg({"epochs": 2, **option})
+
+
+def test_integer_and_float_settings_are_the_same_settings():
+    """`lr: 1` and `lr: 1.0` must not make a resumable checkpoint look foreign."""
+    assert TrainConfig.from_cfg({"lr": 1, "warmup_epochs": 0}) == TrainConfig.from_cfg({"lr": 1.0, "warmup_epochs": 0.0})

@@ -20,6 +20,7 @@ from tinynas.errors import ConfigError
 
 log = logging.getLogger("tinynas.train")
 SCHEDULES = ("onecycle", "cosine", "constant")
+FLOAT_FIELDS = ("lr", "momentum", "weight_decay", "label_smoothing", "warmup_epochs")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -63,6 +64,9 @@ class TrainConfig:
         from omegaconf import OmegaConf
 
         tc = cls(**{k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in dict(cfg).items()})
+        # numbers as floats, so `lr: 1` and `lr: 1.0` are the same settings (resumable checkpoints compare them)
+        tc = dataclasses.replace(tc, **{k: float(getattr(tc, k)) for k in FLOAT_FIELDS
+                                        if isinstance(getattr(tc, k), (int, float))})
         if tc.optimizer not in ("sgd", "adamw"):
             raise ConfigError(f"train.optimizer={tc.optimizer!r} is unknown; allowed: sgd, adamw")
         if tc.schedule not in SCHEDULES:
