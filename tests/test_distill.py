@@ -126,7 +126,7 @@ def test_distill_command_side_by_side_prune_qat_and_resume(tinynas_cli, arch_fil
         assert 0 <= metrics[f"{k}_test_accuracy"] <= 1
         assert f"| {k.replace('_', ' ').replace('kd', 'KD')} |" in first.stderr
     p = metrics["pruning"]
-    assert p["after"]["flash_bytes"] <= 0.8 * p["before"]["flash_bytes"]
+    assert p["after"]["model_bytes"] <= 0.8 * p["before"]["model_bytes"]
     assert json.loads((run / "pruned_arch.json").read_text()) == p["arch"]
     assert sorted(f.name for f in run.glob("*.train.pt")) == ["pruned.train.pt", "qat.train.pt", "student.train.pt",
                                                               "student_no_kd.train.pt", "teacher.train.pt"]

@@ -28,8 +28,9 @@ IMPORTANCE = ("l1", "l2")
 
 @dataclasses.dataclass(frozen=True)
 class PruneSpec:
-    """``distill.prune``: targets to meet together (absolute budgets, and/or ``ratio`` = the fraction of the
-    estimated flash to keep) and the channel importance norm."""
+    """``distill.prune``: targets to meet together (absolute budgets as the search measures them — flash
+    including the runtime's code —, and/or ``ratio`` = the fraction of the model's own estimated bytes, the
+    .tflite file, to keep) and the channel importance norm."""
 
     targets: dict[str, float]
     importance: str = "l1"
@@ -54,7 +55,7 @@ class PruneSpec:
         """Absolute limits per estimated figure, given the unpruned arch's figures ``full``."""
         out = {k: v for k, v in self.targets.items() if k != "ratio"}
         if "ratio" in self.targets:
-            out["flash_bytes"] = min(out.get("flash_bytes", float("inf")), self.targets["ratio"] * full["flash_bytes"])
+            out["model_bytes"] = self.targets["ratio"] * full["model_bytes"]
         return out
 
 
@@ -62,8 +63,8 @@ def measure(space: SearchSpace, arch: ArchSpec, in_channels: int, num_classes: i
             runtime: str) -> dict[str, float]:
     """The search's estimated figures for ``arch``: flash and SRAM bytes, latency, params, MACs."""
     est = estimate(space.to_ir(arch, in_channels, num_classes), mcu, runtime)
-    return {"flash_bytes": est.flash.total_bytes, "sram_bytes": est.sram.total_bytes, "latency_ms": est.latency_ms,
-            "params": est.params, "macs": est.macs}
+    return {"flash_bytes": est.flash.total_bytes, "model_bytes": est.flash.model_bytes,
+            "sram_bytes": est.sram.total_bytes, "latency_ms": est.latency_ms, "params": est.params, "macs": est.macs}
 
 
 # -- the model side: which blocks, which channels ---------------------------------------------------
