@@ -109,8 +109,13 @@ def test_a_foreign_directory_is_never_overwritten(tmp_path):
 
 def test_missing_espeak_names_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setenv("ESPEAK_NG", str(tmp_path / "no-such-espeak-ng"))
-    with pytest.raises(ConfigError, match="apt-get install espeak-ng.*brew install espeak-ng"):
+    with pytest.raises(ConfigError, match="ESPEAK_NG=.*apt-get install espeak-ng.*brew install espeak-ng"):
         ek.generate_keywords(tmp_path / "set", **TINY)
+    monkeypatch.delenv("ESPEAK_NG")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ConfigError, match="not on PATH.*apt-get install espeak-ng"):
+        ek.generate_keywords(tmp_path / "set", **TINY)
+    assert not (tmp_path / "set").exists()
 
 
 @pytest.mark.parametrize("bad, match", [

@@ -137,9 +137,15 @@ class _Clip:
 
 def espeak_binary() -> str:
     """The espeak-ng executable ($ESPEAK_NG, else on PATH); ConfigError saying how to install it when missing."""
-    exe = os.environ.get("ESPEAK_NG") or shutil.which("espeak-ng")
-    if not exe or not (shutil.which(exe) or Path(exe).is_file()):
-        raise ConfigError(f"espeak-ng not found (PATH={os.environ.get('PATH', '')!r}). {INSTALL_HINT}")
+    given = os.environ.get("ESPEAK_NG")
+    if given:
+        exe = shutil.which(given)
+        if not exe:
+            raise ConfigError(f"ESPEAK_NG={given!r} is not an executable file. {INSTALL_HINT}")
+        return exe
+    exe = shutil.which("espeak-ng")
+    if not exe:
+        raise ConfigError(f"espeak-ng is not on PATH. {INSTALL_HINT}")
     return exe
 
 
