@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 from tinynas.paths import CONF_DIR
 
 COMMANDS = ["search", "estimate", "sample", "train", "distill", "export", "report", "rank_space"]
-GROUPS = ["dataset", "search_space", "mcu", "search", "train", "distill", "export", "logger", "experiment"]
+GROUPS = ["dataset", "search_space", "mcu", "search", "evaluator", "train", "distill", "export", "logger", "experiment"]
 
 
 def compose_cfg(name, overrides=()):

@@ -125,3 +125,26 @@ def test_search_cli_with_zero_cost_then_resume_with_another_evaluator(tinynas_cl
     assert all(r["accuracy"] == r["params"] for r in results["pareto"])  # the proxy is the accuracy objective
     p = tinynas_cli("search", *tiny, "n_trials=4", "evaluator=train")
     assert p.returncode == 2 and "was scored with evaluator=zero_cost, not evaluator=train" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("options", [{"name": "train"}, {"name": "zero_cost", "proxy": "naswot", "batch_size": 8},
+                                     {"name": "zero_cost", "proxy": "synflow"}])
+def test_evaluators_score_a_dscnn_arch_on_fixed_size_features(options):
+    """DS-CNN archs have no resolution: the data are used at the space's input size (49×10 MFCC frames, which
+    are fixed-size features and never resized)."""
+    import numpy as np
+
+    from tinynas.data import Dataset, Split
+
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        return Split(rng.standard_normal((n, 1, 49, 10)).astype(np.float32), rng.integers(0, 3, n), fixed=True)
+
+    data = Dataset("mfcc", split(40), split(12), split(12), num_classes=3, mean=0.0, std=1.0)
+    space = get_space("dscnn", {"first_channel_choices": [8], "channel_choices": [8], "depth_choices": [1]})
+    arch = space.smallest()
+    tiny = TrainConfig(epochs=1, batch_size=20, optimizer="adamw", lr=0.003)
+    ev = make_evaluator(options, EvaluationContext(space, data, "cpu", 0, tiny))
+    trial = optuna.create_study().ask()
+    assert isinstance(ev.score(trial, arch)["accuracy"], float)

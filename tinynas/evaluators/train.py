@@ -72,17 +72,17 @@ class TrainEvaluator(BaseEvaluator):
         self.train_cfg = dataclasses.replace(ctx.train_cfg, epochs=max_epochs)
         self.rungs = rungs(int(min_epochs), int(reduction_factor), max_epochs) if successive_halving else []
         self.reduction_factor = int(reduction_factor)
-        self._splits: dict[int, tuple] = {}
+        self._splits: dict[tuple[int, int], tuple] = {}
 
-    def splits(self, resolution: int):
-        """(train, val) at ``resolution``, resized once per resolution."""
-        if resolution not in self._splits:
+    def splits(self, size: tuple[int, int]):
+        """(train, val) at the input ``size`` (height, width), resized once per size."""
+        if size not in self._splits:
             data = self.ctx.data
-            self._splits[resolution] = (at_resolution(data.train, resolution), at_resolution(data.val, resolution))
-        return self._splits[resolution]
+            self._splits[size] = (at_resolution(data.train, size), at_resolution(data.val, size))
+        return self._splits[size]
 
     def score(self, trial, arch: ArchSpec) -> dict[str, Any]:
-        train, val = self.splits(arch.resolution)
+        train, val = self.splits(self.ctx.space.input_size(arch))
         seed = self.ctx.seed + trial.number
         seed_everything(seed)
         model = self.ctx.space.build_torch(arch, self.ctx.data.in_channels, self.ctx.data.num_classes)

@@ -171,11 +171,10 @@ class ZeroCostEvaluator(BaseEvaluator):
         seed_everything(self.seed)
         model = space.build_torch(arch, data.in_channels, data.num_classes)
         if self.proxy == "synflow":
-            size = arch.resolution
-            h, w = (size, size) if isinstance(size, int) else tuple(size)
+            h, w = space.input_size(arch)
             s = synflow(model, (data.in_channels, h, w))
             return math.log(s) if s > 0 else -math.inf
-        x, y = self.batch(arch.resolution)
+        x, y = self.batch(space.input_size(arch))
         torch.manual_seed(self.seed)
         return naswot(model, x) if self.proxy == "naswot" else grad_norm(model, x, y)
 
