@@ -1,7 +1,7 @@
 """How well the ``supernet`` evaluator ranks archs: Spearman correlation between supernet-scored accuracy and
 stand-alone trained accuracy, and the scoring speed.
 
-    python benchmarks/supernet.py [--archs 20] [--largest-epochs 2] [--epochs 6] [--subnets 2]
+    python benchmarks/supernet.py [--archs 20] [--largest-epochs 3] [--epochs 5] [--subnets 1]
                                   [--max-train-samples 0] [--standalone-epochs 3] [--standalone-samples 1500]
                                   [--threads 1] [--seed 0] [--json out.json]
 
@@ -52,9 +52,9 @@ def distinct_archs(space, n: int, seed: int) -> list:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--archs", type=int, default=20)
-    p.add_argument("--largest-epochs", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--subnets", type=int, default=2, help="random subnets per batch besides largest and smallest")
+    p.add_argument("--largest-epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--subnets", type=int, default=1, help="random subnets per batch besides largest and smallest")
     p.add_argument("--max-train-samples", type=int, default=0, help="0: the whole training split")
     p.add_argument("--standalone-epochs", type=int, default=3)
     p.add_argument("--standalone-samples", type=int, default=1500, help="training images per stand-alone run")

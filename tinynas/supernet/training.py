@@ -45,9 +45,9 @@ _NOT_IN_HASH = ("largest_epochs", "epochs", "bn_calibration_samples")
 
 @dataclasses.dataclass(frozen=True)
 class SupernetConfig:
-    largest_epochs: int = 2
-    epochs: int = 6
-    subnets_per_batch: int = 2
+    largest_epochs: int = 3
+    epochs: int = 5
+    subnets_per_batch: int = 1
     batch_size: int = 64
     optimizer: str = "adamw"  # adamw | sgd (Nesterov momentum)
     lr: float = 0.01
