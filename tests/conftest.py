@@ -21,3 +21,15 @@ def tinynas_cli(tmp_path):
                               timeout=timeout)
 
     return run
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny nets: one torch thread is as fast, and spares a busy machine spinning OpenMP workers. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -17,14 +17,7 @@ from tinynas.train import TrainConfig, fit, seed_everything
 OPTIONS = {"resolutions": [32], "widths": [0.3, 0.5], "depth_choices": [1, 2], "kernel_choices": [3, 5],
            "expand_choices": [3, 4], "head_channels": 32}
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny nets: one torch thread is as fast, and spares a busy machine spinning OpenMP workers."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def models():

@@ -51,7 +51,8 @@ def test_last_line_is_results_json_and_it_follows_the_contract(run):
     d = r["deployed"]
     assert set(d) == {"trial", "arch", "tflite", "c_source", "tflite_bytes", "tflm_arena_bytes",
                       "estimated_sram_bytes", "estimated_flash_bytes", "target_sram_bytes", "target_flash_bytes",
-                      "teacher_accuracy", "fp32_accuracy", "int8_accuracy"}
+                      "teacher_accuracy", "fp32_accuracy", "int8_accuracy", "student_no_kd_accuracy",
+                      "student_kd_accuracy", "pruning", "qat"}
     assert d["trial"] in [p["trial"] for p in r["pareto"]]
     for k in ("teacher_accuracy", "fp32_accuracy", "int8_accuracy"):
         assert 0 <= d[k] <= 1

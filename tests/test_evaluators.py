@@ -29,15 +29,7 @@ def digits():
     return load_dataset(DIGITS)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny nets: one torch thread is as fast, and spares a busy machine spinning OpenMP workers."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def study_with(tmp_path, digits, n, name="s", **options):

@@ -18,14 +18,7 @@ from tinynas.train import seed_everything
 OPTIONS = {"resolutions": [16], "widths": [0.5], "depth_choices": [1, 2], "expand_choices": [3, 4, 6],
            "head_channels": 64}
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny nets: one torch thread is as fast, and spares a busy machine spinning OpenMP workers."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -15,14 +15,7 @@ from conftest import ROOT
 
 RES = 8
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny nets: one torch thread is as fast, and spares a busy machine spinning OpenMP workers."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_weight_fake_quant_is_per_channel_symmetric_int8():

@@ -14,14 +14,7 @@ from tinynas.train import TrainConfig, fit, make_scheduler, seed_everything
 
 CFG = TrainConfig(epochs=2, batch_size=32, optimizer="sgd", lr=0.05, augment=True, max_train_samples=96)
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny nets: one torch thread is as fast, and spares a busy machine spinning OpenMP workers."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class Killed(RuntimeError):

@@ -37,8 +37,9 @@ def load_teacher_arch(space: SearchSpace, spec: str, student: ArchSpec) -> ArchS
     return space.decode(json.loads(path.read_text()))
 
 
-def splits_at(data: Dataset, resolution: int) -> tuple[Split, Split, Split]:
-    return tuple(at_resolution(s, resolution) for s in (data.train, data.val, data.test))
+def splits_at(data: Dataset, size: tuple[int, int]) -> tuple[Split, Split, Split]:
+    """(train, val, test) at the model's input ``size`` (``space.input_size(arch)``)."""
+    return tuple(at_resolution(s, size) for s in (data.train, data.val, data.test))
 
 
 def distill_train_cfg(train_cfg: TrainConfig, distill_cfg: dict[str, Any], epochs: int,
@@ -66,7 +67,7 @@ def train_teacher(space: SearchSpace, student: ArchSpec, data: Dataset, train_cf
     log.info("training teacher %s (%d epochs)", teacher_arch.hash, epochs)
     seed_everything(seed)
     teacher = space.build_torch(teacher_arch, data.in_channels, data.num_classes)
-    train, _, _ = splits_at(data, student.resolution)
+    train, _, _ = splits_at(data, space.input_size(student))
     fit(teacher, train, distill_train_cfg(train_cfg, distill_cfg, epochs), device, seed=seed,
         checkpoint=_ckpt(workdir, "teacher"))
     return teacher
@@ -83,7 +84,7 @@ def distill_student(space: SearchSpace, arch: ArchSpec, teacher: nn.Module, data
     fw = float(distill_cfg.get("feature_weight", 0.0))
     log.info("distilling %s (%d epochs, T=%s, alpha=%s, feature weight %s)", arch.hash, epochs,
              distill_cfg["temperature"], distill_cfg["alpha"], fw)
-    train, val, _ = splits_at(data, arch.resolution)
+    train, val, _ = splits_at(data, space.input_size(arch))
     student = _student(space, arch, data, seed)
     distill(student, teacher, train, val, distill_train_cfg(train_cfg, distill_cfg, epochs),
             float(distill_cfg["temperature"]), float(distill_cfg["alpha"]), device, seed=seed, feature_weight=fw,
@@ -96,7 +97,7 @@ def train_without_kd(space: SearchSpace, arch: ArchSpec, data: Dataset, train_cf
     """The student's arch, initial weights and epochs trained on the hard labels alone: the no-KD baseline."""
     log.info("training %s without a teacher (baseline)", arch.hash)
     model = _student(space, arch, data, seed)
-    fit(model, splits_at(data, arch.resolution)[0],
+    fit(model, splits_at(data, space.input_size(arch))[0],
         distill_train_cfg(train_cfg, distill_cfg, int(distill_cfg["student_epochs"])), device, seed=seed,
         checkpoint=_ckpt(workdir, "student_no_kd"))
     return model
@@ -122,21 +123,21 @@ def prune_student(student: nn.Module, arch: ArchSpec, space: SearchSpace, teache
     log.info("pruned %s → %s: flash %d → %d B, SRAM %d → %d B, latency %.1f → %.1f ms", arch.hash, res.arch.hash,
              res.before["flash_bytes"], res.after["flash_bytes"], res.before["sram_bytes"], res.after["sram_bytes"],
              res.before["latency_ms"], res.after["latency_ms"])
-    train = splits_at(data, arch.resolution)[0]
+    train = splits_at(data, space.input_size(arch))[0]
     cfg = distill_train_cfg(train_cfg, distill_cfg, int(pcfg.get("epochs", 2)), pcfg.get("lr"))
     loss = kd_loss_for(res.model, teacher, train, distill_cfg, cfg, device)
     fit(res.model, train, cfg, device, seed=seed, loss_fn=loss, checkpoint=_ckpt(workdir, "pruned"))
     return res
 
 
-def qat_student(student: nn.Module, resolution: int, teacher: nn.Module | None, data: Dataset,
+def qat_student(student: nn.Module, size: tuple[int, int], teacher: nn.Module | None, data: Dataset,
                 train_cfg: TrainConfig, distill_cfg: dict[str, Any], device, seed: int = 0,
                 workdir: Path | None = None) -> nn.Module:
     """Quantization-aware fine-tuning (``distill.qat``) of ``student`` in place, with KD when a teacher is given."""
     from tinynas.qat import qat_finetune
 
     qcfg = distill_cfg["qat"]
-    train = splits_at(data, resolution)[0]
+    train = splits_at(data, size)[0]
     cfg = distill_train_cfg(train_cfg, distill_cfg, int(qcfg.get("epochs", 1)), qcfg.get("lr"))
     log.info("quantization-aware fine-tuning (%d epochs, lr %g)", cfg.epochs, cfg.lr)
     loss = kd_loss_for(student, teacher, train, distill_cfg, cfg, device) if teacher is not None else None
@@ -149,7 +150,7 @@ def export_checked(model: nn.Module, arch: ArchSpec, space: SearchSpace, data: D
     the measured figures. Returns (ExportResult, Estimate on the host's TFLM, Estimate on the target)."""
     from tinynas.export import export_model
 
-    train, _, test = splits_at(data, arch.resolution)
+    train, _, test = splits_at(data, space.input_size(arch))
     graph = space.to_ir(arch, data.in_channels, data.num_classes)
     target, on_host = estimate(graph, mcu, runtime), estimate(graph, host, "tflm-reference")
     n_cal = int(export_cfg.get("calibration_samples", 200))
@@ -189,7 +190,7 @@ def deploy(arch: ArchSpec, space: SearchSpace, data: Dataset, mcu: MCU, host: MC
     out_dir = Path(out_dir)
     teacher = train_teacher(space, arch, data, train_cfg, distill_cfg, device, seed, workdir=out_dir)
     student = distill_student(space, arch, teacher, data, train_cfg, distill_cfg, device, seed, workdir=out_dir)
-    _, _, test = splits_at(data, arch.resolution)
+    _, _, test = splits_at(data, space.input_size(arch))
     teacher_acc = accuracy(teacher, test, device)
     kd_acc = accuracy(student, test, device)
     no_kd_acc = None
@@ -205,7 +206,7 @@ def deploy(arch: ArchSpec, space: SearchSpace, data: Dataset, mcu: MCU, host: MC
                    "after": {**res.after, "accuracy": accuracy(model, test, device)}}
     qat = bool((distill_cfg.get("qat") or {}).get("enabled"))
     if qat:
-        qat_student(model, arch.resolution, teacher, data, train_cfg, distill_cfg, device, seed, out_dir)
+        qat_student(model, space.input_size(arch), teacher, data, train_cfg, distill_cfg, device, seed, out_dir)
     fp32_acc = accuracy(model, test, device)
     ckpt = save_checkpoint(out_dir / "student.pt", model, final_arch, data.in_channels, data.num_classes,
                            {"teacher_test_accuracy": teacher_acc, "test_accuracy": fp32_acc})

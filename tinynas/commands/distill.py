@@ -28,7 +28,7 @@ def run(cfg):
 
         PruneSpec.from_cfg(dcfg["prune"])  # refuse a bad target before any training
     out = run_dir()
-    _, _, test = splits_at(ctx.data, arch.resolution)
+    _, _, test = splits_at(ctx.data, ctx.space.input_size(arch))
     teacher = train_teacher(ctx.space, arch, ctx.data, tc, dcfg, ctx.device, cfg.seed, workdir=out)
     student = distill_student(ctx.space, arch, teacher, ctx.data, tc, dcfg, ctx.device, cfg.seed, workdir=out)
     metrics = {"teacher_test_accuracy": accuracy(teacher, test, ctx.device),
@@ -47,7 +47,7 @@ def run(cfg):
                               "after": {**res.after, "accuracy": accuracy(final, test, ctx.device)}}
         (out / "pruned_arch.json").write_text(json.dumps(res.arch.to_dict(), indent=1) + "\n")
     if dcfg["qat"]["enabled"]:
-        qat_student(final, arch.resolution, teacher, ctx.data, tc, dcfg, ctx.device, cfg.seed, workdir=out)
+        qat_student(final, ctx.space.input_size(arch), teacher, ctx.data, tc, dcfg, ctx.device, cfg.seed, workdir=out)
         metrics["qat_fp32_test_accuracy"] = accuracy(final, test, ctx.device)
     metrics["test_accuracy"] = accuracy(final, test, ctx.device)
     path = save_checkpoint(out / "student.pt", final, final_arch, ctx.data.in_channels, ctx.data.num_classes, metrics)

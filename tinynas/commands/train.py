@@ -18,7 +18,7 @@ def run(cfg):
     ctx = load_common(cfg)
     arch = load_arch(cfg, ctx.space)
     tc = TrainConfig.from_cfg(cfg.train)
-    train, val, test = splits_at(ctx.data, arch.resolution)
+    train, val, test = splits_at(ctx.data, ctx.space.input_size(arch))
     seed_everything(cfg.seed)
     model = ctx.space.build_torch(arch, ctx.data.in_channels, ctx.data.num_classes)
     log.info("training %s for %d epochs on %s", arch.hash, tc.epochs, ctx.device)
