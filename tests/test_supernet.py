@@ -27,13 +27,7 @@ CFG = SupernetConfig(largest_epochs=1, epochs=1, subnets_per_batch=1, batch_size
                      max_train_samples=512, bn_calibration_samples=64)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: a second intra-op thread only adds contention (much slower on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
