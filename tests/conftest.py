@@ -33,3 +33,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's 1,797 8×8 digits, split 60/20/20 (seed 0): the quick dataset of the search tests."""
+    from tinynas.data import load_dataset
+
+    return load_dataset({"name": "digits", "val_fraction": 0.2, "test_fraction": 0.2, "split_seed": 0})

@@ -10,7 +10,6 @@ from optuna.trial import TrialState
 import tinynas.evaluators.train as train_evaluator
 from estimators import MCU
 from search_spaces import get_space
-from tinynas.data import load_dataset
 from tinynas.errors import ConfigError
 from tinynas.evaluators import EvaluationContext, make_evaluator
 from tinynas.search import Budgets, CandidateObjective, is_scored, pareto_trials, run_study, study_counts
@@ -20,13 +19,7 @@ from tinynas.train import TrainConfig
 SPACE = get_space("mcunet", {"resolutions": [8, 16], "widths": [0.3, 0.5, 1.0], "depth_choices": [1],
                              "head_channels": 64})
 MCU_ = MCU("tiny", "board", "cortex-m4f", 100, 64 * 1024, 64 * 1024, 50.0)
-DIGITS = {"name": "digits", "val_fraction": 0.2, "test_fraction": 0.2, "split_seed": 0}
 QUICK = TrainConfig(epochs=1, batch_size=64, optimizer="adamw", lr=0.003, max_train_samples=200)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset(DIGITS)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from torch import nn
 
 from search_spaces import get_space
 from search_spaces.supernet import MCUNetSupernet, largest_arch
-from tinynas.data import load_dataset, resize
+from tinynas.data import resize
 from tinynas.errors import ConfigError
 from tinynas.evaluators import EvaluationContext, make_evaluator
 from tinynas.paths import CONF_DIR
@@ -28,11 +28,6 @@ CFG = SupernetConfig(largest_epochs=1, epochs=1, subnets_per_batch=1, batch_size
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset({"name": "digits", "val_fraction": 0.2, "test_fraction": 0.2, "split_seed": 0})
 
 
 @pytest.fixture(scope="module")

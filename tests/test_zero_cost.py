@@ -12,7 +12,6 @@ from estimators import MCU
 from estimators.macs import total_macs, total_params
 from search_spaces import get_space
 from search_spaces.torch_blocks import HardSwish
-from tinynas.data import load_dataset
 from tinynas.errors import ConfigError
 from tinynas.evaluators import EvaluationContext, make_evaluator
 from tinynas.evaluators.zero_cost import PROXIES, log_abs_det, naswot, naswot_kernel, synflow
@@ -20,12 +19,6 @@ from tinynas.train import TrainConfig
 
 SPACE = get_space("mcunet", {"resolutions": [8, 16], "widths": [0.3, 0.5, 1.0], "depth_choices": [1],
                              "head_channels": 64})
-DIGITS = {"name": "digits", "val_fraction": 0.2, "test_fraction": 0.2, "split_seed": 0}
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset(DIGITS)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
