@@ -71,7 +71,8 @@ def test_html_page_has_the_front_and_plots(tinynas_cli, study_url, tmp_path):
     assert "<h1>Study r</h1>" in html and "hypervolume 0.6656" in html
     assert "<tr><td>0</td><td>0.900</td><td>60.0</td>" in html and "<tr><td>1</td><td>0.800</td>" in html
     assert "<td>0.700</td>" not in html  # dominated: not in the front table
-    assert html.count('class="plotly-graph-div"') == 2  # accuracy vs SRAM, timeline
+    assert html.count('class="plotly-graph-div"') == 3  # accuracy vs SRAM, hypervolume over trials, timeline
+    assert "hypervolume over trials" in html
     assert "cdn.plot.ly" not in html.split("<script")[1][:200]  # plotly.js inlined: opens offline
 
 
@@ -80,3 +81,14 @@ def test_unknown_study_and_format(tinynas_cli, study_url):
     assert p.returncode != 0 and "study_name='nope' is not in" in p.stderr and "r" in p.stderr
     p = tinynas_cli("report", f"storage={study_url}", "study_name=r", "format=pdf")
     assert p.returncode != 0 and "allowed: json, md, html" in p.stderr
+
+
+def test_hypervolume_history_grows_only_with_feasible_scored_trials(study_url, tmp_path):
+    """Trial 0 alone: 0.9 × (1 − 0.46875) = 0.478125; trial 1 adds the rest of 0.665625; the dominated, the
+    over-budget, the failed, the pruned and the unfinished trials add nothing."""
+    from tinynas.commands.report import hypervolume_history
+
+    storage, _ = make_storage(study_url, tmp_path)
+    history = hypervolume_history(optuna.load_study(study_name="r", storage=storage))
+    assert [n for n, _ in history] == list(range(8))
+    assert [v for _, v in history] == pytest.approx([0.478125] + [0.665625] * 7)

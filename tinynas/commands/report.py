@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from tinynas.errors import ConfigError
 from tinynas.report import hypervolume, pareto_row, plot_pareto, write_pareto_csv
-from tinynas.search import is_feasible, pareto_trials
+from tinynas.search import is_feasible, is_scored, pareto_trials
 from tinynas.storage import make_storage
 
 
@@ -27,14 +27,32 @@ def open_study(storage_url: str | None, study_name: str | None) -> optuna.Study:
     return optuna.load_study(study_name=study_name, storage=storage)
 
 
-def study_document(study: optuna.Study) -> dict:
-    trials = study.get_trials(deepcopy=False)
+def _objectives_and_scales(study: optuna.Study, pareto: list[dict]) -> tuple[list[str], dict[str, float]]:
+    """The study's objectives and the normalisation of each cost (its budget, else the front's largest value)."""
     settings = study.user_attrs.get("settings", {})
-    objectives = settings.get("objectives", ["accuracy", "sram"])
     budgets = settings.get("budgets", {})
-    pareto = [pareto_row(t) for t in pareto_trials(study)]
     scales = {k: float(budgets.get(k) or max([r[k] for r in pareto] or [1]) or 1)
               for k in ("sram_bytes", "flash_bytes", "latency_ms", "energy_mj", "macs")}
+    return settings.get("objectives", ["accuracy", "sram"]), scales
+
+
+def hypervolume_history(study: optuna.Study) -> list[tuple[int, float]]:
+    """(trial number, hypervolume of the feasible scored trials up to it) in trial order, normalised as
+    :func:`study_document`'s hypervolume (the last value equals it)."""
+    objectives, scales = _objectives_and_scales(study, [pareto_row(t) for t in pareto_trials(study)])
+    rows, history, hv = [], [], 0.0
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        if t.state == TrialState.COMPLETE and is_feasible(t) and is_scored(t):
+            rows.append(pareto_row(t))
+            hv = hypervolume(rows, objectives, scales)
+        history.append((t.number, hv))
+    return history
+
+
+def study_document(study: optuna.Study) -> dict:
+    trials = study.get_trials(deepcopy=False)
+    pareto = [pareto_row(t) for t in pareto_trials(study)]
+    objectives, scales = _objectives_and_scales(study, pareto)
     return {
         "study": study.study_name,
         "n_trials": len(trials),
@@ -63,8 +81,8 @@ COST_AXES = {"sram": ("sram_bytes", "peak SRAM (kB)", 1 / 1024), "flash": ("flas
 
 
 def figures(study: optuna.Study) -> list:
-    """Optuna's plotly figures: accuracy against each cost objective (infeasible trials marked), and the timeline
-    of trials (which shows how workers shared the study)."""
+    """Plotly figures: accuracy against each cost objective (Optuna's, infeasible trials marked), the hypervolume
+    over trials, and Optuna's timeline of trials (which shows how workers shared the study)."""
     import warnings
 
     from optuna.exceptions import ExperimentalWarning
@@ -87,8 +105,20 @@ def figures(study: optuna.Study) -> list:
             fig.update_layout(title=f"accuracy vs {label} (infeasible: over budget, not scored)")
             figs.append(fig)
         if study.trials:
+            figs.append(hypervolume_figure(hypervolume_history(study)))
             figs.append(plot_timeline(study))
     return figs
+
+
+def hypervolume_figure(history: list[tuple[int, float]]):
+    """Hypervolume of the feasible front after each trial: how fast the search found its trade-offs."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Scatter(x=[n for n, _ in history], y=[v for _, v in history], mode="lines+markers",
+                               line_shape="hv"))
+    fig.update_layout(title="hypervolume over trials (normalised: reference = zero accuracy, the whole budget)",
+                      xaxis_title="trial", yaxis_title="hypervolume")
+    return fig
 
 
 def write_html(path: Path, study: optuna.Study, doc: dict) -> Path:
