@@ -13,8 +13,10 @@ from tinynas.report import write_json
 
 
 def load_graph(cfg):
-    """The IR of ``arch=`` (a JSON arch spec, or a named point as published: its space, input and classes)
-    or ``model=`` (a .tflite or .onnx file)."""
+    """The IR of ``arch=`` (a JSON arch spec; a named point as published: its space, input and classes; or a
+    reference model of :mod:`estimators.reference_models` such as ``mlperf_ic_resnet8``, which no search space
+    holds) or ``model=`` (a .tflite or .onnx file)."""
+    from estimators.reference_models import REFERENCE_MODELS, reference_model
     from search_spaces.named import find, named_archs
 
     if (cfg.arch is None) == (cfg.model is None):
@@ -22,8 +24,11 @@ def load_graph(cfg):
     if cfg.arch is not None and (point := find(str(cfg.arch))) is not None:
         return point.to_ir()
     path = Path(cfg.arch or cfg.model)
+    if cfg.arch is not None and not path.is_file() and str(cfg.arch) in REFERENCE_MODELS:
+        return reference_model(str(cfg.arch))
     if not path.is_file():
-        named = f" and not a named arch ({', '.join(named_archs())})" if cfg.arch else ""
+        named = (f" and not a named arch ({', '.join(named_archs())}) or reference model "
+                 f"({', '.join(REFERENCE_MODELS)})" if cfg.arch else "")
         raise ConfigError(f"{'arch' if cfg.arch else 'model'}={path}: no such file{named}")
     if cfg.arch is not None:
         space = load_space(cfg)
