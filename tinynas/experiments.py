@@ -255,14 +255,9 @@ def plot_experiment(path: Path, comparisons: list[Comparison], runs: list[tuple[
         ax.scatter([p[0] for p in mine], [p[1] for p in mine], marker="*^sD"[i % 4], s=70, label=f"published: {task}")
         for x, y, model, _ in mine:
             ax.annotate(model.split(" ")[0], (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("peak SRAM (kB)")
-    ax.set_ylabel("accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    from tinynas.report import save_axes
+
+    return save_axes(fig, ax, path, "peak SRAM (kB)", "accuracy (%)")
 
 
 def page_sections(name: str, runs_dir: Path, out: Path) -> list[tuple]:

@@ -63,9 +63,17 @@ def plot_pareto(path: Path, trials: list[FrozenTrial], pareto: list[dict[str, An
             ax.scatter([d["sram_bytes"] / 1024], [d["accuracy"]], s=120, facecolors="none", edgecolors="k",
                        label=f"deployed (trial {deployed})")
     ax.axvline(sram_budget / 1024, ls="--", c="#c44e52", lw=1, label="SRAM budget")
-    ax.set_xlabel("estimated peak SRAM (kB)")
-    ax.set_ylabel("validation accuracy")
     ax.set_title(title, fontsize=9)
+    return save_axes(fig, ax, path, "estimated peak SRAM (kB)", "validation accuracy")
+
+
+def save_axes(fig, ax, path: Path, xlabel: str, ylabel: str) -> Path:
+    """Label, grid and legend ``ax`` the way every accuracy-vs-memory plot of ours is, save ``fig`` to
+    ``path`` and close it."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
