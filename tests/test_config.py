@@ -47,3 +47,23 @@ def test_search_space_yaml_matches_the_space_fields():
         assert cfg.search_space.name in available()
         space = get_space(cfg.search_space.name, OmegaConf.to_container(cfg.search_space.options))
         assert path.stem.startswith(space.name)
+
+
+def test_threads_sets_torchs_intra_op_threads_and_refuses_nonsense():
+    import torch
+
+    from tinynas.commands.common import set_threads
+    from tinynas.errors import ConfigError
+
+    assert compose_cfg("search").threads is None and compose_cfg("search", ["threads=1"]).threads == 1
+    before = torch.get_num_threads()
+    try:
+        set_threads(1)
+        assert torch.get_num_threads() == 1
+        set_threads(None)
+        assert torch.get_num_threads() == 1  # null leaves it as it is
+        for bad in (0, -2, "two", True):
+            with pytest.raises(ConfigError, match=r"threads=.* must be a positive integer or null"):
+                set_threads(bad)
+    finally:
+        torch.set_num_threads(before)

@@ -41,7 +41,20 @@ def check_runtime(runtime: str) -> str:
     return runtime
 
 
+def set_threads(threads) -> None:
+    """``threads=N``: PyTorch's intra-op threads (null keeps torch's default, one per core). One thread is often
+    faster for the tiny models of a search on a machine shared with other jobs."""
+    if threads is None:
+        return
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ConfigError(f"threads={threads!r} must be a positive integer or null (torch's default)")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def load_common(cfg, with_data: bool = True) -> Context:
+    set_threads(cfg.get("threads"))
     return Context(
         space=load_space(cfg),
         data=load_dataset(OmegaConf.to_container(cfg.dataset, resolve=True)) if with_data else None,
