@@ -16,7 +16,7 @@ from torch import nn
 
 from tinynas.augment import make_augment
 from tinynas.data import Split
-from tinynas.errors import ConfigError
+from tinynas.errors import ConfigError, check_options
 
 log = logging.getLogger("tinynas.train")
 SCHEDULES = ("onecycle", "cosine", "constant")
@@ -57,10 +57,7 @@ class TrainConfig:
 
     @classmethod
     def from_cfg(cls, cfg) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(cfg) - names)
-        if unknown:
-            raise ConfigError(f"train: unknown options {unknown}; allowed: {sorted(names)}")
+        check_options(cls, cfg, "train")
         from omegaconf import OmegaConf
 
         tc = cls(**{k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in dict(cfg).items()})
@@ -96,6 +93,22 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
 
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def make_optimizer(params, cfg) -> torch.optim.Optimizer:
+    """AdamW, or SGD with Nesterov momentum, from ``cfg``'s optimizer, lr, momentum and weight_decay (a
+    :class:`TrainConfig`, or the super-network's settings)."""
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
+
+
+def cap_samples(x: torch.Tensor, y: torch.Tensor, limit: int | None, g: torch.Generator):
+    """At most ``limit`` samples of (x, y), drawn with ``g``; all of them when ``limit`` is None or not below."""
+    if limit is not None and limit < len(y):
+        keep = torch.randperm(len(y), generator=g)[:limit]
+        return x[keep], y[keep]
+    return x, y
 
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -176,10 +189,7 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, device: torch.device, 
     """
     g = torch.Generator().manual_seed(seed)
     seed_everything(seed)
-    x, y = torch.from_numpy(train.x), torch.from_numpy(train.y)
-    if cfg.max_train_samples is not None and cfg.max_train_samples < len(y):
-        keep = torch.randperm(len(y), generator=g)[: cfg.max_train_samples]
-        x, y = x[keep], y[keep]
+    x, y = cap_samples(torch.from_numpy(train.x), torch.from_numpy(train.y), cfg.max_train_samples, g)
     extra = loss_fn if isinstance(loss_fn, nn.Module) else None
     model.to(device).train()
     if extra is not None:
@@ -187,10 +197,7 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, device: torch.device, 
     if teacher is not None:
         teacher.to(device).eval()
     params = list(model.parameters()) + (list(extra.parameters()) if extra is not None else [])
-    if cfg.optimizer == "adamw":
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    else:
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
+    opt = make_optimizer(params, cfg)
     steps_per_epoch = max(1, math.ceil(len(y) / cfg.batch_size))
     sched = make_scheduler(opt, cfg, steps_per_epoch)
     augment = make_augment(cfg.augment)

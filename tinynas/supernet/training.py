@@ -34,8 +34,8 @@ from search_spaces.mcunet import MCUNetSpace
 from search_spaces.supernet import MCUNetSupernet, largest_arch
 from tinynas.checkpoint import load_checkpoint, save_checkpoint
 from tinynas.data import Dataset, resize
-from tinynas.errors import ConfigError
-from tinynas.train import seed_everything
+from tinynas.errors import ConfigError, check_options
+from tinynas.train import cap_samples, make_optimizer, seed_everything
 
 log = logging.getLogger("tinynas.supernet")
 
@@ -60,10 +60,7 @@ class SupernetConfig:
 
     @classmethod
     def from_cfg(cls, cfg: dict[str, Any]) -> "SupernetConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(cfg) - names)
-        if unknown:
-            raise ConfigError(f"evaluator=supernet: unknown options {unknown}; allowed: {sorted(names)}")
+        check_options(cls, cfg, "evaluator=supernet")
         c = cls(**dict(cfg))
         if c.optimizer not in ("adamw", "sgd"):
             raise ConfigError(f"evaluator.optimizer={c.optimizer!r} is unknown; allowed: adamw, sgd")
@@ -136,15 +133,10 @@ def train_supernet(space: MCUNetSpace, data: Dataset, cfg: SupernetConfig, devic
         return SupernetState(net.eval(), done, losses)
 
     g = torch.Generator().manual_seed(seed)
-    x, y = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y)
-    if cfg.max_train_samples is not None and cfg.max_train_samples < len(y):
-        keep = torch.randperm(len(y), generator=g)[:cfg.max_train_samples]
-        x, y = x[keep], y[keep]
+    x, y = cap_samples(torch.from_numpy(data.train.x), torch.from_numpy(data.train.y), cfg.max_train_samples, g)
     xs = {r: torch.from_numpy(resize(x.numpy(), r)).to(device) for r in space.resolutions}
     y = y.to(device)
-    params = net.parameters()
-    opt = (torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay) if cfg.optimizer == "adamw" else
-           torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True))
+    opt = make_optimizer(net.parameters(), cfg)
     ce = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     largest, smallest = largest_arch(space), space.smallest()
     steps_per_epoch = max(1, math.ceil(len(y) / cfg.batch_size))
