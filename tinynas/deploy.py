@@ -21,7 +21,7 @@ from estimators import MCU, estimate
 from search_spaces.base import ArchSpec, SearchSpace
 from tinynas.checkpoint import load_checkpoint, save_checkpoint
 from tinynas.data import Dataset, Split, at_resolution
-from tinynas.distill import DistillLoss, distill
+from tinynas.distill import DistillLoss, distill, kd_loss
 from tinynas.errors import ConfigError
 from tinynas.train import TrainConfig, accuracy, fit, seed_everything
 
@@ -103,11 +103,12 @@ def train_without_kd(space: SearchSpace, arch: ArchSpec, data: Dataset, train_cf
     return model
 
 
-def kd_loss_for(student: nn.Module, teacher: nn.Module, train: Split, distill_cfg: dict[str, Any],
-                cfg: TrainConfig, device) -> DistillLoss:
-    """The logit-only distillation loss used to fine-tune (pruned or QAT) students."""
-    return DistillLoss(student.to(device), teacher.to(device), float(distill_cfg["temperature"]),
-                       float(distill_cfg["alpha"]), cfg.label_smoothing)
+def kd_loss_for(student: nn.Module, teacher: nn.Module, distill_cfg: dict[str, Any], cfg: TrainConfig,
+                device) -> DistillLoss:
+    """The logit-only distillation loss used to fine-tune (pruned or QAT) students, both models on ``device``."""
+    student.to(device)
+    return kd_loss(teacher.to(device), float(distill_cfg["temperature"]), float(distill_cfg["alpha"]),
+                   cfg.label_smoothing)
 
 
 def prune_student(student: nn.Module, arch: ArchSpec, space: SearchSpace, teacher: nn.Module, data: Dataset,
@@ -125,7 +126,7 @@ def prune_student(student: nn.Module, arch: ArchSpec, space: SearchSpace, teache
              res.before["latency_ms"], res.after["latency_ms"])
     train = splits_at(data, space.input_size(arch))[0]
     cfg = distill_train_cfg(train_cfg, distill_cfg, int(pcfg.get("epochs", 2)), pcfg.get("lr"))
-    loss = kd_loss_for(res.model, teacher, train, distill_cfg, cfg, device)
+    loss = kd_loss_for(res.model, teacher, distill_cfg, cfg, device)
     fit(res.model, train, cfg, device, seed=seed, loss_fn=loss, checkpoint=_ckpt(workdir, "pruned"))
     return res
 
@@ -140,7 +141,7 @@ def qat_student(student: nn.Module, size: tuple[int, int], teacher: nn.Module | 
     train = splits_at(data, size)[0]
     cfg = distill_train_cfg(train_cfg, distill_cfg, int(qcfg.get("epochs", 1)), qcfg.get("lr"))
     log.info("quantization-aware fine-tuning (%d epochs, lr %g)", cfg.epochs, cfg.lr)
-    loss = kd_loss_for(student, teacher, train, distill_cfg, cfg, device) if teacher is not None else None
+    loss = kd_loss_for(student, teacher, distill_cfg, cfg, device) if teacher is not None else None
     return qat_finetune(student, train, cfg, device, seed=seed, loss_fn=loss, checkpoint=_ckpt(workdir, "qat"))
 
 
