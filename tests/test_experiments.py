@@ -79,6 +79,13 @@ def test_exact_structures_match_published_macs_and_params(name, row):
             assert abs(ours[column] - float(row[column])) <= experiments.half_unit(row[column]), column
 
 
+@pytest.mark.parametrize("name", experiments.with_published())
+def test_published_boards_are_known_mcus(name):
+    """A row's board is one of conf/mcu (empty only for a published-only row, e.g. a released file size)."""
+    for r in experiments.read_published(name):
+        assert r["board"] in BOARDS or (not r["board"] and not r["build"]), (r["model"], r["board"])
+
+
 def test_every_exact_experiment_has_rows():
     assert {name for name, _ in EXACT} == {"mcunet", "mlperf_tiny", "micronets"}
 
