@@ -1,15 +1,26 @@
-"""GraphBuilder: the shared way search spaces describe an int8 network in the IR, layer by layer.
+"""Describing an int8 network in the IR layer by layer: :class:`GraphWriter` and :class:`GraphBuilder`.
 
-Each method appends the op(s) TFLite would run for that layer, with weight and bias tensors in TFLite's
-layouts (conv: [Cout, Kh, Kw, Cin]; depthwise: [1, Kh, Kw, C]; fully connected: [Cout, Cin]; int32 bias),
-and returns the name of the output activation tensor.
+Each layer method appends the op TFLite would run for that layer, with weight and bias tensors in
+TFLite's layouts (conv: [Cout, Kh, Kw, Cin]; depthwise: [1, Kh, Kw, C]; fully connected: [Cout, Cin];
+int32 bias), and returns a handle of its output activation.
+
+:class:`GraphWriter` writes the :class:`~estimators.ir.Tensor` and :class:`~estimators.ir.Op` objects
+as it goes (handles are tensor names; the ONNX reader uses it). :class:`GraphBuilder`, which the search
+spaces use, has the same layer methods but writes only the estimators' table
+(:class:`~estimators.table.OpTable`), from facts it computes once per layer configuration by running that
+one layer on a :class:`GraphWriter`; the graph's tensors and ops are written by replaying its layers on a
+:class:`GraphWriter` when something reads them. Search estimates thousands of archs that share most of
+their layer configurations and reads few graphs.
 """
 
 from __future__ import annotations
 
 import math
 
-from estimators.ir import Graph, Tensor, make_op, make_tensor
+from typing import Any
+
+from estimators.ir import Graph, LazyGraph, Tensor, make_op, make_tensor
+from estimators.table import OpFacts, OpTable, op_facts
 
 _OP_BASE: dict[str, str] = {}  # op kind → its name base ('CONV_2D' → 'conv_2d')
 _tuple_new = tuple.__new__
@@ -41,8 +52,8 @@ def _conv_fields(name: str, kind: str, in_shape: tuple[int, ...], cout: int | No
             make_tensor(f"{name}/out", out_shape, dtype)[1:])
 
 
-class GraphBuilder:
-    """Builds a :class:`Graph` for a batch-1 int8 model with an NHWC (or N×L×C) input."""
+class GraphWriter:
+    """Writes a :class:`Graph` for a batch-1 int8 model with an NHWC (or N×L×C) input; handles are tensor names."""
 
     def __init__(self, name: str, input_shape: tuple[int, ...], dtype: str = "int8"):
         self.graph = Graph(name=name)
@@ -230,3 +241,153 @@ class GraphBuilder:
         y = self._tensor(f"{name}/out", self.shape(x), self.dtype)
         self._op("HARD_SWISH", (x,), (y,))
         return y
+
+
+# (layer method, dtype, its arguments but the name, the input shapes) → (facts, output shape, output bytes,
+# tensors it adds, their constant bytes, their quantization channels); bounded, cleared when full.
+_LayerEntry = tuple[OpFacts, tuple[int, ...], int, int, int, int]
+_LAYERS: dict[tuple, _LayerEntry] = {}
+_LAYERS_MAX = 1 << 16
+
+
+def _layer_entry(method: str, dtype: str, args: tuple, shapes: tuple[tuple[int, ...], ...], name: str) -> _LayerEntry:
+    """Run one layer on a :class:`GraphWriter` whose inputs have ``shapes`` and read what the table needs."""
+    writer = GraphWriter("layer", shapes[0][1:], dtype)
+    handles = [writer.graph.inputs[0]] + [writer._tensor(f"input{i}", s, dtype) for i, s in enumerate(shapes[1:], 1)]
+    before = len(writer.graph.tensors)
+    y = getattr(writer, method)(*handles, *args, name=name)
+    graph = writer.graph
+    if len(graph.ops) != 1 or graph.ops[0].outputs != (y,):
+        raise AssertionError(f"GraphWriter.{method} must append exactly one op with one output")
+    added = list(graph.tensors.values())[before:]
+    out = graph.tensors[y]
+    return (op_facts(graph, graph.ops[0]), out.shape, out.nbytes, len(added),
+            sum(t.nbytes for t in added if t.const), sum(t.quant_channels for t in added))
+
+
+class GraphBuilder:
+    """Describes a batch-1 int8 model with an NHWC (or N×L×C) input; :meth:`finish` returns its graph.
+
+    Handles are ints (the input is :attr:`input`). The layer methods and their arguments are
+    :class:`GraphWriter`'s; each records the layer, looks up its facts (computed on first sight of the
+    configuration) and extends the table. The returned :class:`~estimators.ir.LazyGraph` writes its
+    tensors and ops by replaying the recorded layers on a :class:`GraphWriter`."""
+
+    input = 0
+
+    def __init__(self, name: str, input_shape: tuple[int, ...], dtype: str = "int8"):
+        self.name, self.dtype = name, dtype
+        self._input_shape = tuple(input_shape)
+        x = make_tensor("input", (1, *self._input_shape), dtype)
+        self._shapes: list[tuple[int, ...]] = [x.shape]
+        self._sizes, self._firsts, self._lasts = [x.nbytes], [0], [0]
+        self._ops: list[OpFacts] = []
+        self._log: list[tuple[str, tuple[int, ...], tuple, str]] = []
+        self._tensors, self._const_bytes, self._quant_channels = 1, 0, x.quant_channels
+
+    def shape(self, x: int) -> tuple[int, ...]:
+        return self._shapes[x]
+
+    def _layer(self, method: str, inputs: tuple[int, ...], args: tuple, name: str) -> int:
+        shapes = self._shapes
+        key = (method, self.dtype, args, *[shapes[h] for h in inputs])
+        entry = _LAYERS.get(key)
+        if entry is None:
+            entry = _layer_entry(method, self.dtype, args, tuple(shapes[h] for h in inputs), name)
+            if len(_LAYERS) >= _LAYERS_MAX:
+                _LAYERS.clear()
+            _LAYERS[key] = entry
+        facts, out_shape, out_bytes, tensors, const_bytes, quant_channels = entry
+        ops, lasts = self._ops, self._lasts
+        ops.append(facts)
+        step = len(ops)
+        for h in inputs:
+            lasts[h] = step
+        y = len(shapes)
+        shapes.append(out_shape)
+        self._sizes.append(out_bytes)
+        self._firsts.append(step)
+        lasts.append(step)
+        self._tensors += tensors
+        self._const_bytes += const_bytes
+        self._quant_channels += quant_channels
+        self._log.append((method, inputs, args, name))
+        return y
+
+    # -- layers (GraphWriter's signatures) ----------------------------------------------------------------
+    def conv2d(self, x: int, cout: int, kernel: int, stride: int = 1, activation: str | None = None,
+               padding: str = "same", name: str = "conv") -> int:
+        return self._layer("conv2d", (x,), (cout, kernel, stride, activation, padding), name)
+
+    def depthwise_conv2d(self, x: int, kernel: int, stride: int = 1, activation: str | None = None,
+                         padding: str = "same", name: str = "dwconv") -> int:
+        return self._layer("depthwise_conv2d", (x,), (kernel, stride, activation, padding), name)
+
+    def conv2d_hw(self, x: int, cout: int, kernel: tuple[int, int], stride: tuple[int, int] = (1, 1),
+                  activation: str | None = None, padding: str = "same", name: str = "conv") -> int:
+        return self._layer("conv2d_hw", (x,), (cout, tuple(kernel), tuple(stride), activation, padding), name)
+
+    def depthwise_conv2d_hw(self, x: int, kernel: tuple[int, int], stride: tuple[int, int] = (1, 1),
+                            activation: str | None = None, padding: str = "same", name: str = "dwconv") -> int:
+        return self._layer("depthwise_conv2d_hw", (x,), (tuple(kernel), tuple(stride), activation, padding), name)
+
+    def add(self, a: int, b: int, activation: str | None = None, name: str = "add") -> int:
+        return self._layer("add", (a, b), (activation,), name)
+
+    def mul(self, a: int, b: int | float, activation: str | None = None, name: str = "mul") -> int:
+        """MUL of ``a`` by activation handle ``b`` (an int) or by a float scalar."""
+        if type(b) is int:
+            return self._layer("mul", (a, b), (activation,), name)
+        return self._layer("mul", (a,), (float(b), activation), name)
+
+    def global_avg_pool(self, x: int, keep_dims: bool = True, name: str = "pool") -> int:
+        return self._layer("global_avg_pool", (x,), (bool(keep_dims),), name)
+
+    def pad(self, x: int, pads: tuple[tuple[int, int], tuple[int, int]], name: str = "pad") -> int:
+        return self._layer("pad", (x,), (tuple(map(tuple, pads)),), name)
+
+    def reshape(self, x: int, shape: tuple[int, ...], name: str = "reshape") -> int:
+        return self._layer("reshape", (x,), (tuple(shape),), name)
+
+    def flatten(self, x: int, name: str = "flatten") -> int:
+        return self._layer("flatten", (x,), (), name)
+
+    def fully_connected(self, x: int, cout: int, activation: str | None = None, per_channel: bool = False,
+                        bias: bool = True, name: str = "fc") -> int:
+        return self._layer("fully_connected", (x,), (cout, activation, bool(per_channel), bool(bias)), name)
+
+    def avg_pool2d(self, x: int, kernel: tuple[int, int], stride: tuple[int, int] | None = None,
+                   padding: str = "valid", name: str = "avgpool") -> int:
+        return self._layer("avg_pool2d", (x,), (tuple(kernel), None if stride is None else tuple(stride), padding), name)
+
+    def max_pool2d(self, x: int, kernel: tuple[int, int], stride: tuple[int, int] | None = None,
+                   padding: str = "valid", name: str = "maxpool") -> int:
+        return self._layer("max_pool2d", (x,), (tuple(kernel), None if stride is None else tuple(stride), padding), name)
+
+    def softmax(self, x: int, name: str = "softmax") -> int:
+        return self._layer("softmax", (x,), (), name)
+
+    def hard_swish(self, x: int, name: str = "hswish") -> int:
+        return self._layer("hard_swish", (x,), (), name)
+
+    # -- the graph ------------------------------------------------------------------------------------------
+    def finish(self, *outputs: int) -> LazyGraph:
+        """The graph, with ``outputs`` as its outputs (alive to the last step)."""
+        for h in outputs:
+            if type(h) is not int or not 0 <= h < len(self._shapes):
+                raise ValueError(f"graph {self.name!r}: output {h!r} is not a tensor handle of this builder")
+        end = len(self._ops)
+        for h in outputs:
+            self._lasts[h] = end
+        table = OpTable(self.name, tuple(self._ops), self._sizes, self._firsts, self._lasts, self._tensors,
+                        self._const_bytes, self._quant_channels, (1,), (1,) * len(outputs))
+        log, name, input_shape, dtype = self._log, self.name, self._input_shape, self.dtype
+
+        def materialize() -> Graph:
+            writer = GraphWriter(name, input_shape, dtype)
+            names = [writer.graph.inputs[0]]
+            for method, inputs, args, layer_name in log:
+                names.append(getattr(writer, method)(*[names[h] for h in inputs], *args, name=layer_name))
+            return writer.finish(*[names[h] for h in outputs])
+
+        return LazyGraph(name, table, materialize)

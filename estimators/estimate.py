@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Iterator, Sequence
 
 from estimators.flash import FlashEstimate, estimate_flash
 from estimators.ir import Graph
 from estimators.latency import estimate_latency
-from estimators.macs import op_macs, op_params
 from estimators.mcu import MCU
 from estimators.patch import PatchConfig, patch_sram
 from estimators.sram import RUNTIMES, SramEstimate, estimate_sram
+from estimators.table import OpTable, table_of
 
 
 @dataclasses.dataclass(frozen=True, init=False)
@@ -51,7 +52,7 @@ class Estimate:
     energy_mj: float
     sram_budget_bytes: int
     flash_budget_bytes: int
-    layers: tuple[LayerEstimate, ...]
+    layers: Sequence[LayerEstimate]
 
     @property
     def fits(self) -> bool:
@@ -73,8 +74,40 @@ class Estimate:
         }
 
 
-_new_layer = object.__new__
-_set_fields = object.__setattr__
+class Layers(Sequence[LayerEstimate]):
+    """An estimate's per-op rows, written when first read (they name each op, which reads the graph's ops;
+    search reads only the totals). A sequence, equal to any sequence with the same rows."""
+
+    def __init__(self, graph: Graph, table: OpTable, live: Sequence[int], ms: Sequence[float]) -> None:
+        self._source: tuple | None = (graph, table, live, ms)
+        self._rows: tuple[LayerEstimate, ...] = ()
+
+    def _get(self) -> tuple[LayerEstimate, ...]:
+        if self._source is not None:
+            graph, table, live, ms = self._source
+            self._rows = tuple(LayerEstimate(op.name, f.kind, f.out_shape, f.macs, f.params, lb, t)
+                               for op, f, lb, t in zip(graph.ops, table.ops, live, ms, strict=True))
+            self._source = None
+        return self._rows
+
+    def __len__(self) -> int:
+        return len(self._source[1].ops) if self._source is not None else len(self._rows)
+
+    def __getitem__(self, i):
+        return self._get()[i]
+
+    def __iter__(self) -> Iterator[LayerEstimate]:
+        return iter(self._get())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str):
+            return NotImplemented
+        return self._get() == tuple(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Layers({list(self._get())!r})"
 
 
 def estimate(graph: Graph, mcu: MCU, runtime: str = "tflm", patch: PatchConfig | None = None) -> Estimate:
@@ -82,28 +115,20 @@ def estimate(graph: Graph, mcu: MCU, runtime: str = "tflm", patch: PatchConfig |
     (``patch``: MCUNetV2 patch-based inference of the first layers, SRAM only; see :mod:`estimators.patch`)."""
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; allowed: {', '.join(RUNTIMES)}")
-    sram = patch_sram(graph, patch, runtime) if patch else estimate_sram(graph, runtime, mcu)
-    flash = estimate_flash(graph, runtime, mcu)
-    ops = graph.ops
-    macs_per_op = [op_macs(graph, op) for op in ops]
-    layer_ms = estimate_latency(graph, mcu, runtime, macs_per_op)
-    tensors = graph.tensors
-    layers = []
-    new_layer, set_fields = _new_layer, _set_fields  # LayerEstimate without its __init__: one dict per layer
-    params = 0
-    for op, op_m, live, ms in zip(ops, macs_per_op, sram.live_bytes, layer_ms):
-        op_p = op_params(graph, op)
-        params += op_p
-        layer = new_layer(LayerEstimate)
-        set_fields(layer, "__dict__", {"name": op.name, "op": op.kind, "output_shape": tensors[op.outputs[0]].shape,
-                                       "macs": op_m, "params": op_p, "live_bytes": live, "latency_ms": ms})
-        layers.append(layer)
-    macs = sum(macs_per_op)
+    table = table_of(graph)
+    sram = patch_sram(graph, patch, runtime) if patch else estimate_sram(graph, runtime, mcu, table)
+    flash = estimate_flash(graph, runtime, mcu, table)
+    layer_ms = estimate_latency(graph, mcu, runtime, table)
+    macs = params = 0
+    for op in table.ops:
+        macs += op.macs
+        params += op.params
     latency_ms = float(sum(layer_ms))
     return Estimate(
         model=graph.name, mcu=mcu.name, runtime=runtime,
         macs=macs, params=params,
         sram=sram, flash=flash, latency_ms=latency_ms,
         energy_mj=latency_ms * mcu.active_power_mw / 1000.0,
-        sram_budget_bytes=mcu.sram_bytes, flash_budget_bytes=mcu.flash_bytes, layers=tuple(layers),
+        sram_budget_bytes=mcu.sram_bytes, flash_budget_bytes=mcu.flash_bytes,
+        layers=Layers(graph, table, sram.live_bytes, layer_ms),
     )

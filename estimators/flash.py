@@ -24,6 +24,7 @@ import yaml
 
 from estimators.ir import Graph
 from estimators.mcu import MCU
+from estimators.table import OpTable, table_of
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 FLASH_MODEL = DATA_DIR / "flash_model.yaml"
@@ -43,26 +44,23 @@ def _yaml(path: Path) -> dict[str, Any]:
         return yaml.safe_load(f)
 
 
-def flash_terms(graph: Graph) -> dict[str, int]:
-    """The counts the file-size model prices: constant bytes, quantization channels, tensors."""
-    const_bytes = qch = 0
-    for t in graph.tensors.values():
-        qch += t.quant_channels
-        if t.const:
-            const_bytes += t.nbytes
-    return {"const_bytes": const_bytes, "quant_channels": qch, "tensors": len(graph.tensors)}
+def flash_terms(graph: Graph, table: OpTable | None = None) -> dict[str, int]:
+    """The counts the file-size model prices: constant bytes, quantization channels, tensors (``table``:
+    the graph's :func:`~estimators.table.table_of`, when the caller has it)."""
+    t = table or table_of(graph)
+    return {"const_bytes": t.const_bytes, "quant_channels": t.quant_channels, "tensors": t.tensors}
 
 
-def tflite_bytes(graph: Graph, exporter: str | None = None) -> int:
+def tflite_bytes(graph: Graph, exporter: str | None = None, table: OpTable | None = None) -> int:
     """Estimated size of ``graph`` as a full-int8 ``.tflite`` written by ``exporter`` (default: the project's)."""
     model = _yaml(FLASH_MODEL)
     exporter = exporter or model["default_exporter"]
     if exporter not in model["exporters"]:
         raise ValueError(f"unknown exporter {exporter!r}; calibrated: {', '.join(model['exporters'])}")
     c = model["exporters"][exporter]
-    t = flash_terms(graph)
-    return round(t["const_bytes"] + model["quant_param_bytes_per_channel"] * t["quant_channels"]
-                 + c["per_tensor_bytes"] * t["tensors"] + c["fixed_bytes"])
+    t = table or table_of(graph)
+    return round(t.const_bytes + model["quant_param_bytes_per_channel"] * t.quant_channels
+                 + c["per_tensor_bytes"] * t.tensors + c["fixed_bytes"])
 
 
 def runtime_code_bytes(runtime: str) -> int:
@@ -73,7 +71,7 @@ def runtime_code_bytes(runtime: str) -> int:
     return int(runtimes[runtime]["code_bytes"])
 
 
-def estimate_flash(graph: Graph, runtime: str, mcu: MCU) -> FlashEstimate:
+def estimate_flash(graph: Graph, runtime: str, mcu: MCU, table: OpTable | None = None) -> FlashEstimate:
     """Model file bytes + runtime code bytes (``mcu`` is unused: code sizes are per runtime, Cortex-M builds)."""
-    model, code = tflite_bytes(graph), runtime_code_bytes(runtime)
+    model, code = tflite_bytes(graph, table=table), runtime_code_bytes(runtime)
     return FlashEstimate(model, code, model + code)

@@ -20,8 +20,9 @@ Op kinds and the attributes the estimators read:
 from __future__ import annotations
 
 from collections import namedtuple
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 DTYPE_BYTES = {"int8": 1, "uint8": 1, "int16": 2, "int32": 4, "int64": 8, "float32": 4, "float16": 2, "bool": 1}
 
@@ -145,6 +146,10 @@ class Graph:
     def tensor(self, name: str) -> Tensor:
         return self.tensors[name]
 
+    def with_name(self, name: str) -> "Graph":
+        """The same graph under another name (sharing tensors and ops)."""
+        return dataclasses.replace(self, name=name)
+
     def activations(self) -> Iterator[Tensor]:
         """Non-constant tensors (graph inputs and op outputs)."""
         return (t for t in self.tensors.values() if not t.const)
@@ -183,3 +188,45 @@ class Graph:
         for n in self.outputs:
             if n not in ready and not getattr(tensors.get(n), "const", False):
                 raise ValueError(f"graph {self.name!r}: output {n!r} is never produced")
+
+
+class LazyGraph(Graph):
+    """A :class:`Graph` whose tensors and ops are written on first access, by ``materialize()``.
+
+    :class:`~estimators.builder.GraphBuilder` returns one: its estimator table
+    (:class:`~estimators.table.OpTable`) is complete from the start, so estimating it writes no
+    :class:`Tensor` or :class:`Op`; reports, exports and readers of ``tensors`` / ``ops`` get them
+    written then. Once written they are an ordinary graph's, and the table is re-read from them (an owner
+    may edit them)."""
+
+    _LAZY_FIELDS = frozenset({"tensors", "ops", "inputs", "outputs"})
+
+    def __init__(self, name: str, table: Any, materialize: Callable[[], Graph]) -> None:
+        self.name = name
+        self._table = table
+        self._materialize = materialize
+
+    def __getattr__(self, attr: str) -> Any:  # only called for attributes not yet set
+        if attr in LazyGraph._LAZY_FIELDS and "_materialize" in self.__dict__:
+            graph = self.__dict__.pop("_materialize")()
+            self.tensors, self.ops, self.inputs, self.outputs = graph.tensors, graph.ops, graph.inputs, graph.outputs
+            self._table = None
+            return self.__dict__[attr]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
+
+    def with_name(self, name: str) -> Graph:
+        materialize = self.__dict__.get("_materialize")
+        if materialize is None:
+            return Graph(name, self.tensors, self.ops, self.inputs, self.outputs)
+        return LazyGraph(name, self._table._replace(name=name), lambda: materialize().with_name(name))
+
+    def __reduce__(self):  # pickle and copy: an ordinary graph
+        return Graph, (self.name, self.tensors, self.ops, self.inputs, self.outputs)
+
+    def __eq__(self, other: object) -> bool:  # equal to the ordinary graph with the same contents
+        if not isinstance(other, Graph):
+            return NotImplemented
+        return (self.name, self.tensors, self.ops, self.inputs, self.outputs) == \
+            (other.name, other.tensors, other.ops, other.inputs, other.outputs)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as Graph

@@ -18,13 +18,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
-from estimators.ir import Graph, Op
-from estimators.macs import op_macs
+from estimators.ir import Graph
 from estimators.mcu import MCU
+from estimators.table import OpFacts, OpTable, table_of
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 COEFFICIENTS = DATA_DIR / "latency_coefficients.yaml"
@@ -50,19 +50,18 @@ def core_family(core: str) -> str:
     raise ValueError(f"core {core!r} maps to no core family; known cores: {', '.join(known)}")
 
 
-def op_terms(graph: Graph, op: Op, macs: int | None = None) -> tuple[int, int]:
-    """(MACs, output elements) of ``op``, the two quantities the model prices (``macs``: its
-    :func:`~estimators.macs.op_macs`, when the caller has it)."""
+def op_terms(op: OpFacts) -> tuple[int, int]:
+    """(MACs, output elements) of ``op``, the two quantities the model prices."""
     if op.kind in FREE_KINDS:
         return 0, 0
-    return op_macs(graph, op) if macs is None else macs, graph.tensors[op.outputs[0]].numel
+    return op.macs, op.out_numel
 
 
 def graph_terms(graph: Graph) -> dict[str, int]:
     """Summed model terms of a whole graph: MACs by kind class ('mac', 'fc_mac') and 'elements'."""
     terms = {"mac": 0, "fc_mac": 0, "elements": 0}
-    for op in graph.ops:
-        macs, elements = op_terms(graph, op)
+    for op in table_of(graph).ops:
+        macs, elements = op_terms(op)
         terms["fc_mac" if op.kind == "FULLY_CONNECTED" else "mac"] += macs
         terms["elements"] += elements
     return terms
@@ -113,22 +112,18 @@ class LatencyModel:
         return self.family_scale(family, runtime) * (
             terms["mac"] + self.fc_ratio[self.isa(family)] * terms["fc_mac"] + self.element_cycles * terms["elements"])
 
-    def op_cycles(self, graph: Graph, family: str, runtime: str,
-                  macs: Sequence[int] | None = None) -> list[float]:
-        """Cycles of each op (``macs``: each op's :func:`~estimators.macs.op_macs`, when the caller has them)."""
+    def op_cycles(self, table: OpTable, family: str, runtime: str) -> list[float]:
+        """Cycles of each op of ``table``."""
         s = self.family_scale(family, runtime)
         fc, b = self.fc_ratio[self.isa(family)], self.element_cycles
-        if macs is None:
-            macs = [op_macs(graph, op) for op in graph.ops]
-        tensors = graph.tensors
         out = []
-        for op, m in zip(graph.ops, macs):
+        for op in table.ops:
             kind = op.kind
             if kind in FREE_KINDS:
                 out.append(s * 0)
                 continue
-            elements = tensors[op.outputs[0]].numel
-            out.append(s * ((fc * m if kind == "FULLY_CONNECTED" else m) + b * elements))
+            m = op.macs
+            out.append(s * ((fc * m if kind == "FULLY_CONNECTED" else m) + b * op.out_numel))
         return out
 
 
@@ -137,11 +132,12 @@ def load_latency_model(path: str | Path = COEFFICIENTS) -> LatencyModel:
     return LatencyModel.from_yaml(path)
 
 
-def estimate_latency(graph: Graph, mcu: MCU, runtime: str, macs: Sequence[int] | None = None) -> list[float]:
+def estimate_latency(graph: Graph, mcu: MCU, runtime: str, table: OpTable | None = None) -> list[float]:
     """Milliseconds per op, in graph order (zeros for a board without a clock, e.g. the ``host`` target);
-    ``macs``: each op's :func:`~estimators.macs.op_macs`, when the caller has them (``estimate`` does)."""
+    ``table``: the graph's :func:`~estimators.table.table_of`, when the caller has it."""
+    table = table or table_of(graph)
     if mcu.clock_mhz <= 0:
-        return [0.0] * len(graph.ops)
+        return [0.0] * len(table.ops)
     model = load_latency_model()
     to_ms = 1e3 / (mcu.clock_mhz * 1e6)
-    return [c * to_ms for c in model.op_cycles(graph, core_family(mcu.core), runtime, macs)]
+    return [c * to_ms for c in model.op_cycles(table, core_family(mcu.core), runtime)]

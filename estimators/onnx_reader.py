@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from estimators.builder import GraphBuilder
+from estimators.builder import GraphWriter
 from estimators.ir import Graph, Op, Tensor
 
 SUPPORTED_OPS = (
@@ -69,7 +69,7 @@ class _Reader:
         if len(shape) not in (2, 4) or any(d <= 0 for d in shape[1:]):
             raise ValueError(f"{path}: input {inputs[0].name!r} has shape {shape}; a static N×C×H×W or N×C "
                              "input is required")
-        self.b = GraphBuilder(graph.name or path.stem, _nhwc((1, *shape[1:]))[1:])
+        self.b = GraphWriter(graph.name or path.stem, _nhwc((1, *shape[1:]))[1:])
         self.g: Graph = self.b.graph
         self.env: dict[str, str] = {inputs[0].name: self.g.inputs[0]}  # ONNX value → IR tensor
         self.consumers: dict[str, int] = {}

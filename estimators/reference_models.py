@@ -32,7 +32,7 @@ from estimators.ir import Graph
 def mlperf_kws_dscnn() -> Graph:
     """MLPerf Tiny KWS DS-CNN: 49×10×1 MFCC → 10×4/2 conv 64 → 4 × (dw 3×3 + pw 64) → avg pool → FC 12."""
     g = GraphBuilder("mlperf_kws_dscnn", (49, 10, 1))
-    x = g.conv2d_hw(g.graph.inputs[0], 64, (10, 4), (2, 2), activation="relu", name="conv1")
+    x = g.conv2d_hw(g.input, 64, (10, 4), (2, 2), activation="relu", name="conv1")
     for i in range(4):
         x = g.depthwise_conv2d(x, 3, 1, activation="relu", name=f"ds{i}/dw")
         x = g.conv2d(x, 64, 1, 1, activation="relu", name=f"ds{i}/pw")
@@ -46,7 +46,7 @@ def mlperf_kws_dscnn() -> Graph:
 def mlperf_vww_mobilenetv1() -> Graph:
     """MLPerf Tiny VWW: MobileNetV1 α=0.25 on 96×96×3, 2 classes."""
     g = GraphBuilder("mlperf_vww_mobilenetv1_0.25_96", (96, 96, 3))
-    x = g.conv2d(g.graph.inputs[0], 8, 3, 2, activation="relu", name="conv1")
+    x = g.conv2d(g.input, 8, 3, 2, activation="relu", name="conv1")
     # (pointwise filters, depthwise stride) of MobileNetV1 at α = 0.25
     plan = [(16, 1), (32, 2), (32, 1), (64, 2), (64, 1), (128, 2)] + [(128, 1)] * 5 + [(256, 2), (256, 1)]
     for i, (cout, stride) in enumerate(plan):
@@ -62,7 +62,7 @@ def mlperf_vww_mobilenetv1() -> Graph:
 def mlperf_ic_resnet8() -> Graph:
     """MLPerf Tiny IC ResNet-8 (CIFAR-10): 3 residual stacks of 16, 32, 64 filters."""
     g = GraphBuilder("mlperf_ic_resnet8", (32, 32, 3))
-    x = g.conv2d(g.graph.inputs[0], 16, 3, 1, activation="relu", name="conv1")
+    x = g.conv2d(g.input, 16, 3, 1, activation="relu", name="conv1")
     for i, (cout, stride) in enumerate([(16, 1), (32, 2), (64, 2)]):
         y = g.conv2d(x, cout, 3, stride, activation="relu", name=f"stack{i}/conv1")
         y = g.conv2d(y, cout, 3, 1, activation=None, name=f"stack{i}/conv2")
@@ -79,7 +79,7 @@ def mlperf_ic_resnet8() -> Graph:
 def mlperf_ad_fc_autoencoder() -> Graph:
     """MLPerf Tiny AD: dense autoencoder 640 → 128 ×4 → 8 → 128 ×4 → 640."""
     g = GraphBuilder("mlperf_ad_fc_autoencoder", (640,))
-    x = g.graph.inputs[0]
+    x = g.input
     for i, units in enumerate([128] * 4 + [8] + [128] * 4):
         x = g.fully_connected(x, units, activation="relu", name=f"dense{i}")
     return g.finish(g.fully_connected(x, 640, name="dense_out"))
@@ -95,7 +95,7 @@ def hello_edge_dscnn(size: str) -> Graph:
         raise ValueError(f"DS-CNN size must be one of {sorted(HELLO_EDGE_DSCNN)}, got {size!r}")
     channels, layers = HELLO_EDGE_DSCNN[size]
     g = GraphBuilder(f"dscnn_{size}", (49, 10, 1))
-    x = g.conv2d_hw(g.graph.inputs[0], channels, (10, 4), (1, 1), activation="relu", name="conv1")
+    x = g.conv2d_hw(g.input, channels, (10, 4), (1, 1), activation="relu", name="conv1")
     for i in range(layers):
         x = g.depthwise_conv2d(x, 3, 2 if i == 0 else 1, activation="relu", name=f"ds{i}/dw")
         x = g.conv2d(x, channels, 1, 1, activation="relu", name=f"ds{i}/pw")
@@ -130,7 +130,7 @@ MBV2_W03_R80 = dict(
 def mcunet_config(name: str, cfg: dict) -> Graph:
     """A ProxylessNAS-style config: 3×3/2 stem, MBConv blocks, optional 1×1 feature mix, pool, classifier."""
     g = GraphBuilder(name, (cfg["resolution"], cfg["resolution"], 3))
-    x = g.conv2d(g.graph.inputs[0], cfg["stem"], 3, 2, activation="relu6", name="stem")
+    x = g.conv2d(g.input, cfg["stem"], 3, 2, activation="relu6", name="stem")
     for i, (cin, cout, k, s, mid, identity) in enumerate(cfg["blocks"]):
         inp = x
         if mid != cin:

@@ -16,6 +16,7 @@ import dataclasses
 from estimators.ir import Graph
 from estimators.mcu import MCU
 from estimators.mcunet_memory import analytic_live, tinyengine_plan
+from estimators.table import OpTable, table_of
 from estimators.tflm_memory import (cmsis_nn_scratch, head_bytes_and_live, reference_scratch, scratch_requests,
                                     tail_bytes_of)
 
@@ -33,19 +34,20 @@ class SramEstimate:
     live_bytes: tuple[int, ...]
 
 
-def _tflm(graph: Graph, mcu: MCU, scratch) -> SramEstimate:
-    requests = scratch_requests(graph, scratch)
-    head, live = head_bytes_and_live(graph, requests)
-    tail = tail_bytes_of(graph, mcu.pointer_bytes, requests)
+def _tflm(table: OpTable, mcu: MCU, scratch) -> SramEstimate:
+    requests = scratch_requests(table, scratch)
+    head, live = head_bytes_and_live(table, requests)
+    tail = tail_bytes_of(table, mcu.pointer_bytes, requests)
     return SramEstimate(head, tail, head + tail, live)
 
 
-def estimate_sram(graph: Graph, runtime: str, mcu: MCU) -> SramEstimate:
-    """Peak SRAM of ``graph`` on ``mcu`` under ``runtime`` (one of :data:`RUNTIMES`)."""
+def estimate_sram(graph: Graph, runtime: str, mcu: MCU, table: OpTable | None = None) -> SramEstimate:
+    """Peak SRAM of ``graph`` on ``mcu`` under ``runtime`` (one of :data:`RUNTIMES`); ``table``: the
+    graph's :func:`~estimators.table.table_of`, when the caller has it."""
     if runtime == "tflm-reference":
-        return _tflm(graph, mcu, reference_scratch)
+        return _tflm(table or table_of(graph), mcu, reference_scratch)
     if runtime == "tflm":
-        return _tflm(graph, mcu, cmsis_nn_scratch(mcu.kernel_isa))
+        return _tflm(table or table_of(graph), mcu, cmsis_nn_scratch(mcu.kernel_isa))
     if runtime == "tinyengine":
         peak, live = tinyengine_plan(graph)
         return SramEstimate(peak, 0, peak, live)

@@ -17,17 +17,19 @@ the 64-bit host is the check.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import operator
 from typing import Callable
 
-from estimators.ir import Graph, Op
+from estimators.ir import Graph
+from estimators.table import OpFacts, OpTable, table_of
 from estimators.planner import Buffer, align_up, arena_size, greedy_offsets, greedy_plan, live_totals
 
 ARENA_ALIGNMENT = 16  # MicroArenaBufferAlignment()
 
-# Scratch requests of one op: bytes per buffer, in request order.
-ScratchFn = Callable[[Graph, Op], list[int]]
+# Scratch requests of one op, from its facts: bytes per buffer, in request order.
+ScratchFn = Callable[[OpFacts], list[int]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,61 +39,59 @@ class HeadPlan:
     bytes: int
 
 
-def reference_scratch(graph: Graph, op: Op) -> list[int]:
+def reference_scratch(op: OpFacts) -> list[int]:
     """Scratch buffers TFLM's reference kernels request for int8 ops (only MEAN-style reductions do)."""
-    if op.kind in ("MEAN", "SUM") and graph.tensors[op.inputs[0]].dtype in ("int8", "int16"):
-        x, axes, y = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]], graph.tensors[op.outputs[0]]
-        return [4 * y.numel, 4 * len(x.shape), 4 * axes.numel]
-    if op.kind in ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN"):
-        x, axes = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
-        return [4 * len(x.shape), 4 * axes.numel]
+    kind = op.kind
+    if kind in ("MEAN", "SUM") and op.in_dtype in ("int8", "int16"):
+        return [4 * op.out_numel, 4 * len(op.in_shape), 4 * op.aux_numel]
+    if kind in ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN"):
+        return [4 * len(op.in_shape), 4 * op.aux_numel]
     return []
 
 
-def scratch_requests(graph: Graph, scratch: ScratchFn = reference_scratch) -> list[list[int]]:
-    """Each op's scratch requests, in graph order (computed once, shared by head and tail)."""
-    return [scratch(graph, op) for op in graph.ops]
+def scratch_requests(table: OpTable, scratch: ScratchFn = reference_scratch) -> list[list[int]]:
+    """Each op's scratch requests, in graph order (shared by head and tail); each op's facts remember theirs."""
+    out = []
+    for op in table.ops:
+        memo = op.memo
+        req = memo.get(scratch)
+        if req is None:
+            req = memo[scratch] = scratch(op)
+        out.append(req)
+    return out
 
 
-def _head_columns(graph: Graph, requests: list[list[int]]) -> tuple[list[int], list[int], list[int], list]:
-    """:func:`head_buffers` as columns (sizes, firsts, lasts, labels); a scratch buffer's label is (op index, k)."""
-    first: dict[str, int] = {}
-    last: dict[str, int] = {}
-    for n in graph.inputs:
-        first.setdefault(n, 0)
-        last[n] = 0
-    s_sizes, s_steps, s_labels = [], [], []
-    for step, (op, req) in enumerate(zip(graph.ops, requests), 1):
-        for n in op.outputs:
-            if n not in first:
-                first[n] = step
-            last[n] = step
-        for n in op.inputs:
-            last[n] = step
+def _head_columns(table: OpTable, requests: list[list[int]]) -> tuple[list[int], list[int], list[int], list]:
+    """:func:`head_buffers` as columns (sizes, firsts, lasts, labels): an activation's label is its index in
+    the table's columns, a scratch buffer's (op index, k)."""
+    sizes = [-(-b // ARENA_ALIGNMENT) * ARENA_ALIGNMENT for b in table.act_sizes]
+    firsts, lasts = list(table.act_firsts), list(table.act_lasts)
+    labels: list = list(range(len(sizes)))
+    for step, req in enumerate(requests, 1):
         if req:
             for k, b in enumerate(req):
                 if b > 0:
-                    s_sizes.append(-(-b // ARENA_ALIGNMENT) * ARENA_ALIGNMENT)
-                    s_steps.append(step)
-                    s_labels.append((step - 1, k))
-    end = len(graph.ops)
-    for n in graph.outputs:
-        first.setdefault(n, end)
-        last[n] = end
-    sizes, firsts, lasts, labels = [], [], [], []
-    for name, t in graph.tensors.items():
-        if not t.const and t.nbytes and name in first:
-            sizes.append(-(-t.nbytes // ARENA_ALIGNMENT) * ARENA_ALIGNMENT)
-            firsts.append(first[name])
-            lasts.append(last[name])
-            labels.append(name)
-    return sizes + s_sizes, firsts + s_steps, lasts + s_steps, labels + s_labels
+                    sizes.append(-(-b // ARENA_ALIGNMENT) * ARENA_ALIGNMENT)
+                    firsts.append(step)
+                    lasts.append(step)
+                    labels.append((step - 1, k))
+    return sizes, firsts, lasts, labels
+
+
+def _activation_names(graph: Graph) -> list[str]:
+    """The names of the table's activations, in its order (what :meth:`OpTable.from_graph` keeps)."""
+    used = set(graph.inputs).union(graph.outputs)
+    for op in graph.ops:
+        used.update(op.outputs)
+    return [n for n, t in graph.tensors.items() if not t.const and t.nbytes and n in used]
 
 
 def head_buffers(graph: Graph, scratch: ScratchFn = reference_scratch) -> list[Buffer]:
     """The buffers TFLM's planner receives, in the order it receives them."""
-    sizes, firsts, lasts, labels = _head_columns(graph, scratch_requests(graph, scratch))
-    return [Buffer(size, a, b, label if isinstance(label, str) else f"{graph.ops[label[0]].name}/scratch{label[1]}")
+    table = table_of(graph)
+    sizes, firsts, lasts, labels = _head_columns(table, scratch_requests(table, scratch))
+    names = _activation_names(graph)
+    return [Buffer(size, a, b, names[label] if type(label) is int else f"{graph.ops[label[0]].name}/scratch{label[1]}")
             for size, a, b, label in zip(sizes, firsts, lasts, labels)]
 
 
@@ -101,13 +101,13 @@ def plan_head(graph: Graph, scratch: ScratchFn = reference_scratch) -> HeadPlan:
     return HeadPlan(tuple(buffers), tuple(offsets), arena_size(buffers, offsets))
 
 
-def head_bytes_and_live(graph: Graph, requests: list[list[int]]) -> tuple[int, tuple[int, ...]]:
+def head_bytes_and_live(table: OpTable, requests: list[list[int]]) -> tuple[int, tuple[int, ...]]:
     """(planned head bytes, bytes alive while each op runs), from precomputed :func:`scratch_requests`;
     what :func:`plan_head` and ``live_bytes`` give, without building :class:`Buffer` objects."""
-    sizes, firsts, lasts, _ = _head_columns(graph, requests)
+    sizes, firsts, lasts, _ = _head_columns(table, requests)
     offsets = greedy_offsets(sizes, firsts, lasts)
     head = max(map(operator.add, offsets, sizes), default=0)
-    return head, live_totals(sizes, firsts, lasts, range(1, len(graph.ops) + 1))
+    return head, live_totals(sizes, firsts, lasts, range(1, len(table.ops) + 1))
 
 
 # -- tail ----------------------------------------------------------------------------------------------
@@ -150,87 +150,91 @@ _KIND_TAIL = {p: {kind: (_BUILTIN_DATA.get(kind, 0), _OP_DATA_BYTES[p].get(kind,
                   for kind in {*_BUILTIN_DATA, *_OP_DATA}} for p in _STRUCTS}
 
 
-def _output_channels(graph: Graph, op: Op) -> int:
-    weight = graph.op_weight(op)
-    if op.kind == "FULLY_CONNECTED" or weight is None:
-        return graph.tensors[op.outputs[0]].shape[-1]
-    return weight.shape[0] if op.kind == "CONV_2D" else weight.shape[-1]
-
-
 # A run of tail allocations sharing one alignment: (alignment, sizes, sum of the sizes each aligned, names),
-# ``names()`` giving the allocations' names only when a report asks for them.
-_Run = tuple[int, list[int], int, Callable[[], list[str]]]
+# ``names(graph)`` giving the allocations' names only when a report asks for them.
+_Run = tuple[int, list[int], int, Callable[[Graph], list[str]]]
 
 
-def _run(alignment: int, sizes: list[int], names: Callable[[], list[str]]) -> _Run:
+def _run(alignment: int, sizes: list[int], names: Callable[[Graph], list[str]]) -> _Run:
     return alignment, sizes, sum(-(-size // alignment) * alignment for size in sizes), names
 
 
-def _tail_runs(graph: Graph, pointer_bytes: int, requests: list[list[int]]) -> list[_Run]:
+def _op_tail(op: OpFacts, pointer_bytes: int) -> tuple[int, int, int, int, int, int]:
+    """(builtin data, OpData, per-channel data bytes (each of two), and the three aligned) of one op."""
+    sizes = _KIND_TAIL[pointer_bytes].get(op.kind)
+    if sizes is None:
+        return 0, 0, 0, 0, 0, 0
+    b, d, channels, b_aligned, d_aligned = sizes
+    c4 = 4 * op.out_channels if channels else 0
+    return b, d, c4, b_aligned, d_aligned, 2 * (-(-c4 // ARENA_ALIGNMENT) * ARENA_ALIGNMENT)
+
+
+def _tail_runs(table: OpTable, pointer_bytes: int, requests: list[list[int]]) -> list[_Run]:
     """:func:`tail_allocations` grouped in runs of equal alignment."""
     if pointer_bytes not in _STRUCTS:
         raise ValueError(f"pointer_bytes must be one of {sorted(_STRUCTS)}, got {pointer_bytes!r}")
     s, p = _STRUCTS[pointer_bytes], pointer_bytes
     runs: list[_Run] = [
-        _run(ARENA_ALIGNMENT, [s["base"]], lambda: ["allocator objects"]),
-        _run(p, [s["node"] * len(graph.ops), s["eval_tensor"] * len(graph.tensors)],
-             lambda: ["node and registration structs", "eval tensors"])]
+        _run(ARENA_ALIGNMENT, [s["base"]], lambda g: ["allocator objects"]),
+        _run(p, [s["node"] * len(table.ops), s["eval_tensor"] * table.tensors],
+             lambda g: ["node and registration structs", "eval tensors"])]
     # Builtin options are parsed for every op, then each kernel's Init allocates its OpData, then each
     # kernel's Prepare its per-channel multipliers and shifts. Each op's sizes are summed aligned as they
     # are listed (builtin data: 4 bytes, the others: the arena's 16).
     builtin, op_data, per_channel = [], [], []
     builtin_sum = op_data_sum = per_channel_sum = 0
-    op_data_bytes, kind_tail = _OP_DATA_BYTES[p], _KIND_TAIL[p]
-    for op in graph.ops:
-        sizes = kind_tail.get(op[1])  # op.kind
+    key = ("tail", p)
+    for op in table.ops:
+        memo = op.memo
+        sizes = memo.get(key)
         if sizes is None:
-            continue
-        b, d, channels, b_aligned, d_aligned = sizes
+            sizes = memo[key] = _op_tail(op, p)
+        b, d, c4, b_aligned, d_aligned, c_aligned = sizes
         if b:
             builtin.append(b)
             builtin_sum += b_aligned
         if d:
             op_data.append(d)
             op_data_sum += d_aligned
-        if channels:
-            c4 = 4 * _output_channels(graph, op)
+        if c4:
             per_channel += (c4, c4)
-            per_channel_sum += 2 * (-(-c4 // ARENA_ALIGNMENT) * ARENA_ALIGNMENT)
+            per_channel_sum += c_aligned
 
-    def named(sizes_by_kind) -> list[str]:  # the ops with an allocation of this kind, for reports only
+    def named(graph: Graph, sizes_by_kind) -> list[str]:  # the ops with an allocation of this kind, for reports
         return [op.name for op in graph.ops if sizes_by_kind.get(op.kind)]
 
     per_channel_kinds = dict.fromkeys(_PER_CHANNEL_KINDS, True)
-    runs += [(4, builtin, builtin_sum, lambda: [f"{n} builtin data" for n in named(_BUILTIN_DATA)]),
-             (ARENA_ALIGNMENT, op_data, op_data_sum, lambda: [f"{n} op data" for n in named(op_data_bytes)]),
+    runs += [(4, builtin, builtin_sum, lambda g: [f"{n} builtin data" for n in named(g, _BUILTIN_DATA)]),
+             (ARENA_ALIGNMENT, op_data, op_data_sum, lambda g: [f"{n} op data" for n in named(g, _OP_DATA_BYTES[p])]),
              (ARENA_ALIGNMENT, per_channel, per_channel_sum,
-              lambda: [f"{n} {w}" for n in named(per_channel_kinds) for w in ("multipliers", "shifts")])]
+              lambda g: [f"{n} {w}" for n in named(g, per_channel_kinds) for w in ("multipliers", "shifts")])]
     n_scratch = sum(1 for r in requests for b in r if b > 0)
     if n_scratch:
-        runs.append(_run(p, [p * n_scratch], lambda: ["scratch buffer handles"]))
-    for role, names in (("input", graph.inputs), ("output", graph.outputs)):
-        runs.append(_run(ARENA_ALIGNMENT, [p * len(names)], lambda role=role: [f"{role} tensor pointers"]))
-        for n in names:
-            channels = max(1, graph.tensors[n].quant_channels)
-            label = f"{role} {n}"
+        runs.append(_run(p, [p * n_scratch], lambda g: ["scratch buffer handles"]))
+    for role, channels_of in (("input", table.input_channels), ("output", table.output_channels)):
+        runs.append(_run(ARENA_ALIGNMENT, [p * len(channels_of)], lambda g, role=role: [f"{role} tensor pointers"]))
+        for i, channels in enumerate(channels_of):
+            def label(g: Graph, role=role, i=i) -> str:
+                return f"{role} {(g.inputs if role == 'input' else g.outputs)[i]}"
             runs += [_run(p, [s["tflite_tensor"], s["affine_quant"]],
-                          lambda label=label: [f"{label} tensor", f"{label} quantization"]),
-                     _run(4, [4 + 4 * channels], lambda label=label: [f"{label} zero points"])]
+                          lambda g, label=label: [f"{label(g)} tensor", f"{label(g)} quantization"]),
+                     _run(4, [4 + 4 * max(1, channels)], lambda g, label=label: [f"{label(g)} zero points"])]
     return runs
 
 
 def tail_allocations(graph: Graph, pointer_bytes: int, scratch: ScratchFn = reference_scratch
                      ) -> list[tuple[str, int, int]]:
     """(what, bytes, alignment) of every tail allocation, in TFLM's order."""
+    table = table_of(graph)
     return [(name, size, alignment)
-            for alignment, sizes, _, names in _tail_runs(graph, pointer_bytes, scratch_requests(graph, scratch))
-            for name, size in zip(names(), sizes, strict=True)]
+            for alignment, sizes, _, names in _tail_runs(table, pointer_bytes, scratch_requests(table, scratch))
+            for name, size in zip(names(graph), sizes, strict=True)]
 
 
-def tail_bytes_of(graph: Graph, pointer_bytes: int, requests: list[list[int]]) -> int:
+def tail_bytes_of(table: OpTable, pointer_bytes: int, requests: list[list[int]]) -> int:
     """:func:`tail_bytes` from precomputed :func:`scratch_requests`."""
     used = 0
-    for alignment, sizes, aligned_sum, _ in _tail_runs(graph, pointer_bytes, requests):
+    for alignment, sizes, aligned_sum, _ in _tail_runs(table, pointer_bytes, requests):
         if sizes:
             # The run's first allocation aligns ``used``; from there each adds exactly its aligned size.
             first = sizes[0]
@@ -240,7 +244,8 @@ def tail_bytes_of(graph: Graph, pointer_bytes: int, requests: list[list[int]]) -
 
 def tail_bytes(graph: Graph, pointer_bytes: int, scratch: ScratchFn = reference_scratch) -> int:
     """Persistent arena bytes: the allocations of :func:`tail_allocations`, each aligned, end to end."""
-    return tail_bytes_of(graph, pointer_bytes, scratch_requests(graph, scratch))
+    table = table_of(graph)
+    return tail_bytes_of(table, pointer_bytes, scratch_requests(table, scratch))
 
 
 # -- CMSIS-NN scratch ------------------------------------------------------------------------------------
@@ -248,32 +253,33 @@ def tail_bytes(graph: Graph, pointer_bytes: int, scratch: ScratchFn = reference_
 _SCRATCH_KINDS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN"})
 
 
+@functools.lru_cache(maxsize=None)
 def cmsis_nn_scratch(isa: str) -> ScratchFn:
-    """Scratch requests of TFLM's CMSIS-NN kernels on a core with ``isa`` ('dsp', 'mve' or 'generic')."""
+    """Scratch requests of TFLM's CMSIS-NN kernels on a core with ``isa`` ('dsp', 'mve' or 'generic');
+    one rule object per ISA (ops remember their requests per rule)."""
     if isa not in ("dsp", "mve", "generic"):
         raise ValueError(f"kernel isa must be 'dsp', 'mve' or 'generic', got {isa!r}")
 
-    def scratch(graph: Graph, op: Op) -> list[int]:
+    def scratch(op: OpFacts) -> list[int]:
         kind = op.kind
         if kind not in _SCRATCH_KINDS:
             return []
         if kind == "CONV_2D":
-            attrs = op.attrs
-            kh, kw = attrs.get("kernel", (1, 1))
-            if kh == kw == 1 and tuple(attrs.get("stride", (1, 1))) == (1, 1) \
-                    and attrs.get("padding", "valid") in ("valid", "same"):
+            kh, kw = op.kernel
+            if kh == kw == 1 and op.stride == (1, 1) and op.padding in ("valid", "same"):
                 return []  # arm_convolve_1x1_s8_fast: no im2col
-            cin = graph.tensors[op.inputs[0]].shape[-1]
+            cin = op.in_shape[-1]
             if isa == "mve":
                 return [4 * math.ceil(kh * kw * cin / 16) * 16]
             return [2 * align_up(kh * kw * cin, 4) * 2]
         if kind == "DEPTHWISE_CONV_2D":
-            kh, kw = op.attrs.get("kernel", (1, 1))
-            c = graph.tensors[op.inputs[0]].shape[-1]
-            fast = (kh, kw) == (3, 3) and op.attrs.get("depth_multiplier", 1) == 1
+            kh, kw = op.kernel
+            c = op.in_shape[-1]
+            fast = (kh, kw) == (3, 3) and op.depth_multiplier == 1
             return [] if fast and isa == "dsp" else [c * kh * kw * 2]
         if kind == "FULLY_CONNECTED" and isa == "mve":
-            return [4 * graph.tensors[op.outputs[0]].shape[-1]]
-        return reference_scratch(graph, op)
+            return [4 * op.out_shape[-1]]
+        return reference_scratch(op)
 
+    scratch.__qualname__ = f"cmsis_nn_scratch({isa!r})"
     return scratch

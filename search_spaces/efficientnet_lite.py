@@ -100,7 +100,7 @@ class EfficientNetLiteSpace(BlockwiseSpace):
     def to_ir(self, arch: EfficientNetLiteArch, in_channels: int, num_classes: int) -> Graph:
         self.check(arch)
         g = GraphBuilder(f"efficientnet_lite-{arch.hash}", self.input_shape(arch, in_channels))
-        x = _strided(g, g.conv2d, g.graph.inputs[0], 3, 2, self.stem_channels, activation="relu6", name="stem")
+        x = _strided(g, g.conv2d, g.input, 3, 2, self.stem_channels, activation="relu6", name="stem")
         for i, blk in enumerate(self.blocks(arch)):
             x = inverted_residual_ir(g, x, blk, name=f"block{i}")
         x = g.conv2d(x, self.head_channels, 1, 1, activation="relu6", name="head")

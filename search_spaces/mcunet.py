@@ -229,7 +229,7 @@ class MCUNetSpace(SearchSpace):
         self.check(arch)
         ch = self.channels(arch.width)
         g = GraphBuilder(f"mcunet-{arch.hash}", self.input_shape(arch, in_channels))
-        x = _strided(g, g.conv2d, g.graph.inputs[0], 3, 2, ch["stem"], activation="relu6", name="stem")
+        x = _strided(g, g.conv2d, g.input, 3, 2, ch["stem"], activation="relu6", name="stem")
         for i, blk in enumerate(self.blocks(arch)):
             x = inverted_residual_ir(g, x, blk, name=f"block{i}")
         if ch["head"]:
@@ -253,7 +253,7 @@ def _same_is_symmetric(h: int, w: int, kernel: int, stride: int) -> bool:
     return _tf_same_pads(h, kernel, stride) == (p, p) and _tf_same_pads(w, kernel, stride) == (p, p)
 
 
-def _strided(g: GraphBuilder, layer, x: str, kernel: int, stride: int, *args, name: str, **kwargs) -> str:
+def _strided(g: GraphBuilder, layer, x: int, kernel: int, stride: int, *args, name: str, **kwargs) -> int:
     """A k×k layer with PyTorch's symmetric k//2 padding as onnx2tf writes it: a 'same' layer where
     TensorFlow's 'same' padding is that symmetric padding (always at stride 1), else an explicit PAD
     followed by a 'valid' layer."""
@@ -265,8 +265,8 @@ def _strided(g: GraphBuilder, layer, x: str, kernel: int, stride: int, *args, na
     return layer(x, *args, kernel=kernel, stride=stride, padding="valid", name=name, **kwargs)
 
 
-def inverted_residual_ir(g: GraphBuilder, x: str, blk: dict[str, int], name: str,
-                         activation: str = "relu6") -> str:
+def inverted_residual_ir(g: GraphBuilder, x: int, blk: dict[str, int], name: str,
+                         activation: str = "relu6") -> int:
     """IR of one MBConv block: 1×1 expand (skipped when expand is 1), k×k depthwise, 1×1 project, skip add
     (``blk["residual"]``, default: stride 1 and cin = cout)."""
     inp = x

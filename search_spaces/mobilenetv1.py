@@ -57,7 +57,7 @@ def ds_layers_ir(name: str, input_shape: tuple[int, int, int], layers: list[dict
     """IR of :class:`DepthwiseSeparableNet` as our export writes it: 'same' convs with fused ReLU/ReLU6
     (hard-swish as its own op), MEAN without keep_dims, a per-channel FC."""
     g = GraphBuilder(name, input_shape)
-    x = g.graph.inputs[0]
+    x = g.input
     for i, layer in enumerate(layers):
         fused = layer["act"] if layer["act"] in ("relu", "relu6") else None
         depthwise = layer["groups"] > 1

@@ -137,7 +137,7 @@ class MobileNetV3Space(BlockwiseSpace):
         self.check(arch)
         ch = self.channels(arch.width)
         g = GraphBuilder(f"mobilenetv3-{arch.hash}", self.input_shape(arch, in_channels))
-        x = _strided(g, g.conv2d, g.graph.inputs[0], 3, 2, ch["stem"], activation=None, name="stem")
+        x = _strided(g, g.conv2d, g.input, 3, 2, ch["stem"], activation=None, name="stem")
         x = g.hard_swish(x, name="stem/hswish")
         for i, blk in enumerate(self.blocks(arch)):
             x = mbconv_ir(g, x, blk, name=f"block{i}")
@@ -157,12 +157,12 @@ def fused(act: str) -> str | None:
     return act if act in ("relu", "relu6") else None
 
 
-def activation_ir(g: GraphBuilder, x: str, act: str, name: str) -> str:
+def activation_ir(g: GraphBuilder, x: int, act: str, name: str) -> int:
     """The separate op of an activation a conv cannot fuse (HARD_SWISH); ``x`` as is otherwise."""
     return g.hard_swish(x, name=f"{name}/hswish") if act == "hswish" else x
 
 
-def squeeze_excite_ir(g: GraphBuilder, x: str, squeeze: int, name: str) -> str:
+def squeeze_excite_ir(g: GraphBuilder, x: int, squeeze: int, name: str) -> int:
     c = g.shape(x)[3]
     s = g.global_avg_pool(x, keep_dims=True, name=f"{name}/pool")
     s = g.conv2d(s, squeeze, 1, 1, activation="relu", name=f"{name}/reduce")
@@ -171,7 +171,7 @@ def squeeze_excite_ir(g: GraphBuilder, x: str, squeeze: int, name: str) -> str:
     return g.mul(x, s, name=f"{name}/gate")
 
 
-def mbconv_ir(g: GraphBuilder, x: str, blk: dict, name: str) -> str:
+def mbconv_ir(g: GraphBuilder, x: int, blk: dict, name: str) -> int:
     """IR of one :class:`~search_spaces.torch_blocks.MBConv` block."""
     inp, act = x, blk["act"]
     if blk["expand"] != 1:

@@ -51,7 +51,7 @@ class NamedArch:
 
     def to_ir(self):
         """The IR as published (its input channels and classes), named after the point."""
-        return dataclasses.replace(self.space().to_ir(self.spec(), self.in_channels, self.num_classes), name=self.name)
+        return self.space().to_ir(self.spec(), self.in_channels, self.num_classes).with_name(self.name)
 
     def build_torch(self):
         return self.space().build_torch(self.spec(), self.in_channels, self.num_classes)

@@ -26,6 +26,7 @@ from estimators.flash import FLASH_MODEL, _yaml, runtime_code_bytes
 from estimators.ir import Op, Tensor, make_tensor
 from estimators.latency import core_family, load_latency_model
 from estimators.macs import op_macs, op_params
+from estimators.table import op_facts
 from estimators.tflm_memory import ARENA_ALIGNMENT, cmsis_nn_scratch, reference_scratch, tail_allocations
 from search_spaces import get_space
 
@@ -52,7 +53,7 @@ def reference_head_buffers(graph, scratch) -> list[tuple[int, int, int]]:
         if steps:
             buffers.append((align(t.nbytes), min(steps), max(steps)))
     for i, op in enumerate(graph.ops):
-        buffers += [(align(b), i + 1, i + 1) for b in scratch(graph, op) if b > 0]
+        buffers += [(align(b), i + 1, i + 1) for b in scratch(op_facts(graph, op)) if b > 0]
     return buffers
 
 
@@ -134,8 +135,11 @@ def test_flash_latency_and_macs_match_op_by_op_sums(graphs, board):
 
 def test_cached_conv_fields_build_the_same_graphs_as_cold_ones(graphs):
     builder_module._CONV_FIELDS.clear()
+    builder_module._LAYERS.clear()
     cold = [SPACE.to_ir(arch, 3, 10) for arch in ARCHS]
-    assert builder_module._CONV_FIELDS  # the second build below reads the cache
+    for graph in cold:
+        graph.ops  # written now, from cold caches
+    assert builder_module._CONV_FIELDS and builder_module._LAYERS  # the second build below reads the caches
     warm = [SPACE.to_ir(arch, 3, 10) for arch in ARCHS]
     for a, b, c in zip(cold, warm, graphs):
         assert list(a.tensors.items()) == list(b.tensors.items()) == list(c.tensors.items())
@@ -159,7 +163,7 @@ def test_a_valid_conv_larger_than_its_input_still_fails_once_cached():
     for _ in range(2):
         g = GraphBuilder("tiny", (4, 4, 3))
         with pytest.raises(ValueError, match="conv/out"):
-            g.conv2d(g.graph.inputs[0], 8, 5, padding="valid")
+            g.conv2d(g.input, 8, 5, padding="valid")
 
 
 def test_tensor_and_op_named_tuples_keep_the_dataclass_contract():

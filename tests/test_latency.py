@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from estimators.builder import GraphBuilder
+from estimators.builder import GraphWriter
 from estimators.latency import (DATA_DIR, core_family, estimate_latency, graph_terms, load_latency_model)
 from estimators.mcu import MCU, load_mcu
 from estimators.reference_models import reference_model
@@ -68,7 +68,7 @@ def test_one_latency_per_op_summing_to_the_graph_model():
 
 
 def test_depthwise_costs_more_per_mac_than_pointwise():
-    g = GraphBuilder("t", (24, 24, 64))
+    g = GraphWriter("t", (24, 24, 64))
     dw = g.depthwise_conv2d(g.graph.inputs[0], 3)
     g.conv2d(dw, 64, 1)
     graph = g.finish(g.graph.ops[-1].outputs[0])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from estimators.builder import GraphBuilder
+from estimators.builder import GraphWriter
 from estimators.macs import op_macs, total_macs
 from estimators.mcunet_memory import analytic_live
 from estimators.patch import PatchConfig, patch_plan, patch_sram
@@ -45,7 +45,7 @@ def test_mobilenetv2_patch_geometry(mbv2):
 
 
 def _two_convs(stride: int = 1) -> tuple:
-    g = GraphBuilder("two", (8 * stride, 8 * stride, 1))
+    g = GraphWriter("two", (8 * stride, 8 * stride, 1))
     a = g.conv2d(g.graph.inputs[0], 1, 3, stride, name="c1")
     b = g.conv2d(a, 1, 3, 1, name="c2")
     return g.finish(g.conv2d(b, 4, 1, 1, name="head")), a, b
@@ -81,7 +81,7 @@ def test_one_patch_costs_nothing_extra():
 
 
 def test_stage_must_end_on_one_tensor():
-    g = GraphBuilder("res", (8, 8, 4))
+    g = GraphWriter("res", (8, 8, 4))
     x0 = g.graph.inputs[0]
     y = g.conv2d(x0, 8, 1, name="expand")
     y = g.depthwise_conv2d(y, 3, name="dw")

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from estimators.builder import GraphBuilder
+from estimators.builder import GraphWriter
 from estimators.ir import Graph
 from estimators.mcu import MCU
 from estimators.planner import Buffer, arena_size, first_fit_plan, greedy_plan
 from estimators.sram import RUNTIMES, estimate_sram
+from estimators.table import op_facts
 from estimators.tflm_memory import cmsis_nn_scratch, head_buffers
 
 HOST = MCU(name="host", board="x", core="x86_64", clock_mhz=0, sram_bytes=0, flash_bytes=0,
@@ -43,7 +44,7 @@ def test_greedy_equal_sizes_later_buffer_first_and_fills_gaps():
 
 
 def _chain() -> Graph:
-    g = GraphBuilder("chain", (8, 8, 3))
+    g = GraphWriter("chain", (8, 8, 3))
     x = g.conv2d(g.graph.inputs[0], 8, 3, 2, activation="relu6")   # 4×4×8 = 128 B
     x = g.depthwise_conv2d(x, 3, activation="relu6")                # 128 B
     x = g.global_avg_pool(x)                                        # 8 B
@@ -67,16 +68,16 @@ def test_tflm_lifetimes_and_alignment():
 def test_cmsis_scratch_rules():
     g = _chain()
     conv, dw = g.ops[0], g.ops[1]
-    assert cmsis_nn_scratch("dsp")(g, conv) == [2 * 28 * 2]             # 2 × align4(3·3·3) × 2 B
-    assert cmsis_nn_scratch("mve")(g, conv) == [4 * 32]                  # 4 × ceil16(27)
-    assert cmsis_nn_scratch("dsp")(g, dw) == []                         # 3×3 fast path
-    assert cmsis_nn_scratch("mve")(g, g.ops[-1]) == [16]                 # FC: Cout·4 B on MVE
+    assert cmsis_nn_scratch("dsp")(op_facts(g, conv)) == [2 * 28 * 2]             # 2 × align4(3·3·3) × 2 B
+    assert cmsis_nn_scratch("mve")(op_facts(g, conv)) == [4 * 32]                  # 4 × ceil16(27)
+    assert cmsis_nn_scratch("dsp")(op_facts(g, dw)) == []                         # 3×3 fast path
+    assert cmsis_nn_scratch("mve")(op_facts(g, g.ops[-1])) == [16]                 # FC: Cout·4 B on MVE
     assert estimate_sram(g, "tflm", mcu("cortex-m4")).activation_bytes >= \
         estimate_sram(g, "tflm-reference", mcu("cortex-m4")).activation_bytes
 
 
 def test_analytic_and_tinyengine_on_a_residual_block():
-    g = GraphBuilder("res", (4, 4, 8))
+    g = GraphWriter("res", (4, 4, 8))
     x0 = g.graph.inputs[0]                                           # 128 B
     y = g.conv2d(x0, 16, 1, name="expand")                           # 256 B
     y = g.depthwise_conv2d(y, 3, name="dw")                          # 256 B, in place in TinyEngine

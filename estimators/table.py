@@ -1,0 +1,145 @@
+"""The compact form of a graph that the estimators read: per-op facts and the activations' columns.
+
+A graph's figures depend on its ops only through a few position-independent facts each (kind, shapes,
+MACs, params, kernel geometry: :class:`OpFacts`), and on its tensors only through the activations'
+sizes and lifetimes and three sums (constant bytes, quantization channels, tensor count). An
+:class:`OpTable` holds exactly that.
+
+Any graph gives its table (:func:`table_of`, from its tensors and ops). The search spaces'
+:class:`~estimators.builder.GraphBuilder` writes the table while it builds, from facts it computes once
+per layer configuration and reuses across archs; the graph's :class:`~estimators.ir.Tensor` and
+:class:`~estimators.ir.Op` objects are then written only when something reads them
+(:class:`~estimators.ir.LazyGraph`). Both routes give equal tables (tests/test_op_table.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from estimators.ir import Graph, Op
+from estimators.macs import op_macs, op_params
+
+#: Kinds whose kernels keep per-output-channel quantization data (multipliers and shifts).
+PER_CHANNEL_KINDS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"})
+
+_FIELDS = ("kind", "out_shape", "out_numel", "macs", "params", "out_channels", "in_shape", "in_dtype", "aux_numel",
+           "kernel", "stride", "padding", "depth_multiplier")
+
+
+class OpFacts:
+    """What the estimators know of one op, independent of where it sits in a graph.
+
+    ``out_*``: its first output; ``in_*``: its first input; ``aux_numel``: elements of its second input (a
+    reduction's axes; 0 without one); ``out_channels``: the channels its kernel quantizes per channel (0
+    for kinds that quantize per tensor); ``kernel`` / ``stride`` / ``padding`` / ``depth_multiplier``:
+    its window attributes, with TFLite's defaults. ``memo`` caches what estimators derive from the facts
+    (scratch requests per rule, tail sizes per pointer width): facts are shared by every graph that holds
+    the same layer, so each derivation runs once per layer configuration.
+    """
+
+    __slots__ = (*_FIELDS, "memo")
+
+    def __init__(self, kind: str, out_shape: tuple[int, ...], out_numel: int, macs: int, params: int,
+                 out_channels: int, in_shape: tuple[int, ...], in_dtype: str, aux_numel: int,
+                 kernel: tuple[int, ...], stride: tuple[int, ...], padding: str, depth_multiplier: int) -> None:
+        self.kind, self.out_shape, self.out_numel, self.macs, self.params = kind, out_shape, out_numel, macs, params
+        self.out_channels, self.in_shape, self.in_dtype, self.aux_numel = out_channels, in_shape, in_dtype, aux_numel
+        self.kernel, self.stride, self.padding, self.depth_multiplier = kernel, stride, padding, depth_multiplier
+        self.memo: dict[Any, Any] = {}
+
+    def key(self) -> tuple:
+        return tuple(getattr(self, f) for f in _FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (type(other) is OpFacts and self.key() == other.key())
+
+    def __hash__(self) -> int:
+        return hash(self.key())
+
+    def __repr__(self) -> str:
+        return "OpFacts(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in _FIELDS) + ")"
+
+
+def op_facts(graph: Graph, op: Op) -> OpFacts:
+    """The :class:`OpFacts` of ``op`` in ``graph``."""
+    tensors, inputs, attrs = graph.tensors, op.inputs, op.attrs
+    x = tensors[inputs[0]] if inputs else None
+    out = tensors[op.outputs[0]]
+    kind = op.kind
+    if kind not in PER_CHANNEL_KINDS:
+        channels = 0
+    else:
+        weight = graph.op_weight(op)
+        if kind == "FULLY_CONNECTED" or weight is None:
+            channels = out.shape[-1]
+        else:
+            channels = weight.shape[0] if kind == "CONV_2D" else weight.shape[-1]
+    return OpFacts(kind, out.shape, out.numel, op_macs(graph, op), op_params(graph, op), channels,
+                   x.shape if x is not None else (), x.dtype if x is not None else "",
+                   tensors[inputs[1]].numel if len(inputs) > 1 else 0,
+                   tuple(attrs.get("kernel", (1, 1))), tuple(attrs.get("stride", (1, 1))),
+                   attrs.get("padding", "valid"), attrs.get("depth_multiplier", 1))
+
+
+class OpTable(NamedTuple):
+    """A graph as the estimators see it.
+
+    ``ops``: one :class:`OpFacts` per op, in execution order. ``act_sizes`` / ``act_firsts`` /
+    ``act_lasts``: the bytes of every activation (a non-constant tensor with bytes that is a graph input
+    or an op's output), in tensor order, with the steps it is used at first and last (graph inputs at
+    step 0, op ``i`` at step ``i + 1``, graph outputs to step ``len(ops)``). ``tensors``, ``const_bytes``
+    and ``quant_channels`` count every tensor; ``input_channels`` / ``output_channels`` are the
+    quantization channels of the graph's inputs and outputs.
+    """
+
+    name: str
+    ops: tuple[OpFacts, ...]
+    act_sizes: list[int]
+    act_firsts: list[int]
+    act_lasts: list[int]
+    tensors: int
+    const_bytes: int
+    quant_channels: int
+    input_channels: tuple[int, ...]
+    output_channels: tuple[int, ...]
+
+    @classmethod
+    def from_graph(cls, graph: Graph) -> "OpTable":
+        """The table of any graph, read from its tensors and ops."""
+        first: dict[str, int] = {}
+        last: dict[str, int] = {}
+        for n in graph.inputs:
+            first.setdefault(n, 0)
+            last[n] = 0
+        for step, op in enumerate(graph.ops, 1):
+            for n in op.outputs:
+                if n not in first:
+                    first[n] = step
+                last[n] = step
+            for n in op.inputs:
+                last[n] = step
+        end = len(graph.ops)
+        for n in graph.outputs:
+            first.setdefault(n, end)
+            last[n] = end
+        sizes, firsts, lasts = [], [], []
+        const_bytes = quant_channels = 0
+        for name, t in graph.tensors.items():
+            quant_channels += t.quant_channels
+            if t.const:
+                const_bytes += t.nbytes
+            elif t.nbytes and name in first:
+                sizes.append(t.nbytes)
+                firsts.append(first[name])
+                lasts.append(last[name])
+        tensors = graph.tensors
+        return cls(graph.name, tuple(op_facts(graph, op) for op in graph.ops), sizes, firsts, lasts,
+                   len(tensors), const_bytes, quant_channels,
+                   tuple(tensors[n].quant_channels for n in graph.inputs),
+                   tuple(tensors[n].quant_channels for n in graph.outputs))
+
+
+def table_of(graph: Graph) -> OpTable:
+    """``graph``'s table: the one its builder wrote, else read from its tensors and ops."""
+    table = graph.__dict__.get("_table")
+    return table if table is not None else OpTable.from_graph(graph)

@@ -1,0 +1,100 @@
+"""The table GraphBuilder writes while building equals the table read from the written graph.
+
+Search spaces build with :class:`~estimators.builder.GraphBuilder`, which writes only the estimators'
+:class:`~estimators.table.OpTable` (facts cached per layer configuration) and writes tensors and ops when
+they are read. Every estimate of such a graph rests on that table, so it is checked here against
+:meth:`OpTable.from_graph` of the graph's own tensors and ops (the route every ONNX / TFLite graph takes),
+for random archs of every search space and the reference models; and whole estimates through both routes.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import random
+from pathlib import Path
+
+import pytest
+
+from estimators import estimate, load_mcu
+from estimators import builder as builder_module
+from estimators.builder import GraphBuilder, GraphWriter
+from estimators.ir import Graph, LazyGraph
+from estimators.reference_models import reference_model
+from estimators.table import OpTable, table_of
+from search_spaces import get_space
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACES = {"mcunet": 3, "mobilenetv3": 3, "efficientnet_lite": 3, "mobilenetv1": 3, "dscnn": 1}
+REFERENCES = ("mlperf_kws_dscnn", "mlperf_vww_mobilenetv1_0.25_96", "mlperf_ic_resnet8", "mlperf_ad_fc_autoencoder")
+
+
+def plain(graph: Graph) -> Graph:
+    """An ordinary graph with ``graph``'s tensors and ops (its table is read from them)."""
+    return Graph(graph.name, dict(graph.tensors), list(graph.ops), list(graph.inputs), list(graph.outputs))
+
+
+def built_graphs():
+    for name, in_channels in SPACES.items():
+        space = get_space(name, {})
+        rng = random.Random(7)
+        for _ in range(6):
+            yield name, space.to_ir(space.random(rng), in_channels, 10)
+    for name in REFERENCES:
+        yield name, reference_model(name)
+
+
+@pytest.mark.parametrize("label,graph", list(built_graphs()), ids=lambda v: v if isinstance(v, str) else "")
+def test_builder_table_equals_the_table_of_its_written_graph(label, graph):
+    assert isinstance(graph, LazyGraph)
+    written = table_of(graph)  # the builder's, before anything reads tensors or ops
+    assert written == OpTable.from_graph(plain(graph))
+    assert len(written.ops) == len(graph.ops) and written.tensors == len(graph.tensors)
+
+
+@pytest.mark.parametrize("runtime", ["tflm-reference", "tflm", "tinyengine", "analytic"])
+def test_estimates_through_the_builder_table_equal_those_from_the_graph(runtime):
+    space = get_space("mcunet", {"resolutions": [48, 64, 96]})
+    rng = random.Random(3)
+    for board in ("stm32f746", "host", "stm32h743"):
+        mcu = load_mcu(board, ROOT / "conf" / "mcu")
+        for _ in range(4):
+            graph = space.to_ir(space.random(rng), 3, 10)
+            fast = estimate(graph, mcu, runtime)
+            assert fast == estimate(plain(graph), mcu, runtime)
+            assert fast.to_dict() == estimate(plain(graph), mcu, runtime).to_dict()
+
+
+def test_cold_and_warm_layer_caches_write_the_same_table():
+    space = get_space("mobilenetv3", {})
+    archs = [space.random(random.Random(s)) for s in range(4)]
+    builder_module._LAYERS.clear()
+    cold = [table_of(space.to_ir(a, 3, 10)) for a in archs]
+    warm = [table_of(space.to_ir(a, 3, 10)) for a in archs]
+    assert cold == warm
+    assert all(c.ops[i] is w.ops[i] for c, w in zip(cold, warm) for i in range(len(c.ops)))  # facts are shared
+
+
+def test_lazy_graph_writes_its_tensors_once_and_then_behaves_as_a_graph():
+    g = GraphBuilder("t", (8, 8, 3))
+    y = g.fully_connected(g.flatten(g.conv2d(g.input, 4, 3, 2, name="c")), 5, name="fc")
+    graph = g.finish(y)
+    assert "tensors" not in graph.__dict__
+    w = GraphWriter("t", (8, 8, 3))
+    expected = w.finish(w.fully_connected(w.flatten(w.conv2d(w.graph.inputs[0], 4, 3, 2, name="c")), 5, name="fc"))
+    assert graph == expected and expected == graph
+    ops = graph.ops
+    assert graph.ops is ops and graph.__dict__["_table"] is None  # written once; from now on read from the graph
+    graph.ops.append(graph.ops[-1]._replace(name="again"))
+    assert len(table_of(graph).ops) == 4
+    assert pickle.loads(pickle.dumps(graph)) == graph == copy.deepcopy(graph)
+    renamed = g.finish(y).with_name("other")
+    assert renamed.name == table_of(renamed).name == "other" and renamed.tensors == expected.tensors
+
+
+def test_builder_errors_name_the_bad_value():
+    g = GraphBuilder("t", (4, 4, 3))
+    with pytest.raises(ValueError, match="conv/out"):
+        g.conv2d(g.input, 8, 5, padding="valid")
+    with pytest.raises(ValueError, match="output 'x' is not a tensor handle"):
+        g.finish("x")
