@@ -14,7 +14,10 @@ Sources of the architectures:
   ML-KWS-for-MCU strides (first conv stride 2×2 for S, 2×1 for M and L; first DS layer stride 1 for S,
   2 for M and L) do not reproduce (2.66 / 9.81 / 28.3 MMACs). Every published figure is matched within 2%
   by one consistent variant — first conv stride 1, first DS layer stride 2, 'same' padding — which is what
-  :func:`hello_edge_dscnn` builds (3.59 / 18.94 / 54.58 MMACs); the remaining 1–2% is unexplained.
+  :func:`hello_edge_dscnn` builds (3.59 / 18.94 / 54.58 MMACs); the remaining 1–2% is the paper's counter,
+  which takes the 49-row map after the stride-2 layer as 24.5 rows where TFLite runs 25 (see MicroNets below).
+* MicroNet-KWS / MicroNet-AD S/M/L (MicroNets, Table 5 layers; ML-zoo's released int8 files for the op
+  types): see :func:`micronet`.
 * MCUNet's released ImageNet configs (mit-han-lab/mcunet ``mcunet-5fps_imagenet.json`` and
   ``mbv2-w0.3-r80_imagenet.json``): per block (in, out, kernel, stride, expand or mid channels, identity
   shortcut). The tables below restate those configs' numbers.
