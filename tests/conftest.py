@@ -11,11 +11,14 @@ os.environ.setdefault("WANDB_SILENT", "true")
 
 @pytest.fixture
 def tinynas_cli(tmp_path):
-    """Run the `tinynas` console script in a subprocess; returns CompletedProcess (text)."""
+    """Run the `tinynas` console script in a subprocess; returns CompletedProcess (text). Torch runs on one
+    thread (OMP_NUM_THREADS=1): the tests' nets are tiny, and two OpenMP threads on a busy 2-core machine spin
+    several times slower than one."""
     import subprocess
 
     def run(*args, cwd=None, env=None, timeout=600):
-        e = {**os.environ, "TINYNAS_RUNS": str(tmp_path / "runs"), "WANDB_MODE": "offline", **(env or {})}
+        e = {**os.environ, "TINYNAS_RUNS": str(tmp_path / "runs"), "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1",
+             **(env or {})}
         exe = str(Path(sys.executable).with_name("tinynas"))
         return subprocess.run([exe, *args], cwd=cwd or tmp_path, env=e, capture_output=True, text=True,
                               timeout=timeout)

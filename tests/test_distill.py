@@ -92,7 +92,6 @@ def test_feature_term_is_the_adapted_mse_and_adapters_train():
     assert not any(m._forward_hooks for m in [*student.modules(), *teacher.modules()]), "hooks removed afterwards"
 
 
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 TINY = ["dataset=digits", "++dataset.max_train_samples=200", "search_space.options.resolutions=[8]",
         "search_space.options.widths=[0.3]", "search_space.options.depth_choices=[1]",
         "search_space.options.head_channels=32", "train.batch_size=50", "distill.teacher.epochs=1",
@@ -111,7 +110,7 @@ def arch_file(tmp_path):
 def test_distill_command_side_by_side_prune_qat_and_resume(tinynas_cli, arch_file, tmp_path):
     args = ["distill", f"arch={arch_file}", *TINY, "distill.feature_weight=0.5", "distill.prune.enabled=true",
             "distill.prune.target.ratio=0.8", "distill.prune.epochs=1", "distill.qat.enabled=true"]
-    first = tinynas_cli(*args, env=ONE_THREAD)
+    first = tinynas_cli(*args)
     assert first.returncode == 0, first.stderr[-3000:]
     run = tmp_path / "runs" / "distill" / "tiny"
     metrics = json.loads((run / "metrics.json").read_text())
@@ -123,7 +122,7 @@ def test_distill_command_side_by_side_prune_qat_and_resume(tinynas_cli, arch_fil
     assert json.loads((run / "pruned_arch.json").read_text()) == p["arch"]
     assert sorted(f.name for f in run.glob("*.train.pt")) == ["pruned.train.pt", "qat.train.pt", "student.train.pt",
                                                               "student_no_kd.train.pt", "teacher.train.pt"]
-    again = tinynas_cli(*args, env=ONE_THREAD)
+    again = tinynas_cli(*args)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stderr.count("resuming training") == 5
     assert json.loads((run / "metrics.json").read_text()) == metrics
@@ -131,7 +130,7 @@ def test_distill_command_side_by_side_prune_qat_and_resume(tinynas_cli, arch_fil
 
 @pytest.mark.slow
 def test_bad_prune_target_is_one_line_before_training(tinynas_cli, arch_file):
-    p = tinynas_cli("distill", f"arch={arch_file}", *TINY, "distill.prune.enabled=true", env=ONE_THREAD)
+    p = tinynas_cli("distill", f"arch={arch_file}", *TINY, "distill.prune.enabled=true")
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-2000:]
     assert "distill.prune.target={} must set at least one of flash_bytes" in p.stderr
     assert "training teacher" not in p.stderr

