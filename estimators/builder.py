@@ -16,8 +16,9 @@ their layer configurations and reads few graphs.
 from __future__ import annotations
 
 import math
+import operator
 
-from typing import Any
+from typing import Any, Callable, Hashable
 
 from estimators.ir import Graph, LazyGraph, Tensor, make_op, make_tensor
 from estimators.table import OpFacts, OpTable, op_facts
@@ -243,11 +244,13 @@ class GraphWriter:
         return y
 
 
-# (layer method, dtype, its arguments but the name, the input shapes) → (facts, output shape, output bytes,
+# dtype → (layer method, its arguments but the name, the input shapes) → (facts, output shape, output bytes,
 # tensors it adds, their constant bytes, their quantization channels); bounded, cleared when full.
 _LayerEntry = tuple[OpFacts, tuple[int, ...], int, int, int, int]
-_LAYERS: dict[tuple, _LayerEntry] = {}
+_LAYERS: dict[str, dict[tuple, _LayerEntry]] = {}  # per dtype
 _LAYERS_MAX = 1 << 16
+_FACTS, _BYTES, _TENSORS, _CONST_BYTES, _QUANT_CHANNELS = (operator.itemgetter(i) for i in (0, 2, 3, 4, 5))
+_SEGMENT = "segment"  # the log's (and layer cache's) mark of a replayed segment
 
 
 def _layer_entry(method: str, dtype: str, args: tuple, shapes: tuple[tuple[int, ...], ...], name: str) -> _LayerEntry:
@@ -278,41 +281,79 @@ class GraphBuilder:
     def __init__(self, name: str, input_shape: tuple[int, ...], dtype: str = "int8"):
         self.name, self.dtype = name, dtype
         self._input_shape = tuple(input_shape)
-        x = make_tensor("input", (1, *self._input_shape), dtype)
-        self._shapes: list[tuple[int, ...]] = [x.shape]
-        self._sizes, self._firsts, self._lasts = [x.nbytes], [0], [0]
-        self._ops: list[OpFacts] = []
+        self._input = make_tensor("input", (1, *self._input_shape), dtype)
+        self._layers = _LAYERS.setdefault(dtype, {})
+        # Handle h is the activation written at step h: the input (0), then layer h's output.
+        self._shapes: list[tuple[int, ...]] = [self._input.shape]
+        self._lasts = [0]  # the last step that reads each activation
+        self._entries: list[_LayerEntry] = []
         self._log: list[tuple[str, tuple[int, ...], tuple, str]] = []
-        self._tensors, self._const_bytes, self._quant_channels = 1, 0, x.quant_channels
 
     def shape(self, x: int) -> tuple[int, ...]:
         return self._shapes[x]
 
     def _layer(self, method: str, inputs: tuple[int, ...], args: tuple, name: str) -> int:
         shapes = self._shapes
-        key = (method, self.dtype, args, *[shapes[h] for h in inputs])
-        entry = _LAYERS.get(key)
+        key = (method, args, shapes[inputs[0]]) if len(inputs) == 1 else (method, args, *[shapes[h] for h in inputs])
+        entry = self._layers.get(key)
         if entry is None:
             entry = _layer_entry(method, self.dtype, args, tuple(shapes[h] for h in inputs), name)
-            if len(_LAYERS) >= _LAYERS_MAX:
-                _LAYERS.clear()
-            _LAYERS[key] = entry
-        facts, out_shape, out_bytes, tensors, const_bytes, quant_channels = entry
-        ops, lasts = self._ops, self._lasts
-        ops.append(facts)
-        step = len(ops)
+            if len(self._layers) >= _LAYERS_MAX:
+                self._layers.clear()
+            self._layers[key] = entry
+        entries, lasts = self._entries, self._lasts
+        entries.append(entry)
+        step = len(entries)
         for h in inputs:
             lasts[h] = step
-        y = len(shapes)
-        shapes.append(out_shape)
-        self._sizes.append(out_bytes)
-        self._firsts.append(step)
         lasts.append(step)
-        self._tensors += tensors
-        self._const_bytes += const_bytes
-        self._quant_channels += quant_channels
+        shapes.append(entry[1])
         self._log.append((method, inputs, args, name))
-        return y
+        return step
+
+    def segment(self, key: Hashable, x: int, name: str, build: Callable[..., int], *args: Any) -> int:
+        """``build(self, x, *args, name=name)``: a run of layers reading only ``x``, with layer names under ``name``.
+
+        Its layers are recorded the first time ``key`` (which must hold everything ``build`` reads but ``x``
+        and ``name``) meets ``x``'s shape, and replayed from then on: a search space's blocks recur across
+        archs at other positions, and a replay appends them in a few list operations."""
+        shapes = self._shapes
+        ck = (_SEGMENT, key, shapes[x])
+        seg = self._layers.get(ck)
+        if seg is None:
+            start, log_start = len(self._entries), len(self._log)
+            y = build(self, x, *args, name=name)
+            seg = self._record(start, log_start, x, y, name)
+            if seg is not None:
+                if len(self._layers) >= _LAYERS_MAX:
+                    self._layers.clear()
+                self._layers[ck] = seg
+            return y
+        entries, seg_shapes, seg_lasts, x_last, y_rel, log = seg
+        start = len(self._entries)
+        self._entries += entries
+        shapes += seg_shapes
+        self._lasts[x] = start + x_last
+        self._lasts += [start + last for last in seg_lasts]
+        self._log.append((_SEGMENT, (x,), (start, log), name))
+        return start + y_rel
+
+    def _record(self, start: int, log_start: int, x: int, y: int, name: str) -> tuple | None:
+        """The replayable record of the layers appended since step ``start`` (None when they hold a replayed
+        segment, read another handle than ``x`` or none, or name a layer outside ``name``: then they are not
+        reused)."""
+        entries, log = self._entries[start:], self._log[log_start:]
+        if len(log) != len(entries) or self._lasts[x] <= start:
+            return None
+        local: list[tuple[str, tuple[int, ...], tuple, str]] = []
+        for method, inputs, args, layer_name in log:
+            if not layer_name.startswith(name) or any(h <= start and h != x for h in inputs):
+                return None
+            local.append((method, tuple(0 if h <= start else h - start for h in inputs), args, layer_name[len(name):]))
+        if not entries or y <= start:
+            return None
+        return (tuple(entries), tuple(self._shapes[start + 1:]), tuple(last - start for last in self._lasts[start + 1:]),
+                self._lasts[x] - start, y - start, tuple(local))
 
     # -- layers (GraphWriter's signatures) ----------------------------------------------------------------
     def conv2d(self, x: int, cout: int, kernel: int, stride: int = 1, activation: str | None = None,
@@ -376,18 +417,27 @@ class GraphBuilder:
         for h in outputs:
             if type(h) is not int or not 0 <= h < len(self._shapes):
                 raise ValueError(f"graph {self.name!r}: output {h!r} is not a tensor handle of this builder")
-        end = len(self._ops)
+        entries, lasts, x = self._entries, self._lasts, self._input
+        end = len(entries)
         for h in outputs:
-            self._lasts[h] = end
-        table = OpTable(self.name, tuple(self._ops), self._sizes, self._firsts, self._lasts, self._tensors,
-                        self._const_bytes, self._quant_channels, (1,), (1,) * len(outputs))
+            lasts[h] = end
+        table = OpTable(self.name, tuple(map(_FACTS, entries)), [x.nbytes, *map(_BYTES, entries)], list(range(end + 1)),
+                        lasts, 1 + sum(map(_TENSORS, entries)), sum(map(_CONST_BYTES, entries)),
+                        x.quant_channels + sum(map(_QUANT_CHANNELS, entries)), (x.quant_channels,), (1,) * len(outputs))
         log, name, input_shape, dtype = self._log, self.name, self._input_shape, self.dtype
 
         def materialize() -> Graph:
             writer = GraphWriter(name, input_shape, dtype)
             names = [writer.graph.inputs[0]]
             for method, inputs, args, layer_name in log:
-                names.append(getattr(writer, method)(*[names[h] for h in inputs], *args, name=layer_name))
+                if method is _SEGMENT:  # its layers, reading the segment's input (local handle 0) and each other
+                    start, layers = args
+                    x = names[inputs[0]]
+                    for m, local, a, suffix in layers:
+                        names.append(getattr(writer, m)(*[names[start + h] if h else x for h in local], *a,
+                                                        name=layer_name + suffix))
+                else:
+                    names.append(getattr(writer, method)(*[names[h] for h in inputs], *args, name=layer_name))
             return writer.finish(*[names[h] for h in outputs])
 
         return LazyGraph(name, table, materialize)

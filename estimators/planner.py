@@ -45,33 +45,37 @@ def _columns(buffers: Sequence[Buffer]) -> tuple[list[int], list[int], list[int]
     return [b.size for b in buffers], [b.first for b in buffers], [b.last for b in buffers]
 
 
-def _overlapping(firsts: Sequence[int], lasts: Sequence[int]) -> list[list[int]]:
-    """For each buffer, the other buffers whose lifetimes overlap its own (an interval sweep)."""
-    n = len(firsts)
-    neighbours: list[list[int]] = [None] * n  # type: ignore[list-item]  # each filled on its turn
+def _placed_before(firsts: Sequence[int], lasts: Sequence[int], rank: Sequence[int]) -> list[list[int]]:
+    """For each buffer, the buffers whose lifetimes overlap its own and that are placed before it (lower
+    ``rank``), found by an interval sweep."""
+    before: list[list[int]] = [[] for _ in firsts]
     live: list[int] = []  # started buffers that may still be alive
-    for i in sorted(range(n), key=firsts.__getitem__):
+    for i in sorted(range(len(firsts)), key=firsts.__getitem__):
         start = firsts[i]
-        live = [j for j in live if lasts[j] >= start]
-        neighbours[i] = live.copy()  # first[j] <= start <= last[j]: they overlap
+        live = [j for j in live if lasts[j] >= start]  # first[j] <= start <= last[j]: they overlap
+        ri, mine = rank[i], before[i]
         for j in live:
-            neighbours[j].append(i)
+            if rank[j] < ri:
+                mine.append(j)
+            else:
+                before[j].append(i)
         live.append(i)
-    return neighbours
+    return before
 
 
 def _place(sizes: Sequence[int], firsts: Sequence[int], lasts: Sequence[int], order: Sequence[int]) -> list[int]:
     """Place buffers in ``order``; each goes into the lowest gap between already-placed, time-overlapping
     buffers (walked in offset order, ties in placement order) that is large enough.
 
-    Only time-overlapping buffers can block a placement, so each buffer walks its own placed neighbours,
-    kept sorted by (offset, placement rank), instead of every placed buffer."""
+    Only time-overlapping buffers can block a placement, so each buffer walks the overlapping buffers
+    placed before it, sorted by (offset, placement rank), instead of every placed buffer."""
     n = len(sizes)
-    neighbours = _overlapping(firsts, lasts)
-    offsets = [-1] * n
+    rank = sorted(range(n), key=order.__getitem__)  # the inverse permutation: buffer → placement rank
+    before = _placed_before(firsts, lasts, rank)
+    offsets = [0] * n
     key = [0] * n  # offset · n + placement rank: sorts by offset, ties in placement order
-    for rank, i in enumerate(order):
-        placed = [j for j in neighbours[i] if offsets[j] >= 0]
+    for r, i in enumerate(order):
+        placed = before[i]
         if len(placed) > 1:
             placed.sort(key=key.__getitem__)
         want = sizes[i]
@@ -84,7 +88,7 @@ def _place(sizes: Sequence[int], firsts: Sequence[int], lasts: Sequence[int], or
             if end > candidate:
                 candidate = end
         offsets[i] = candidate
-        key[i] = candidate * n + rank
+        key[i] = candidate * n + r
     return offsets
 
 

@@ -14,7 +14,9 @@ per layer configuration and reuses across archs; the graph's :class:`~estimators
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import operator
+from itertools import repeat
+from typing import Any, Callable, Hashable, NamedTuple
 
 from estimators.ir import Graph, Op
 from estimators.macs import op_macs, op_params
@@ -137,6 +139,20 @@ class OpTable(NamedTuple):
                    len(tensors), const_bytes, quant_channels,
                    tuple(tensors[n].quant_channels for n in graph.inputs),
                    tuple(tensors[n].quant_channels for n in graph.outputs))
+
+
+_MEMO = operator.attrgetter("memo")
+
+
+def per_op(ops: tuple[OpFacts, ...], key: Hashable, derive: Callable[[OpFacts], Any]) -> list:
+    """``derive(op)`` for each of ``ops``, remembered in each op's ``memo`` under ``key`` (``key`` must name
+    ``derive`` and everything else it depends on; values must not be None)."""
+    values = list(map(dict.get, map(_MEMO, ops), repeat(key)))
+    if None in values:
+        for i, op in enumerate(ops):
+            if values[i] is None:
+                values[i] = op.memo[key] = derive(op)
+    return values
 
 
 def table_of(graph: Graph) -> OpTable:

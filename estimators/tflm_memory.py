@@ -20,10 +20,12 @@ import dataclasses
 import functools
 import math
 import operator
+from itertools import chain
+from operator import itemgetter
 from typing import Callable
 
 from estimators.ir import Graph
-from estimators.table import OpFacts, OpTable, table_of
+from estimators.table import OpFacts, OpTable, per_op, table_of
 from estimators.planner import Buffer, align_up, arena_size, greedy_offsets, greedy_plan, live_totals
 
 ARENA_ALIGNMENT = 16  # MicroArenaBufferAlignment()
@@ -49,16 +51,10 @@ def reference_scratch(op: OpFacts) -> list[int]:
     return []
 
 
-def scratch_requests(table: OpTable, scratch: ScratchFn = reference_scratch) -> list[list[int]]:
-    """Each op's scratch requests, in graph order (shared by head and tail); each op's facts remember theirs."""
-    out = []
-    for op in table.ops:
-        memo = op.memo
-        req = memo.get(scratch)
-        if req is None:
-            req = memo[scratch] = scratch(op)
-        out.append(req)
-    return out
+def scratch_requests(table: OpTable, scratch: ScratchFn = reference_scratch) -> list[tuple[int, ...]]:
+    """Each op's scratch buffers with bytes (a zero-byte request allocates nothing), in graph order (shared
+    by head and tail); each op's facts remember theirs."""
+    return per_op(table.ops, scratch, lambda op: tuple(b for b in scratch(op) if b > 0))
 
 
 def _head_columns(table: OpTable, requests: list[list[int]]) -> tuple[list[int], list[int], list[int], list]:
@@ -70,11 +66,10 @@ def _head_columns(table: OpTable, requests: list[list[int]]) -> tuple[list[int],
     for step, req in enumerate(requests, 1):
         if req:
             for k, b in enumerate(req):
-                if b > 0:
-                    sizes.append(-(-b // ARENA_ALIGNMENT) * ARENA_ALIGNMENT)
-                    firsts.append(step)
-                    lasts.append(step)
-                    labels.append((step - 1, k))
+                sizes.append(-(-b // ARENA_ALIGNMENT) * ARENA_ALIGNMENT)
+                firsts.append(step)
+                lasts.append(step)
+                labels.append((step - 1, k))
     return sizes, firsts, lasts, labels
 
 
@@ -181,24 +176,10 @@ def _tail_runs(table: OpTable, pointer_bytes: int, requests: list[list[int]]) ->
     # Builtin options are parsed for every op, then each kernel's Init allocates its OpData, then each
     # kernel's Prepare its per-channel multipliers and shifts. Each op's sizes are summed aligned as they
     # are listed (builtin data: 4 bytes, the others: the arena's 16).
-    builtin, op_data, per_channel = [], [], []
-    builtin_sum = op_data_sum = per_channel_sum = 0
-    key = ("tail", p)
-    for op in table.ops:
-        memo = op.memo
-        sizes = memo.get(key)
-        if sizes is None:
-            sizes = memo[key] = _op_tail(op, p)
-        b, d, c4, b_aligned, d_aligned, c_aligned = sizes
-        if b:
-            builtin.append(b)
-            builtin_sum += b_aligned
-        if d:
-            op_data.append(d)
-            op_data_sum += d_aligned
-        if c4:
-            per_channel += (c4, c4)
-            per_channel_sum += c_aligned
+    tails = per_op(table.ops, ("tail", p), lambda op: _op_tail(op, p))
+    builtin, op_data, c4 = (list(filter(None, map(itemgetter(k), tails))) for k in range(3))
+    per_channel = list(chain.from_iterable(zip(c4, c4)))  # multipliers and shifts
+    builtin_sum, op_data_sum, per_channel_sum = (sum(map(itemgetter(k), tails)) for k in range(3, 6))
 
     def named(graph: Graph, sizes_by_kind) -> list[str]:  # the ops with an allocation of this kind, for reports
         return [op.name for op in graph.ops if sizes_by_kind.get(op.kind)]
@@ -208,7 +189,7 @@ def _tail_runs(table: OpTable, pointer_bytes: int, requests: list[list[int]]) ->
              (ARENA_ALIGNMENT, op_data, op_data_sum, lambda g: [f"{n} op data" for n in named(g, _OP_DATA_BYTES[p])]),
              (ARENA_ALIGNMENT, per_channel, per_channel_sum,
               lambda g: [f"{n} {w}" for n in named(g, per_channel_kinds) for w in ("multipliers", "shifts")])]
-    n_scratch = sum(1 for r in requests for b in r if b > 0)
+    n_scratch = sum(map(len, requests))
     if n_scratch:
         runs.append(_run(p, [p * n_scratch], lambda g: ["scratch buffer handles"]))
     for role, channels_of in (("input", table.input_channels), ("output", table.output_channels)):

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 import hashlib
 import json
 import random
 from typing import Any, ClassVar
+
+
+@functools.lru_cache(maxsize=None)
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,9 +34,11 @@ class ArchSpec:
         return {"space": self.space, **{f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        # json writes tuples as lists: what to_dict's conversion gives, without it.
+        fields = {"space": self.space, **{name: getattr(self, name) for name in _field_names(type(self))}}
+        return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
-    @property
+    @functools.cached_property
     def hash(self) -> str:
         """A short stable identifier: equal archs have equal hashes across processes and machines."""
         return hashlib.sha1(self.to_json().encode()).hexdigest()[:12]

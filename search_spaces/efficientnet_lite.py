@@ -18,7 +18,7 @@ from estimators.builder import GraphBuilder
 from estimators.ir import Graph
 from search_spaces.base import ArchSpec
 from search_spaces.blockwise import BlockwiseSpace, Choice
-from search_spaces.mcunet import _strided, inverted_residual_ir, make_divisible
+from search_spaces.mcunet import _strided, inverted_residual_ir, inverted_residual_key, make_divisible
 
 #: EfficientNet-lite (width, depth, resolution) coefficients, from tensorflow/tpu efficientnet_lite_builder.py.
 LITE_SCALING: dict[str, tuple[float, float, int]] = {
@@ -102,7 +102,7 @@ class EfficientNetLiteSpace(BlockwiseSpace):
         g = GraphBuilder(f"efficientnet_lite-{arch.hash}", self.input_shape(arch, in_channels))
         x = _strided(g, g.conv2d, g.input, 3, 2, self.stem_channels, activation="relu6", name="stem")
         for i, blk in enumerate(self.blocks(arch)):
-            x = inverted_residual_ir(g, x, blk, name=f"block{i}")
+            x = g.segment(inverted_residual_key(blk), x, f"block{i}", inverted_residual_ir, blk)
         x = g.conv2d(x, self.head_channels, 1, 1, activation="relu6", name="head")
         x = g.global_avg_pool(x, keep_dims=False)
         x = g.fully_connected(x, num_classes, per_channel=True, name="classifier")

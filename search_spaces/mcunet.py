@@ -231,7 +231,7 @@ class MCUNetSpace(SearchSpace):
         g = GraphBuilder(f"mcunet-{arch.hash}", self.input_shape(arch, in_channels))
         x = _strided(g, g.conv2d, g.input, 3, 2, ch["stem"], activation="relu6", name="stem")
         for i, blk in enumerate(self.blocks(arch)):
-            x = inverted_residual_ir(g, x, blk, name=f"block{i}")
+            x = g.segment(inverted_residual_key(blk), x, f"block{i}", inverted_residual_ir, blk)
         if ch["head"]:
             x = g.conv2d(x, ch["head"], 1, 1, activation="relu6", name="head")
         x = g.global_avg_pool(x, keep_dims=False)
@@ -263,6 +263,11 @@ def _strided(g: GraphBuilder, layer, x: int, kernel: int, stride: int, *args, na
     p = kernel // 2
     x = g.pad(x, ((p, p), (p, p)), name=f"{name}/pad")
     return layer(x, *args, kernel=kernel, stride=stride, padding="valid", name=name, **kwargs)
+
+
+def inverted_residual_key(blk: dict[str, int], activation: str = "relu6") -> tuple:
+    """Everything :func:`inverted_residual_ir` reads of ``blk`` (a key for ``GraphBuilder.segment``)."""
+    return ("mbconv", blk["cin"], blk["cout"], blk["kernel"], blk["stride"], blk["expand"], blk.get("residual"), activation)
 
 
 def inverted_residual_ir(g: GraphBuilder, x: int, blk: dict[str, int], name: str,
