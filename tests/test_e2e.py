@@ -9,8 +9,10 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
+# distill.max_train_samples: the teacher (the space's largest arch), the student and its no-KD baseline train on
+# 1,000 of the 3,500 training digits, 2.5x faster; the student still reaches ~0.75 (the test asks > 0.3).
 TINY = ["logger=none", "n_trials=4", "train.max_train_samples=300", "train.epochs=1", "distill.teacher.epochs=1",
-        "distill.student_epochs=2", "export.calibration_samples=64"]
+        "distill.student_epochs=2", "distill.max_train_samples=1000", "export.calibration_samples=64"]
 
 
 @pytest.fixture(scope="module")
