@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator, Sequence
+from typing import Sequence
 
 from estimators.flash import FlashEstimate, estimate_flash
-from estimators.ir import Graph
+from estimators.ir import Graph, LazyTuple
 from estimators.latency import estimate_latency
 from estimators.mcu import MCU
 from estimators.patch import PatchConfig, patch_sram
@@ -74,42 +74,6 @@ class Estimate:
         }
 
 
-class Layers(Sequence[LayerEstimate]):
-    """An estimate's per-op rows, written when first read (they name each op, which reads the graph's ops;
-    search reads only the totals). A sequence, equal to any sequence with the same rows."""
-
-    def __init__(self, graph: Graph, table: OpTable, live: Sequence[int], ms: Sequence[float]) -> None:
-        self._source: tuple | None = (graph, table, live, ms)
-        self._rows: tuple[LayerEstimate, ...] = ()
-
-    def _get(self) -> tuple[LayerEstimate, ...]:
-        if self._source is not None:
-            graph, table, live, ms = self._source
-            self._rows = tuple(LayerEstimate(op.name, f.kind, f.out_shape, f.macs, f.params, lb, t)
-                               for op, f, lb, t in zip(graph.ops, table.ops, live, ms, strict=True))
-            self._source = None
-        return self._rows
-
-    def __len__(self) -> int:
-        return len(self._source[1].ops) if self._source is not None else len(self._rows)
-
-    def __getitem__(self, i):
-        return self._get()[i]
-
-    def __iter__(self) -> Iterator[LayerEstimate]:
-        return iter(self._get())
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Sequence) or isinstance(other, str):
-            return NotImplemented
-        return self._get() == tuple(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"Layers({list(self._get())!r})"
-
-
 def estimate(graph: Graph, mcu: MCU, runtime: str = "tflm", patch: PatchConfig | None = None) -> Estimate:
     """Peak SRAM, flash, latency, energy, MACs and params of ``graph`` on ``mcu`` under ``runtime``
     (``patch``: MCUNetV2 patch-based inference of the first layers, SRAM only; see :mod:`estimators.patch`)."""
@@ -130,5 +94,7 @@ def estimate(graph: Graph, mcu: MCU, runtime: str = "tflm", patch: PatchConfig |
         sram=sram, flash=flash, latency_ms=latency_ms,
         energy_mj=latency_ms * mcu.active_power_mw / 1000.0,
         sram_budget_bytes=mcu.sram_bytes, flash_budget_bytes=mcu.flash_bytes,
-        layers=Layers(graph, table, sram.live_bytes, layer_ms),
+        layers=LazyTuple(lambda: (LayerEstimate(op.name, f.kind, f.out_shape, f.macs, f.params, live, ms)
+                                  for op, f, live, ms in zip(graph.ops, table.ops, sram.live_bytes, layer_ms,
+                                                             strict=True))),
     )

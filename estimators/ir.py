@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import namedtuple
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 DTYPE_BYTES = {"int8": 1, "uint8": 1, "int16": 2, "int32": 4, "int64": 8, "float32": 4, "float16": 2, "bool": 1}
 
@@ -188,6 +188,48 @@ class Graph:
         for n in self.outputs:
             if n not in ready and not getattr(tensors.get(n), "const", False):
                 raise ValueError(f"graph {self.name!r}: output {n!r} is never produced")
+
+
+class LazyTuple(Sequence):
+    """A tuple computed by ``make()`` when first read; equal to (and hashed as) that tuple.
+
+    Estimates carry per-op rows (live bytes, layer rows) that search never reads: they are made on demand."""
+
+    __slots__ = ("_make", "_value")
+
+    def __init__(self, make: Callable[[], Iterable]) -> None:
+        self._make: Callable[[], Iterable] | None = make
+        self._value: tuple = ()
+
+    def _get(self) -> tuple:
+        if self._make is not None:
+            self._value, self._make = tuple(self._make()), None
+        return self._value
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __getitem__(self, i):
+        return self._get()[i]
+
+    def __iter__(self) -> Iterator:
+        return iter(self._get())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, LazyTuple):
+            return self._get() == other._get()
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return self._get() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._get())
+
+    def __repr__(self) -> str:
+        return repr(self._get())
+
+    def __reduce__(self):  # pickle and copy: the tuple
+        return tuple, (self._get(),)
 
 
 class LazyGraph(Graph):

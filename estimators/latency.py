@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import yaml
 
 from estimators.ir import Graph
 from estimators.mcu import MCU
-from estimators.table import OpFacts, OpTable, table_of
+from estimators.table import OpFacts, OpTable, per_op, table_of
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 COEFFICIENTS = DATA_DIR / "latency_coefficients.yaml"
@@ -75,6 +76,8 @@ class LatencyModel:
     fc_ratio: dict[str, float]  # isa → cycles of an FC MAC relative to a conv MAC
     element_cycles: float
     families: dict[str, Any] = dataclasses.field(default_factory=lambda: core_families())
+    # Names this model's per-op derivations in the ops' memos (unique per instance, unlike id()).
+    token: int = dataclasses.field(default_factory=lambda: next(_TOKENS), init=False, repr=False)
 
     @classmethod
     def from_yaml(cls, path: str | Path = COEFFICIENTS) -> "LatencyModel":
@@ -112,19 +115,22 @@ class LatencyModel:
         return self.family_scale(family, runtime) * (
             terms["mac"] + self.fc_ratio[self.isa(family)] * terms["fc_mac"] + self.element_cycles * terms["elements"])
 
-    def op_cycles(self, table: OpTable, family: str, runtime: str) -> list[float]:
-        """Cycles of each op of ``table``."""
+    def op_ms(self, table: OpTable, family: str, runtime: str, clock_mhz: float) -> list[float]:
+        """Milliseconds of each op of ``table`` at ``clock_mhz`` (each op's facts remember theirs)."""
         s = self.family_scale(family, runtime)
         fc, b = self.fc_ratio[self.isa(family)], self.element_cycles
-        out = []
-        for op in table.ops:
-            kind = op.kind
-            if kind in FREE_KINDS:
-                out.append(s * 0)
-                continue
+        to_ms = 1e3 / (clock_mhz * 1e6)
+
+        def ms(op: OpFacts) -> float:
+            if op.kind in FREE_KINDS:
+                return s * 0 * to_ms
             m = op.macs
-            out.append(s * ((fc * m if kind == "FULLY_CONNECTED" else m) + b * op.out_numel))
-        return out
+            return s * ((fc * m if op.kind == "FULLY_CONNECTED" else m) + b * op.out_numel) * to_ms
+
+        return per_op(table.ops, f"latency ms {self.token} {family} {runtime} {clock_mhz!r}", ms)
+
+
+_TOKENS = itertools.count()
 
 
 @functools.lru_cache(maxsize=4)
@@ -138,6 +144,4 @@ def estimate_latency(graph: Graph, mcu: MCU, runtime: str, table: OpTable | None
     table = table or table_of(graph)
     if mcu.clock_mhz <= 0:
         return [0.0] * len(table.ops)
-    model = load_latency_model()
-    to_ms = 1e3 / (mcu.clock_mhz * 1e6)
-    return [c * to_ms for c in model.op_cycles(table, core_family(mcu.core), runtime)]
+    return load_latency_model().op_ms(table, core_family(mcu.core), runtime, mcu.clock_mhz)

@@ -52,14 +52,17 @@ def _placed_before(firsts: Sequence[int], lasts: Sequence[int], rank: Sequence[i
     live: list[int] = []  # started buffers that may still be alive
     for i in sorted(range(len(firsts)), key=firsts.__getitem__):
         start = firsts[i]
-        live = [j for j in live if lasts[j] >= start]  # first[j] <= start <= last[j]: they overlap
         ri, mine = rank[i], before[i]
+        still = []
         for j in live:
-            if rank[j] < ri:
-                mine.append(j)
-            else:
-                before[j].append(i)
-        live.append(i)
+            if lasts[j] >= start:  # first[j] <= start <= last[j]: they overlap
+                still.append(j)
+                if rank[j] < ri:
+                    mine.append(j)
+                else:
+                    before[j].append(i)
+        still.append(i)
+        live = still
     return before
 
 

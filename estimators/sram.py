@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Sequence
 
 from estimators.ir import Graph
 from estimators.mcu import MCU
@@ -26,12 +27,12 @@ RUNTIMES = ("tflm-reference", "tflm", "tinyengine", "analytic")
 @dataclasses.dataclass(frozen=True)
 class SramEstimate:
     """``activation_bytes`` (planned head / peak activations) + ``persistent_bytes`` = ``total_bytes``;
-    ``live_bytes`` holds the bytes alive while each op runs."""
+    ``live_bytes`` holds the bytes alive while each op runs (a tuple, or for TFLM one summed when first read)."""
 
     activation_bytes: int
     persistent_bytes: int
     total_bytes: int
-    live_bytes: tuple[int, ...]
+    live_bytes: Sequence[int]
 
 
 def _tflm(table: OpTable, mcu: MCU, scratch) -> SramEstimate:

@@ -14,8 +14,6 @@ per layer configuration and reuses across archs; the graph's :class:`~estimators
 
 from __future__ import annotations
 
-import operator
-from itertools import repeat
 from typing import Any, Callable, Hashable, NamedTuple
 
 from estimators.ir import Graph, Op
@@ -141,18 +139,16 @@ class OpTable(NamedTuple):
                    tuple(tensors[n].quant_channels for n in graph.outputs))
 
 
-_MEMO = operator.attrgetter("memo")
-
-
 def per_op(ops: tuple[OpFacts, ...], key: Hashable, derive: Callable[[OpFacts], Any]) -> list:
     """``derive(op)`` for each of ``ops``, remembered in each op's ``memo`` under ``key`` (``key`` must name
-    ``derive`` and everything else it depends on; values must not be None)."""
-    values = list(map(dict.get, map(_MEMO, ops), repeat(key)))
-    if None in values:
-        for i, op in enumerate(ops):
-            if values[i] is None:
-                values[i] = op.memo[key] = derive(op)
-    return values
+    ``derive`` and everything else it depends on; a string or a function hashes fastest)."""
+    try:
+        return [op.memo[key] for op in ops]
+    except KeyError:
+        for op in ops:
+            if key not in op.memo:
+                op.memo[key] = derive(op)
+        return [op.memo[key] for op in ops]
 
 
 def table_of(graph: Graph) -> OpTable:

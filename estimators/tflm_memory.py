@@ -22,9 +22,9 @@ import math
 import operator
 from itertools import chain
 from operator import itemgetter
-from typing import Callable
+from typing import Callable, Sequence
 
-from estimators.ir import Graph
+from estimators.ir import Graph, LazyTuple
 from estimators.table import OpFacts, OpTable, per_op, table_of
 from estimators.planner import Buffer, align_up, arena_size, greedy_offsets, greedy_plan, live_totals
 
@@ -96,13 +96,13 @@ def plan_head(graph: Graph, scratch: ScratchFn = reference_scratch) -> HeadPlan:
     return HeadPlan(tuple(buffers), tuple(offsets), arena_size(buffers, offsets))
 
 
-def head_bytes_and_live(table: OpTable, requests: list[list[int]]) -> tuple[int, tuple[int, ...]]:
-    """(planned head bytes, bytes alive while each op runs), from precomputed :func:`scratch_requests`;
-    what :func:`plan_head` and ``live_bytes`` give, without building :class:`Buffer` objects."""
+def head_bytes_and_live(table: OpTable, requests: list[tuple[int, ...]]) -> tuple[int, Sequence[int]]:
+    """(planned head bytes, bytes alive while each op runs: summed when first read), from precomputed
+    :func:`scratch_requests`; what :func:`plan_head` and ``live_bytes`` give, without :class:`Buffer` objects."""
     sizes, firsts, lasts, _ = _head_columns(table, requests)
     offsets = greedy_offsets(sizes, firsts, lasts)
     head = max(map(operator.add, offsets, sizes), default=0)
-    return head, live_totals(sizes, firsts, lasts, range(1, len(table.ops) + 1))
+    return head, LazyTuple(lambda: live_totals(sizes, firsts, lasts, range(1, len(table.ops) + 1)))
 
 
 # -- tail ----------------------------------------------------------------------------------------------
@@ -145,6 +145,8 @@ _KIND_TAIL = {p: {kind: (_BUILTIN_DATA.get(kind, 0), _OP_DATA_BYTES[p].get(kind,
                   for kind in {*_BUILTIN_DATA, *_OP_DATA}} for p in _STRUCTS}
 
 
+_TAIL_KEYS = {p: f"tflm tail, {p}-byte pointers" for p in _STRUCTS}  # per_op keys of _op_tail
+
 # A run of tail allocations sharing one alignment: (alignment, sizes, sum of the sizes each aligned, names),
 # ``names(graph)`` giving the allocations' names only when a report asks for them.
 _Run = tuple[int, list[int], int, Callable[[Graph], list[str]]]
@@ -164,42 +166,55 @@ def _op_tail(op: OpFacts, pointer_bytes: int) -> tuple[int, int, int, int, int, 
     return b, d, c4, b_aligned, d_aligned, 2 * (-(-c4 // ARENA_ALIGNMENT) * ARENA_ALIGNMENT)
 
 
-def _tail_runs(table: OpTable, pointer_bytes: int, requests: list[list[int]]) -> list[_Run]:
+@functools.lru_cache(maxsize=64)
+def _fixed_runs(pointer_bytes: int, input_channels: tuple[int, ...], output_channels: tuple[int, ...]
+                ) -> tuple[tuple[_Run, ...], tuple[_Run, ...]]:
+    """The tail runs that depend only on the target and the graph's inputs and outputs: (the allocator's
+    own objects, the interpreter's input and output tensors)."""
+    s, p = _STRUCTS[pointer_bytes], pointer_bytes
+    head = (_run(ARENA_ALIGNMENT, [s["base"]], lambda g: ["allocator objects"]),)
+    io: list[_Run] = []
+    for role, channels_of in (("input", input_channels), ("output", output_channels)):
+        io.append(_run(ARENA_ALIGNMENT, [p * len(channels_of)], lambda g, role=role: [f"{role} tensor pointers"]))
+        for i, channels in enumerate(channels_of):
+            def label(g: Graph, role=role, i=i) -> str:
+                return f"{role} {(g.inputs if role == 'input' else g.outputs)[i]}"
+            io += [_run(p, [s["tflite_tensor"], s["affine_quant"]],
+                        lambda g, label=label: [f"{label(g)} tensor", f"{label(g)} quantization"]),
+                   _run(4, [4 + 4 * max(1, channels)], lambda g, label=label: [f"{label(g)} zero points"])]
+    return head, tuple(io)
+
+
+def _named(graph: Graph, sizes_by_kind) -> list[str]:  # the ops with an allocation of this kind, for reports
+    return [op.name for op in graph.ops if sizes_by_kind.get(op.kind)]
+
+
+_PER_CHANNEL_NAMES = dict.fromkeys(_PER_CHANNEL_KINDS, True)
+
+
+def _tail_runs(table: OpTable, pointer_bytes: int, requests: list[tuple[int, ...]]) -> list[_Run]:
     """:func:`tail_allocations` grouped in runs of equal alignment."""
     if pointer_bytes not in _STRUCTS:
         raise ValueError(f"pointer_bytes must be one of {sorted(_STRUCTS)}, got {pointer_bytes!r}")
     s, p = _STRUCTS[pointer_bytes], pointer_bytes
-    runs: list[_Run] = [
-        _run(ARENA_ALIGNMENT, [s["base"]], lambda g: ["allocator objects"]),
-        _run(p, [s["node"] * len(table.ops), s["eval_tensor"] * table.tensors],
-             lambda g: ["node and registration structs", "eval tensors"])]
+    head, io = _fixed_runs(p, table.input_channels, table.output_channels)
+    nodes = [s["node"] * len(table.ops), s["eval_tensor"] * table.tensors]
     # Builtin options are parsed for every op, then each kernel's Init allocates its OpData, then each
     # kernel's Prepare its per-channel multipliers and shifts. Each op's sizes are summed aligned as they
     # are listed (builtin data: 4 bytes, the others: the arena's 16).
-    tails = per_op(table.ops, ("tail", p), lambda op: _op_tail(op, p))
+    tails = per_op(table.ops, _TAIL_KEYS[p], lambda op: _op_tail(op, p))
     builtin, op_data, c4 = (list(filter(None, map(itemgetter(k), tails))) for k in range(3))
-    per_channel = list(chain.from_iterable(zip(c4, c4)))  # multipliers and shifts
     builtin_sum, op_data_sum, per_channel_sum = (sum(map(itemgetter(k), tails)) for k in range(3, 6))
-
-    def named(graph: Graph, sizes_by_kind) -> list[str]:  # the ops with an allocation of this kind, for reports
-        return [op.name for op in graph.ops if sizes_by_kind.get(op.kind)]
-
-    per_channel_kinds = dict.fromkeys(_PER_CHANNEL_KINDS, True)
-    runs += [(4, builtin, builtin_sum, lambda g: [f"{n} builtin data" for n in named(g, _BUILTIN_DATA)]),
-             (ARENA_ALIGNMENT, op_data, op_data_sum, lambda g: [f"{n} op data" for n in named(g, _OP_DATA_BYTES[p])]),
-             (ARENA_ALIGNMENT, per_channel, per_channel_sum,
-              lambda g: [f"{n} {w}" for n in named(g, per_channel_kinds) for w in ("multipliers", "shifts")])]
+    runs = [*head, (p, nodes, -(-nodes[0] // p) * p + -(-nodes[1] // p) * p,
+                    lambda g: ["node and registration structs", "eval tensors"]),
+            (4, builtin, builtin_sum, lambda g: [f"{n} builtin data" for n in _named(g, _BUILTIN_DATA)]),
+            (ARENA_ALIGNMENT, op_data, op_data_sum, lambda g: [f"{n} op data" for n in _named(g, _OP_DATA_BYTES[p])]),
+            (ARENA_ALIGNMENT, list(chain.from_iterable(zip(c4, c4))), per_channel_sum,  # multipliers and shifts
+             lambda g: [f"{n} {w}" for n in _named(g, _PER_CHANNEL_NAMES) for w in ("multipliers", "shifts")])]
     n_scratch = sum(map(len, requests))
     if n_scratch:
         runs.append(_run(p, [p * n_scratch], lambda g: ["scratch buffer handles"]))
-    for role, channels_of in (("input", table.input_channels), ("output", table.output_channels)):
-        runs.append(_run(ARENA_ALIGNMENT, [p * len(channels_of)], lambda g, role=role: [f"{role} tensor pointers"]))
-        for i, channels in enumerate(channels_of):
-            def label(g: Graph, role=role, i=i) -> str:
-                return f"{role} {(g.inputs if role == 'input' else g.outputs)[i]}"
-            runs += [_run(p, [s["tflite_tensor"], s["affine_quant"]],
-                          lambda g, label=label: [f"{label(g)} tensor", f"{label(g)} quantization"]),
-                     _run(4, [4 + 4 * max(1, channels)], lambda g, label=label: [f"{label(g)} zero points"])]
+    runs += io
     return runs
 
 

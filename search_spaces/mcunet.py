@@ -169,22 +169,27 @@ class MCUNetSpace(SearchSpace):
         return self._from_slots(pick(a.resolution, b.resolution), pick(a.width, b.width), depths, slots)
 
     def check(self, arch: MCUNetArch) -> None:
-        def need(field: str, value, allowed: Sequence) -> None:
-            if value not in allowed:
-                raise ValueError(f"mcunet arch: {field}={value!r} is not in the space; allowed: {list(allowed)}")
+        def fail(field: str, value, allowed: Sequence) -> None:
+            raise ValueError(f"mcunet arch: {field}={value!r} is not in the space; allowed: {list(allowed)}")
 
-        need("resolution", arch.resolution, self.resolutions)
-        need("width", arch.width, self.widths)
+        if arch.resolution not in self.resolutions:
+            fail("resolution", arch.resolution, self.resolutions)
+        if arch.width not in self.widths:
+            fail("width", arch.width, self.widths)
         if len(arch.depths) != len(self.stages):
             raise ValueError(f"mcunet arch: {len(arch.depths)} stage depths given, the space has {len(self.stages)} stages")
+        kernel_choices, expand_choices = self.kernel_choices, self.expand_choices
         for s, d in enumerate(arch.depths):
-            need(f"depths[{s}]", d, self.depth_choices)
+            if d not in self.depth_choices:
+                fail(f"depths[{s}]", d, self.depth_choices)
             if len(arch.kernels[s]) != d or len(arch.expands[s]) != d:
                 raise ValueError(f"mcunet arch: stage {s} has depth {d} but {len(arch.kernels[s])} kernels "
                                  f"and {len(arch.expands[s])} expand ratios")
-            for b in range(d):
-                need(f"kernels[{s}][{b}]", arch.kernels[s][b], self.kernel_choices)
-                need(f"expands[{s}][{b}]", arch.expands[s][b], self.expand_choices)
+            for b, (k, e) in enumerate(zip(arch.kernels[s], arch.expands[s])):
+                if k not in kernel_choices:
+                    fail(f"kernels[{s}][{b}]", k, kernel_choices)
+                if e not in expand_choices:
+                    fail(f"expands[{s}][{b}]", e, expand_choices)
 
     def input_shape(self, arch: MCUNetArch, in_channels: int) -> tuple[int, ...]:
         return (arch.resolution, arch.resolution, in_channels)
