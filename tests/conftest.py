@@ -9,21 +9,25 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 
-@pytest.fixture
-def tinynas_cli(tmp_path):
-    """Run the `tinynas` console script in a subprocess; returns CompletedProcess (text). Torch runs on one
-    thread (OMP_NUM_THREADS=1): the tests' nets are tiny, and two OpenMP threads on a busy 2-core machine spin
-    several times slower than one."""
+def cli_runner(root: Path):
+    """A function that runs the `tinynas` console script in a subprocess in ``root`` (runs under ``root/runs``)
+    and returns its CompletedProcess (text). Torch runs on one thread (OMP_NUM_THREADS=1): the tests' nets are
+    tiny, and two OpenMP threads on a busy 2-core machine spin several times slower than one."""
     import subprocess
 
     def run(*args, cwd=None, env=None, timeout=600):
-        e = {**os.environ, "TINYNAS_RUNS": str(tmp_path / "runs"), "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1",
+        e = {**os.environ, "TINYNAS_RUNS": str(root / "runs"), "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1",
              **(env or {})}
         exe = str(Path(sys.executable).with_name("tinynas"))
-        return subprocess.run([exe, *args], cwd=cwd or tmp_path, env=e, capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run([exe, *args], cwd=cwd or root, env=e, capture_output=True, text=True, timeout=timeout)
 
     return run
+
+
+@pytest.fixture
+def tinynas_cli(tmp_path):
+    """``cli_runner(tmp_path)``: run the `tinynas` console script in a subprocess; returns CompletedProcess."""
+    return cli_runner(tmp_path)
 
 
 @pytest.fixture(scope="module")

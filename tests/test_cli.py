@@ -5,6 +5,8 @@ import json
 
 import pytest
 
+from conftest import cli_runner
+
 
 def assert_clean_error(proc, *needles):
     assert proc.returncode != 0
@@ -45,10 +47,18 @@ def test_unwritable_run_dir(tinynas_cli, tmp_path):
     assert_clean_error(p, str(blocker))
 
 
-def test_sample_then_estimate_json_contract(tinynas_cli, tmp_path):
-    p = tinynas_cli("sample", "n=3", "seed=1", f"out={tmp_path / 'archs'}")
+@pytest.fixture(scope="module")
+def sampled(tmp_path_factory):
+    """`tinynas sample n=3 seed=1`, run once for the module (each process start costs seconds): the finished
+    process and the arch files its stdout names."""
+    root = tmp_path_factory.mktemp("sample")
+    p = cli_runner(root)("sample", "n=3", "seed=1", f"out={root / 'archs'}")
+    return p, p.stdout.split()
+
+
+def test_sample_then_estimate_json_contract(tinynas_cli, sampled, tmp_path):
+    p, paths = sampled
     assert p.returncode == 0, p.stderr
-    paths = p.stdout.split()
     assert len(paths) == 3 and all(json.loads(open(x).read())["space"] == "mcunet" for x in paths)
     p = tinynas_cli("estimate", f"arch={paths[0]}", "mcu=stm32f746", "runtime=tflm", "format=json",
                     f"out={tmp_path / 'e.json'}")
@@ -72,10 +82,9 @@ def test_sample_then_estimate_json_contract(tinynas_cli, tmp_path):
     ([], "give exactly one of arch=FILE.json or model="),
     (["runtime=tvm"], "runtime='tvm' is unknown"),
 ])
-def test_estimate_bad_input(tinynas_cli, tmp_path, args, needle):
+def test_estimate_bad_input(tinynas_cli, sampled, args, needle):
     if args == ["runtime=tvm"]:
-        arch = tinynas_cli("sample", "n=1", f"out={tmp_path}").stdout.split()[0]
-        args = [f"arch={arch}", *args]
+        args = [f"arch={sampled[1][0]}", *args]
     assert_clean_error(tinynas_cli("estimate", *args), needle)
 
 
@@ -85,10 +94,11 @@ def test_estimate_corrupt_model_file(tinynas_cli, tmp_path):
     assert_clean_error(tinynas_cli("estimate", f"model={bad}"), str(bad))
 
 
-def test_export_rejects_checkpoint_of_another_arch(tinynas_cli, tmp_path):
+def test_export_rejects_checkpoint_of_another_arch(tinynas_cli, sampled, tmp_path):
     from search_spaces import get_space
 
-    archs = tinynas_cli("sample", "n=2", "seed=3", f"out={tmp_path}").stdout.split()
+    archs = sampled[1]
+    assert archs[0] != archs[1]
     other = get_space("mcunet", {}).decode(json.loads(open(archs[1]).read()))
     from tinynas.checkpoint import save_checkpoint
 

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import cli_runner
+
 pytestmark = pytest.mark.slow
 
 # distill.max_train_samples: the teacher (the space's largest arch), the student and its no-KD baseline train on
@@ -17,18 +19,10 @@ TINY = ["logger=none", "n_trials=4", "train.max_train_samples=300", "train.epoch
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    import os
-    import subprocess
-    import sys
-
-    root = tmp_path_factory.mktemp("e2e")
-    # torch on one thread: tiny nets gain nothing from two, and lose a lot to OpenMP spinning on a busy machine
-    env = {**os.environ, "TINYNAS_RUNS": str(root / "runs"), "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
-    exe = str(Path(sys.executable).with_name("tinynas"))
+    tinynas = cli_runner(tmp_path_factory.mktemp("e2e"))
 
     def search(*extra):
-        return subprocess.run([exe, "search", *TINY, *extra], cwd=root, env=env, capture_output=True, text=True,
-                              timeout=1500)
+        return tinynas("search", *TINY, *extra, timeout=1500)
 
     first = search()
     assert first.returncode == 0, first.stderr[-4000:]

@@ -3,14 +3,13 @@ MFCC 49×10 → DS-CNN search → distilled student → full-int8 TFLite, whose 
 TFLite Micro interpreter on the test clips (unseen voices). Slow: run by `make test` / CI, which installs espeak-ng."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import cli_runner
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("espeak-ng") is None,
@@ -29,11 +28,7 @@ TINY = ["experiment=kws_espeak", "logger=none", "n_trials=2", "search.n_startup_
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("kws")
-    # torch on one thread: tiny nets gain nothing from two, and lose a lot to OpenMP spinning on a busy machine
-    env = {**os.environ, "TINYNAS_RUNS": str(root / "runs"), "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
-    exe = str(Path(sys.executable).with_name("tinynas"))
-    proc = subprocess.run([exe, "search", *TINY, f"dataset.root={root / 'keywords'}"], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=900)
+    proc = cli_runner(root)("search", *TINY, f"dataset.root={root / 'keywords'}", timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = Path(proc.stdout.strip().splitlines()[-1])
     return root, results, json.loads(results.read_text())
