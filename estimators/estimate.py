@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import operator
 from typing import Sequence
 
 from estimators.flash import FlashEstimate, estimate_flash
@@ -74,6 +75,9 @@ class Estimate:
         }
 
 
+_MACS, _PARAMS = operator.attrgetter("macs"), operator.attrgetter("params")
+
+
 def estimate(graph: Graph, mcu: MCU, runtime: str = "tflm", patch: PatchConfig | None = None) -> Estimate:
     """Peak SRAM, flash, latency, energy, MACs and params of ``graph`` on ``mcu`` under ``runtime``
     (``patch``: MCUNetV2 patch-based inference of the first layers, SRAM only; see :mod:`estimators.patch`)."""
@@ -83,10 +87,7 @@ def estimate(graph: Graph, mcu: MCU, runtime: str = "tflm", patch: PatchConfig |
     sram = patch_sram(graph, patch, runtime) if patch else estimate_sram(graph, runtime, mcu, table)
     flash = estimate_flash(graph, runtime, mcu, table)
     layer_ms = estimate_latency(graph, mcu, runtime, table)
-    macs = params = 0
-    for op in table.ops:
-        macs += op.macs
-        params += op.params
+    macs, params = sum(map(_MACS, table.ops)), sum(map(_PARAMS, table.ops))
     latency_ms = float(sum(layer_ms))
     return Estimate(
         model=graph.name, mcu=mcu.name, runtime=runtime,

@@ -57,20 +57,13 @@ def scratch_requests(table: OpTable, scratch: ScratchFn = reference_scratch) -> 
     return per_op(table.ops, scratch, lambda op: tuple(b for b in scratch(op) if b > 0))
 
 
-def _head_columns(table: OpTable, requests: list[list[int]]) -> tuple[list[int], list[int], list[int], list]:
-    """:func:`head_buffers` as columns (sizes, firsts, lasts, labels): an activation's label is its index in
-    the table's columns, a scratch buffer's (op index, k)."""
-    sizes = [-(-b // ARENA_ALIGNMENT) * ARENA_ALIGNMENT for b in table.act_sizes]
-    firsts, lasts = list(table.act_firsts), list(table.act_lasts)
-    labels: list = list(range(len(sizes)))
-    for step, req in enumerate(requests, 1):
-        if req:
-            for k, b in enumerate(req):
-                sizes.append(-(-b // ARENA_ALIGNMENT) * ARENA_ALIGNMENT)
-                firsts.append(step)
-                lasts.append(step)
-                labels.append((step - 1, k))
-    return sizes, firsts, lasts, labels
+def _head_columns(table: OpTable, requests: list[tuple[int, ...]]) -> tuple[list[int], list[int], list[int]]:
+    """:func:`head_buffers` as columns (sizes, firsts, lasts): the table's activations, then each op's
+    scratch buffers, alive only at its step."""
+    steps = [step for step, req in enumerate(requests, 1) for _ in req]
+    return ([-(-b // ARENA_ALIGNMENT) * ARENA_ALIGNMENT for b in table.act_sizes]
+            + [-(-b // ARENA_ALIGNMENT) * ARENA_ALIGNMENT for req in requests for b in req],
+            table.act_firsts + steps, table.act_lasts + steps)
 
 
 def _activation_names(graph: Graph) -> list[str]:
@@ -84,10 +77,10 @@ def _activation_names(graph: Graph) -> list[str]:
 def head_buffers(graph: Graph, scratch: ScratchFn = reference_scratch) -> list[Buffer]:
     """The buffers TFLM's planner receives, in the order it receives them."""
     table = table_of(graph)
-    sizes, firsts, lasts, labels = _head_columns(table, scratch_requests(table, scratch))
-    names = _activation_names(graph)
-    return [Buffer(size, a, b, names[label] if type(label) is int else f"{graph.ops[label[0]].name}/scratch{label[1]}")
-            for size, a, b, label in zip(sizes, firsts, lasts, labels)]
+    requests = scratch_requests(table, scratch)
+    labels = _activation_names(graph) + [f"{graph.ops[i].name}/scratch{k}" for i, req in enumerate(requests)
+                                         for k in range(len(req))]
+    return [Buffer(size, a, b, label) for size, a, b, label in zip(*_head_columns(table, requests), labels, strict=True)]
 
 
 def plan_head(graph: Graph, scratch: ScratchFn = reference_scratch) -> HeadPlan:
@@ -99,7 +92,7 @@ def plan_head(graph: Graph, scratch: ScratchFn = reference_scratch) -> HeadPlan:
 def head_bytes_and_live(table: OpTable, requests: list[tuple[int, ...]]) -> tuple[int, Sequence[int]]:
     """(planned head bytes, bytes alive while each op runs: summed when first read), from precomputed
     :func:`scratch_requests`; what :func:`plan_head` and ``live_bytes`` give, without :class:`Buffer` objects."""
-    sizes, firsts, lasts, _ = _head_columns(table, requests)
+    sizes, firsts, lasts = _head_columns(table, requests)
     offsets = greedy_offsets(sizes, firsts, lasts)
     head = max(map(operator.add, offsets, sizes), default=0)
     return head, LazyTuple(lambda: live_totals(sizes, firsts, lasts, range(1, len(table.ops) + 1)))
@@ -147,13 +140,25 @@ _KIND_TAIL = {p: {kind: (_BUILTIN_DATA.get(kind, 0), _OP_DATA_BYTES[p].get(kind,
 
 _TAIL_KEYS = {p: f"tflm tail, {p}-byte pointers" for p in _STRUCTS}  # per_op keys of _op_tail
 
-# A run of tail allocations sharing one alignment: (alignment, sizes, sum of the sizes each aligned, names),
-# ``names(graph)`` giving the allocations' names only when a report asks for them.
-_Run = tuple[int, list[int], int, Callable[[Graph], list[str]]]
+# A run of tail allocations sharing one alignment: (alignment, its first allocation's size or None when it
+# is empty, the sum of its sizes each aligned, sizes(), names(graph)); sizes and names are listed only when a
+# report asks for them.
+_Run = tuple[int, "int | None", int, Callable[[], list[int]], Callable[[Graph], list[str]]]
 
 
 def _run(alignment: int, sizes: list[int], names: Callable[[Graph], list[str]]) -> _Run:
-    return alignment, sizes, sum(-(-size // alignment) * alignment for size in sizes), names
+    return (alignment, sizes[0] if sizes else None, sum(-(-size // alignment) * alignment for size in sizes),
+            lambda: sizes, names)
+
+
+def _per_op_run(alignment: int, tails: list[tuple[int, ...]], k: int, twice: bool,
+                names: Callable[[Graph], list[str]]) -> _Run:
+    """The run of each op's non-zero ``tails[.][k]`` bytes (each listed ``twice``: multipliers and shifts),
+    aligned sum ``tails[.][k + 3]``."""
+    def sizes() -> list[int]:
+        values = list(filter(None, map(itemgetter(k), tails)))
+        return list(chain.from_iterable(zip(values, values))) if twice else values
+    return alignment, next(filter(None, map(itemgetter(k), tails)), None), sum(map(itemgetter(k + 3), tails)), sizes, names
 
 
 def _op_tail(op: OpFacts, pointer_bytes: int) -> tuple[int, int, int, int, int, int]:
@@ -203,14 +208,13 @@ def _tail_runs(table: OpTable, pointer_bytes: int, requests: list[tuple[int, ...
     # kernel's Prepare its per-channel multipliers and shifts. Each op's sizes are summed aligned as they
     # are listed (builtin data: 4 bytes, the others: the arena's 16).
     tails = per_op(table.ops, _TAIL_KEYS[p], lambda op: _op_tail(op, p))
-    builtin, op_data, c4 = (list(filter(None, map(itemgetter(k), tails))) for k in range(3))
-    builtin_sum, op_data_sum, per_channel_sum = (sum(map(itemgetter(k), tails)) for k in range(3, 6))
-    runs = [*head, (p, nodes, -(-nodes[0] // p) * p + -(-nodes[1] // p) * p,
+    runs = [*head, (p, nodes[0], -(-nodes[0] // p) * p + -(-nodes[1] // p) * p, lambda: nodes,
                     lambda g: ["node and registration structs", "eval tensors"]),
-            (4, builtin, builtin_sum, lambda g: [f"{n} builtin data" for n in _named(g, _BUILTIN_DATA)]),
-            (ARENA_ALIGNMENT, op_data, op_data_sum, lambda g: [f"{n} op data" for n in _named(g, _OP_DATA_BYTES[p])]),
-            (ARENA_ALIGNMENT, list(chain.from_iterable(zip(c4, c4))), per_channel_sum,  # multipliers and shifts
-             lambda g: [f"{n} {w}" for n in _named(g, _PER_CHANNEL_NAMES) for w in ("multipliers", "shifts")])]
+            _per_op_run(4, tails, 0, False, lambda g: [f"{n} builtin data" for n in _named(g, _BUILTIN_DATA)]),
+            _per_op_run(ARENA_ALIGNMENT, tails, 1, False,
+                        lambda g: [f"{n} op data" for n in _named(g, _OP_DATA_BYTES[p])]),
+            _per_op_run(ARENA_ALIGNMENT, tails, 2, True,
+                        lambda g: [f"{n} {w}" for n in _named(g, _PER_CHANNEL_NAMES) for w in ("multipliers", "shifts")])]
     n_scratch = sum(map(len, requests))
     if n_scratch:
         runs.append(_run(p, [p * n_scratch], lambda g: ["scratch buffer handles"]))
@@ -223,17 +227,16 @@ def tail_allocations(graph: Graph, pointer_bytes: int, scratch: ScratchFn = refe
     """(what, bytes, alignment) of every tail allocation, in TFLM's order."""
     table = table_of(graph)
     return [(name, size, alignment)
-            for alignment, sizes, _, names in _tail_runs(table, pointer_bytes, scratch_requests(table, scratch))
-            for name, size in zip(names(graph), sizes, strict=True)]
+            for alignment, _, _, sizes, names in _tail_runs(table, pointer_bytes, scratch_requests(table, scratch))
+            for name, size in zip(names(graph), sizes(), strict=True)]
 
 
 def tail_bytes_of(table: OpTable, pointer_bytes: int, requests: list[list[int]]) -> int:
     """:func:`tail_bytes` from precomputed :func:`scratch_requests`."""
     used = 0
-    for alignment, sizes, aligned_sum, _ in _tail_runs(table, pointer_bytes, requests):
-        if sizes:
+    for alignment, first, aligned_sum, _, _ in _tail_runs(table, pointer_bytes, requests):
+        if first is not None:
             # The run's first allocation aligns ``used``; from there each adds exactly its aligned size.
-            first = sizes[0]
             used = -(-(used + first) // alignment) * alignment + aligned_sum - -(-first // alignment) * alignment
     return align_up(used, ARENA_ALIGNMENT)
 

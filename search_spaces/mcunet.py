@@ -84,6 +84,17 @@ class MCUNetSpace(SearchSpace):
 
     # -- channel plan ---------------------------------------------------------------------------
     def channels(self, width: float) -> dict[str, Any]:
+        """The channel plan at ``width`` (computed once per width; read it, do not change it)."""
+        plan = self._channel_plans.get(width)
+        if plan is None:
+            plan = self._channel_plans[width] = self._channel_plan(width)
+        return plan
+
+    @functools.cached_property
+    def _channel_plans(self) -> dict[float, dict[str, Any]]:
+        return {}
+
+    def _channel_plan(self, width: float) -> dict[str, Any]:
         return {
             "stem": make_divisible(self.stem_channels * width),
             "first": make_divisible(self.first_block_channels * width),
@@ -198,17 +209,16 @@ class MCUNetSpace(SearchSpace):
     def blocks(self, arch: MCUNetArch) -> list[dict[str, int]]:
         """Every inverted-residual block: cin, cout, kernel, stride, expand, residual (first block included)."""
         ch = self.channels(arch.width)
-        plan = [dict(cin=ch["stem"], cout=ch["first"], kernel=3, stride=1, expand=1)]
-        cin = ch["first"]
-        for s, ((_, stride), cout) in enumerate(zip(self.stages, ch["stages"])):
-            for b in range(arch.depths[s]):
-                plan.append(dict(cin=cin, cout=cout, kernel=arch.kernels[s][b],
-                                 stride=stride if b == 0 else 1, expand=arch.expands[s][b]))
-                cin = cout
         within = self.shortcut == "within_stage"
-        firsts = {0} | {1 + sum(arch.depths[:s]) for s in range(len(arch.depths))}
-        for i, blk in enumerate(plan):
-            blk["residual"] = blk["stride"] == 1 and blk["cin"] == blk["cout"] and not (within and i in firsts)
+        cin, first = ch["first"], ch["first"]
+        plan = [dict(cin=ch["stem"], cout=first, kernel=3, stride=1, expand=1,
+                     residual=ch["stem"] == first and not within)]
+        for (_, stride), cout, kernels, expands in zip(self.stages, ch["stages"], arch.kernels, arch.expands):
+            for b, (kernel, expand) in enumerate(zip(kernels, expands)):
+                s = stride if b == 0 else 1
+                plan.append(dict(cin=cin, cout=cout, kernel=kernel, stride=s, expand=expand,
+                                 residual=s == 1 and cin == cout and not (within and b == 0)))
+                cin = cout
         return plan
 
     # -- builders -------------------------------------------------------------------------------
