@@ -3,7 +3,9 @@
 The IR mirrors what a TFLite flatbuffer holds after int8 conversion: tensors (activations NHWC, batch
 first; constant weights in TFLite's layouts) and ops named by their TFLite builtin names, in execution
 order. It is built from an arch spec (each search space's ``to_ir``), an ONNX file or a ``.tflite`` file,
-and knows nothing of PyTorch.
+and knows nothing of PyTorch. The estimators read a graph through its compact table
+(:func:`estimators.table.table_of`); the search spaces' builder returns a :class:`LazyGraph`, which carries
+that table and writes its tensors and ops only when something reads them.
 
 Op kinds and the attributes the estimators read:
 

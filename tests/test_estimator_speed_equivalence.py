@@ -1,8 +1,9 @@
 """The fast estimator path against straightforward references recomputed from the graph's definition.
 
-``estimate`` plans the TFLM head from columns with a neighbour-list greedy, sums the tail by alignment runs,
-sums live bytes with a difference array, shares each op's MACs with the latency model, and the builder
-reuses a conv layer's tensor fields across graphs. Each figure is checked here against the plain rule:
+``estimate`` reads the graph's compact op table (per-op facts shared across archs, written by the builder
+from cached layer configurations and replayed blocks), plans the TFLM head from columns with a
+neighbour-list greedy, sums the tail by alignment runs and live bytes with a difference array, and remembers
+each op's scratch, tail and latency figures. Each figure is checked here against the plain rule:
 lifetimes read op by op, TFLM's greedy rule over every placed buffer, the itemised tail allocated one by
 one, latency and MACs per op, the flash formula term by term; and cached builds against cold ones.
 (MACs and params against PyTorch's own forward hooks: tests/test_search_space_mcunet.py; the head against
