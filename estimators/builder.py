@@ -248,7 +248,7 @@ class GraphWriter:
 # tensors it adds, their constant bytes, their quantization channels); bounded, cleared when full.
 _LayerEntry = tuple[OpFacts, tuple[int, ...], int, int, int, int]
 _LAYERS: dict[str, dict[tuple, _LayerEntry]] = {}  # per dtype
-_LAYERS_MAX = 1 << 16
+_LAYERS_MAX = 1 << 15
 _FACTS, _BYTES, _TENSORS, _CONST_BYTES, _QUANT_CHANNELS = (operator.itemgetter(i) for i in (0, 2, 3, 4, 5))
 _SEGMENT = "segment"  # the log's (and layer cache's) mark of a replayed segment
 
