@@ -13,7 +13,6 @@ from search_spaces import SearchSpace, get_space
 from tinynas.data import Dataset, load_dataset
 from tinynas.errors import ConfigError
 from tinynas.paths import MCU_DIR
-from tinynas.train import resolve_device
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +53,8 @@ def set_threads(threads) -> None:
 
 
 def load_common(cfg, with_data: bool = True) -> Context:
+    from tinynas.train import resolve_device  # torch: only the commands that train pay its import
+
     set_threads(cfg.get("threads"))
     return Context(
         space=load_space(cfg),
