@@ -288,6 +288,8 @@ class GraphBuilder:
         self._lasts = [0]  # the last step that reads each activation
         self._entries: list[_LayerEntry] = []
         self._log: list[tuple[str, tuple[int, ...], tuple, str]] = []
+        # Running sums over the layers: tensors added, their constant bytes, their quantization channels.
+        self._tensors, self._const_bytes, self._quant_channels = 1, 0, self._input.quant_channels
 
     def shape(self, x: int) -> tuple[int, ...]:
         return self._shapes[x]
@@ -308,6 +310,9 @@ class GraphBuilder:
             lasts[h] = step
         lasts.append(step)
         shapes.append(entry[1])
+        self._tensors += entry[3]
+        self._const_bytes += entry[4]
+        self._quant_channels += entry[5]
         self._log.append((method, inputs, args, name))
         return step
 
@@ -329,12 +334,15 @@ class GraphBuilder:
                     self._layers.clear()
                 self._layers[ck] = seg
             return y
-        entries, seg_shapes, seg_lasts, x_last, y_rel, log = seg
+        entries, seg_shapes, seg_lasts, x_last, y_rel, log, (tensors, const_bytes, quant_channels) = seg
         start = len(self._entries)
         self._entries += entries
+        self._tensors += tensors
+        self._const_bytes += const_bytes
+        self._quant_channels += quant_channels
         shapes += seg_shapes
         self._lasts[x] = start + x_last
-        self._lasts += [start + last for last in seg_lasts]
+        self._lasts += map(start.__add__, seg_lasts)
         self._log.append((_SEGMENT, (x,), (start, log), name))
         return start + y_rel
 
@@ -353,7 +361,8 @@ class GraphBuilder:
         if not entries or y <= start:
             return None
         return (tuple(entries), tuple(self._shapes[start + 1:]), tuple(last - start for last in self._lasts[start + 1:]),
-                self._lasts[x] - start, y - start, tuple(local))
+                self._lasts[x] - start, y - start, tuple(local),
+                (sum(map(_TENSORS, entries)), sum(map(_CONST_BYTES, entries)), sum(map(_QUANT_CHANNELS, entries))))
 
     # -- layers (GraphWriter's signatures) ----------------------------------------------------------------
     def conv2d(self, x: int, cout: int, kernel: int, stride: int = 1, activation: str | None = None,
@@ -422,8 +431,8 @@ class GraphBuilder:
         for h in outputs:
             lasts[h] = end
         table = OpTable(self.name, tuple(map(_FACTS, entries)), [x.nbytes, *map(_BYTES, entries)], list(range(end + 1)),
-                        lasts, 1 + sum(map(_TENSORS, entries)), sum(map(_CONST_BYTES, entries)),
-                        x.quant_channels + sum(map(_QUANT_CHANNELS, entries)), (x.quant_channels,), (1,) * len(outputs))
+                        lasts, self._tensors, self._const_bytes, self._quant_channels, (x.quant_channels,),
+                        (1,) * len(outputs))
         log, name, input_shape, dtype = self._log, self.name, self._input_shape, self.dtype
 
         def materialize() -> Graph:

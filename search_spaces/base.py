@@ -11,6 +11,9 @@ import random
 from typing import Any, ClassVar
 
 
+_ARCH_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # json.dumps(..., sort_keys, separators)
+
+
 @functools.lru_cache(maxsize=None)
 def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
@@ -36,7 +39,7 @@ class ArchSpec:
     def to_json(self) -> str:
         # json writes tuples as lists: what to_dict's conversion gives, without it.
         fields = {"space": self.space, **{name: getattr(self, name) for name in _field_names(type(self))}}
-        return json.dumps(fields, sort_keys=True, separators=(",", ":"))
+        return _ARCH_JSON.encode(fields)
 
     @functools.cached_property
     def hash(self) -> str:
