@@ -98,3 +98,45 @@ def test_builder_errors_name_the_bad_value():
         g.conv2d(g.input, 8, 5, padding="valid")
     with pytest.raises(ValueError, match="output 'x' is not a tensor handle"):
         g.finish("x")
+
+
+def _two_convs(g, x, cout, name):
+    return g.conv2d(g.conv2d(x, cout, 3, name=f"{name}/a"), cout, 1, name=f"{name}/b")
+
+
+def _build(record: bool):
+    """Three blocks of the same configuration (the 2nd and 3rd replay the 1st when ``record``)."""
+    g = GraphBuilder("seg", (8, 8, 4))
+    x = g.input
+    for i in range(3):
+        x = g.segment(("two", 4), x, f"b{i}", _two_convs, 4) if record else _two_convs(g, x, 4, f"b{i}")
+    return g.finish(x)
+
+
+def test_replayed_segments_write_the_same_graph_and_table_as_plain_layers():
+    builder_module._LAYERS.clear()
+    replayed, plain_build = _build(True), _build(False)
+    assert table_of(replayed) == table_of(plain_build) == OpTable.from_graph(plain(plain_build))
+    assert replayed == plain_build  # the same tensor and op names, shapes and attributes
+    assert [op.name for op in replayed.ops] == ["conv_2d", "conv_2d_1", "conv_2d_2", "conv_2d_3", "conv_2d_4",
+                                                "conv_2d_5"]
+    assert "b2/b/out" in replayed.tensors
+
+
+def test_segments_that_read_another_handle_or_name_outside_are_built_each_time():
+    def reads_outer(g, x, other, name):
+        return g.add(g.conv2d(x, 4, 1, name=f"{name}/c"), other, name=f"{name}/add")
+
+    def named_outside(g, x, name):
+        return g.conv2d(x, 4, 1, name="elsewhere")
+
+    builder_module._LAYERS.clear()
+    g = GraphBuilder("seg", (8, 8, 4))
+    y = g.conv2d(g.input, 4, 1, name="y")
+    z = g.segment(("outer",), y, "s0", reads_outer, g.input)  # reads the graph input besides y
+    z = g.segment(("outside",), z, "s1", named_outside)
+    cached = [k for k in builder_module._LAYERS["int8"] if k[0] == "segment"]
+    assert cached == []  # neither was recorded: a replay would have wired or named them wrongly
+    graph = g.finish(z)
+    assert table_of(graph) == OpTable.from_graph(plain(graph))
+    assert table_of(graph).act_lasts[0] == 3  # the input is read by the add in s0 (step 3)
