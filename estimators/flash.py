@@ -58,9 +58,9 @@ def tflite_bytes(graph: Graph, exporter: str | None = None, table: OpTable | Non
     if exporter not in model["exporters"]:
         raise ValueError(f"unknown exporter {exporter!r}; calibrated: {', '.join(model['exporters'])}")
     c = model["exporters"][exporter]
-    t = table or table_of(graph)
-    return round(t.const_bytes + model["quant_param_bytes_per_channel"] * t.quant_channels
-                 + c["per_tensor_bytes"] * t.tensors + c["fixed_bytes"])
+    t = flash_terms(graph, table)
+    return round(t["const_bytes"] + model["quant_param_bytes_per_channel"] * t["quant_channels"]
+                 + c["per_tensor_bytes"] * t["tensors"] + c["fixed_bytes"])
 
 
 def runtime_code_bytes(runtime: str) -> int:

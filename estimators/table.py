@@ -16,11 +16,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Hashable, NamedTuple
 
-from estimators.ir import Graph, Op
+from estimators.ir import WEIGHTED_KINDS, Graph, Op
 from estimators.macs import op_macs, op_params
-
-#: Kinds whose kernels keep per-output-channel quantization data (multipliers and shifts).
-PER_CHANNEL_KINDS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"})
 
 _FIELDS = ("kind", "out_shape", "out_numel", "macs", "params", "out_channels", "in_shape", "in_dtype", "aux_numel",
            "kernel", "stride", "padding", "depth_multiplier")
@@ -30,8 +27,8 @@ class OpFacts:
     """What the estimators know of one op, independent of where it sits in a graph.
 
     ``out_*``: its first output; ``in_*``: its first input; ``aux_numel``: elements of its second input (a
-    reduction's axes; 0 without one); ``out_channels``: the channels its kernel quantizes per channel (0
-    for kinds that quantize per tensor); ``kernel`` / ``stride`` / ``padding`` / ``depth_multiplier``:
+    reduction's axes; 0 without one); ``out_channels``: a weighted op's output channels (conv: its
+    weight's Cout, depthwise: its channels, fully connected: its output width; 0 for other kinds); ``kernel`` / ``stride`` / ``padding`` / ``depth_multiplier``:
     its window attributes, with TFLite's defaults. ``memo`` caches what estimators derive from the facts
     (scratch requests per rule, tail sizes per pointer width): facts are shared by every graph that holds
     the same layer, so each derivation runs once per layer configuration.
@@ -66,7 +63,7 @@ def op_facts(graph: Graph, op: Op) -> OpFacts:
     x = tensors[inputs[0]] if inputs else None
     out = tensors[op.outputs[0]]
     kind = op.kind
-    if kind not in PER_CHANNEL_KINDS:
+    if kind not in WEIGHTED_KINDS:
         channels = 0
     else:
         weight = graph.op_weight(op)
@@ -106,37 +103,46 @@ class OpTable(NamedTuple):
     @classmethod
     def from_graph(cls, graph: Graph) -> "OpTable":
         """The table of any graph, read from its tensors and ops."""
-        first: dict[str, int] = {}
-        last: dict[str, int] = {}
-        for n in graph.inputs:
-            first.setdefault(n, 0)
-            last[n] = 0
-        for step, op in enumerate(graph.ops, 1):
-            for n in op.outputs:
-                if n not in first:
-                    first[n] = step
-                last[n] = step
-            for n in op.inputs:
-                last[n] = step
-        end = len(graph.ops)
-        for n in graph.outputs:
-            first.setdefault(n, end)
-            last[n] = end
-        sizes, firsts, lasts = [], [], []
-        const_bytes = quant_channels = 0
-        for name, t in graph.tensors.items():
-            quant_channels += t.quant_channels
-            if t.const:
-                const_bytes += t.nbytes
-            elif t.nbytes and name in first:
-                sizes.append(t.nbytes)
-                firsts.append(first[name])
-                lasts.append(last[name])
+        first, last = _lifetimes(graph)
+        names = _activations(graph, first)
         tensors = graph.tensors
-        return cls(graph.name, tuple(op_facts(graph, op) for op in graph.ops), sizes, firsts, lasts,
-                   len(tensors), const_bytes, quant_channels,
+        return cls(graph.name, tuple(op_facts(graph, op) for op in graph.ops),
+                   [tensors[n].nbytes for n in names], [first[n] for n in names], [last[n] for n in names],
+                   len(tensors), sum(t.nbytes for t in tensors.values() if t.const),
+                   sum(t.quant_channels for t in tensors.values()),
                    tuple(tensors[n].quant_channels for n in graph.inputs),
                    tuple(tensors[n].quant_channels for n in graph.outputs))
+
+
+def _lifetimes(graph: Graph) -> tuple[dict[str, int], dict[str, int]]:
+    """The first and last step of every tensor a graph input, op or graph output names (constants too;
+    a tensor only read has a last step but no first)."""
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    for n in graph.inputs:
+        first.setdefault(n, 0)
+        last[n] = 0
+    for step, op in enumerate(graph.ops, 1):
+        for n in op.outputs:
+            if n not in first:
+                first[n] = step
+            last[n] = step
+        for n in op.inputs:
+            last[n] = step
+    end = len(graph.ops)
+    for n in graph.outputs:
+        first.setdefault(n, end)
+        last[n] = end
+    return first, last
+
+
+def _activations(graph: Graph, first: dict[str, int]) -> list[str]:
+    return [n for n, t in graph.tensors.items() if not t.const and t.nbytes and n in first]
+
+
+def activation_names(graph: Graph) -> list[str]:
+    """The names of the activations of ``graph``'s table, in its order (for reports)."""
+    return _activations(graph, _lifetimes(graph)[0])
 
 
 def per_op(ops: tuple[OpFacts, ...], key: Hashable, derive: Callable[[OpFacts], Any]) -> list:

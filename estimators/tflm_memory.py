@@ -25,7 +25,7 @@ from operator import itemgetter
 from typing import Callable, Sequence
 
 from estimators.ir import Graph, LazyTuple
-from estimators.table import OpFacts, OpTable, per_op, table_of
+from estimators.table import OpFacts, OpTable, activation_names, per_op, table_of
 from estimators.planner import Buffer, align_up, arena_size, greedy_offsets, greedy_plan, live_totals
 
 ARENA_ALIGNMENT = 16  # MicroArenaBufferAlignment()
@@ -66,19 +66,11 @@ def _head_columns(table: OpTable, requests: list[tuple[int, ...]]) -> tuple[list
             table.act_firsts + steps, table.act_lasts + steps)
 
 
-def _activation_names(graph: Graph) -> list[str]:
-    """The names of the table's activations, in its order (what :meth:`OpTable.from_graph` keeps)."""
-    used = set(graph.inputs).union(graph.outputs)
-    for op in graph.ops:
-        used.update(op.outputs)
-    return [n for n, t in graph.tensors.items() if not t.const and t.nbytes and n in used]
-
-
 def head_buffers(graph: Graph, scratch: ScratchFn = reference_scratch) -> list[Buffer]:
     """The buffers TFLM's planner receives, in the order it receives them."""
     table = table_of(graph)
     requests = scratch_requests(table, scratch)
-    labels = _activation_names(graph) + [f"{graph.ops[i].name}/scratch{k}" for i, req in enumerate(requests)
+    labels = activation_names(graph) + [f"{graph.ops[i].name}/scratch{k}" for i, req in enumerate(requests)
                                          for k in range(len(req))]
     return [Buffer(size, a, b, label) for size, a, b, label in zip(*_head_columns(table, requests), labels, strict=True)]
 
