@@ -281,8 +281,9 @@ def _strided(g: GraphBuilder, layer, x: int, kernel: int, stride: int, *args, na
 
 
 def inverted_residual_key(blk: dict[str, int], activation: str = "relu6") -> tuple:
-    """Everything :func:`inverted_residual_ir` reads of ``blk`` (a key for ``GraphBuilder.segment``)."""
-    return ("mbconv", blk["cin"], blk["cout"], blk["kernel"], blk["stride"], blk["expand"], blk.get("residual"), activation)
+    """A ``GraphBuilder.segment`` key for :func:`inverted_residual_ir`: the whole block and the activation,
+    so nothing the builder reads can be left out."""
+    return ("mbconv", activation, *blk.items())
 
 
 def inverted_residual_ir(g: GraphBuilder, x: int, blk: dict[str, int], name: str,
