@@ -2,7 +2,8 @@
 
     python benchmarks/estimators.py [--archs 2000] [--torch-archs 30] [--mcu stm32f746] [--runtime tflm] [--profile]
 
-Single process, one core. ``--archs`` random archs are estimated once each, from cold caches (the builder
+Single process, one core. ``TINYNAS_PURE_PYTHON=1`` measures the pure-Python arena placer instead of the
+compiled one. ``--archs`` random archs are estimated once each, from cold caches (the builder
 reuses layer and block configurations across archs); then as many other random archs, as a running search
 sees them (caches warm). The last line is ``archs_per_s=<float> speedup_vs_torch=<float>``, for the cold pass.
 """
@@ -22,6 +23,7 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)
 
 from estimators import estimate, load_mcu
+from estimators.planner import PLACER
 from estimators.flash import estimate_flash
 from estimators.latency import estimate_latency
 from estimators.sram import estimate_sram
@@ -107,7 +109,7 @@ def main() -> None:
     t_later = analytic(space, later, mcu, args.runtime)
     t_torch = torch_macs(space, archs[:args.torch_archs])
     per_ana, per_torch = t_ana / len(archs), t_torch / args.torch_archs
-    print(f"analytic: {len(archs)} archs in {t_ana:.2f} s ({per_ana * 1e3:.3f} ms/arch); the next {len(later)}, "
+    print(f"analytic ({PLACER} arena placer): {len(archs)} archs in {t_ana:.2f} s ({per_ana * 1e3:.3f} ms/arch); the next {len(later)}, "
           f"caches warm: {len(later) / t_later:.1f} archs/s; "
           f"torch build + MAC hooks: {args.torch_archs} archs in {t_torch:.2f} s ({per_torch * 1e3:.1f} ms/arch)")
     print(f"archs_per_s={1 / per_ana:.1f} speedup_vs_torch={per_torch / per_ana:.1f}")

@@ -5,12 +5,16 @@ only when their lifetimes do not overlap. Both planners return one offset per bu
 is the highest end offset (:func:`arena_size`).
 
 The ``*_offsets`` and :func:`live_totals` functions do the same work on plain columns (sizes, firsts,
-lasts) for callers that plan thousands of graphs and need no :class:`Buffer` objects.
+lasts) for callers that plan thousands of graphs and need no :class:`Buffer` objects. The ``*_offsets``
+placers run compiled (``estimators/_planner.c``, built by ``pip install``) when that module is built and
+``TINYNAS_PURE_PYTHON`` is unset; the pure-Python placers here are the reference and the fallback, and give
+the same offsets (tests/test_planner.py). :data:`PLACER` says which one runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from itertools import accumulate
 from typing import Sequence
 
@@ -100,14 +104,46 @@ def greedy_order(sizes: Sequence[int]) -> list[int]:
     return sorted(range(len(sizes) - 1, -1, -1), key=sizes.__getitem__, reverse=True)
 
 
-def greedy_offsets(sizes: Sequence[int], firsts: Sequence[int], lasts: Sequence[int]) -> list[int]:
-    """:func:`greedy_plan` on columns."""
+def py_greedy_offsets(sizes: Sequence[int], firsts: Sequence[int], lasts: Sequence[int]) -> list[int]:
+    """:func:`greedy_plan` on columns, in pure Python."""
     return _place(sizes, firsts, lasts, greedy_order(sizes))
 
 
-def first_fit_offsets(sizes: Sequence[int], firsts: Sequence[int], lasts: Sequence[int]) -> list[int]:
-    """:func:`first_fit_plan` on columns."""
+def py_first_fit_offsets(sizes: Sequence[int], firsts: Sequence[int], lasts: Sequence[int]) -> list[int]:
+    """:func:`first_fit_plan` on columns, in pure Python."""
     return _place(sizes, firsts, lasts, sorted(range(len(sizes)), key=sizes.__getitem__, reverse=True))
+
+
+def _compiled():
+    if os.environ.get("TINYNAS_PURE_PYTHON"):
+        return None
+    try:
+        from estimators import _planner
+    except ImportError:  # not built (no C compiler at install time): the pure-Python placers
+        return None
+    return _planner
+
+
+_C = _compiled()
+PLACER = "compiled" if _C else "python"  # which placer the ``*_offsets`` functions run
+
+
+def _with_fallback(compiled, python):
+    def offsets(sizes: Sequence[int], firsts: Sequence[int], lasts: Sequence[int]) -> list[int]:
+        try:
+            return compiled(sizes, firsts, lasts)
+        except OverflowError:  # a value beyond 64 bits: only Python's ints hold it
+            return python(sizes, firsts, lasts)
+    return offsets
+
+
+if _C is None:
+    greedy_offsets, first_fit_offsets = py_greedy_offsets, py_first_fit_offsets
+else:
+    greedy_offsets = _with_fallback(_C.greedy_offsets, py_greedy_offsets)
+    first_fit_offsets = _with_fallback(_C.first_fit_offsets, py_first_fit_offsets)
+greedy_offsets.__doc__ = ":func:`greedy_plan` on columns."
+first_fit_offsets.__doc__ = ":func:`first_fit_plan` on columns."
 
 
 def greedy_plan(buffers: Sequence[Buffer]) -> list[int]:

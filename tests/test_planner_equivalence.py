@@ -8,10 +8,15 @@ as a plain sum, and the tail as its allocations aligned end to end.
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
+import sysconfig
+from pathlib import Path
 
 import pytest
 
+from estimators import planner
 from estimators.mcu import MCU
 from estimators.planner import (Buffer, arena_size, first_fit_offsets, first_fit_plan, greedy_offsets, greedy_plan,
                                 live_bytes, live_totals)
@@ -66,6 +71,52 @@ def test_planners_match_the_reference_rule(seed):
     steps = list(range(-1, 32)) + [2.5]
     expected = tuple(sum(b.size for b in bufs if b.first <= s <= b.last) for s in steps)
     assert live_bytes(bufs, steps) == expected == live_totals(*columns, steps)
+
+
+try:
+    from estimators import _planner as compiled_placer
+except ImportError:
+    compiled_placer = None
+
+# Every placer the ``*_offsets`` functions can run: the pure-Python reference and, when built, the compiled one.
+PLACERS = {"python": (planner.py_greedy_offsets, planner.py_first_fit_offsets)}
+if compiled_placer is not None:
+    PLACERS["compiled"] = (compiled_placer.greedy_offsets, compiled_placer.first_fit_offsets)
+
+
+@pytest.mark.parametrize("placer", sorted(PLACERS))
+@pytest.mark.parametrize("seed", range(300))
+def test_each_placer_matches_the_reference_rule(placer, seed):
+    greedy, first_fit = PLACERS[placer]
+    bufs = random_buffers(random.Random(seed))
+    columns = [b.size for b in bufs], [b.first for b in bufs], [b.last for b in bufs]
+    assert greedy(*columns) == reference_greedy(bufs)
+    assert first_fit(*columns) == reference_first_fit(bufs)
+
+
+def test_compiled_placer_is_built_where_a_compiler_is():
+    """``pip install`` builds estimators/_planner.c wherever a C compiler and Python's headers are; without
+    them (or with TINYNAS_PURE_PYTHON set) the pure-Python placer runs, with the same offsets."""
+    has_compiler = shutil.which(sysconfig.get_config_var("CC").split()[0]) or shutil.which("cc")
+    if not has_compiler or not (Path(sysconfig.get_paths()["include"]) / "Python.h").exists():
+        pytest.skip("no C compiler or Python headers here: the pure-Python placer runs")
+    assert compiled_placer is not None, "estimators/_planner.c was not built: run `pip install -e .` (make venv)"
+    assert planner.PLACER == ("python" if os.environ.get("TINYNAS_PURE_PYTHON") else "compiled")
+
+
+@pytest.mark.skipif(compiled_placer is None, reason="the compiled placer is not built")
+def test_compiled_placer_edge_cases():
+    # Beyond 64 bits the compiled placer refuses and the wrapper falls back to Python's ints.
+    huge = [1 << 70, 1 << 70, 5]
+    assert greedy_offsets(huge, [0, 0, 0], [1, 1, 1]) == planner.py_greedy_offsets(huge, [0, 0, 0], [1, 1, 1])
+    with pytest.raises(OverflowError):
+        compiled_placer.greedy_offsets(huge, [0, 0, 0], [1, 1, 1])
+    with pytest.raises(ValueError, match="firsts: expected 2 values, got 1"):
+        compiled_placer.greedy_offsets([1, 2], [0], [0, 0])
+    with pytest.raises(TypeError):
+        compiled_placer.first_fit_offsets([1, "a"], [0, 0], [0, 0])
+    assert compiled_placer.greedy_offsets([], (), range(0)) == [] == compiled_placer.first_fit_offsets([], [], [])
+    assert compiled_placer.greedy_offsets((16, 16), (0, 0), (1, 1)) == [16, 0]  # tuples too
 
 
 def test_reference_rule_by_hand():
