@@ -16,12 +16,11 @@ their layer configurations and reads few graphs.
 from __future__ import annotations
 
 import math
-import operator
 
 from typing import Any, Callable, Hashable
 
 from estimators.ir import Graph, LazyGraph, Tensor, make_op, make_tensor
-from estimators.table import OpFacts, OpTable, op_facts
+from estimators.table import OpFacts, OpRun, OpTable, op_facts
 
 _OP_BASE: dict[str, str] = {}  # op kind → its name base ('CONV_2D' → 'conv_2d')
 _tuple_new = tuple.__new__
@@ -245,12 +244,14 @@ class GraphWriter:
 
 
 # dtype → (layer method, its arguments but the name, the input shapes) → (facts, output shape, output bytes,
-# tensors it adds, their constant bytes, their quantization channels); bounded, cleared when full.
-_LayerEntry = tuple[OpFacts, tuple[int, ...], int, int, int, int]
+# tensors it adds, their constant bytes, their quantization channels, the one-op run); bounded, cleared when full.
+_LayerEntry = tuple[OpFacts, tuple[int, ...], int, int, int, int, OpRun]
 _LAYERS: dict[str, dict[tuple, _LayerEntry]] = {}  # per dtype
-_LAYERS_MAX = 1 << 15
-_FACTS, _BYTES, _TENSORS, _CONST_BYTES, _QUANT_CHANNELS = (operator.itemgetter(i) for i in (0, 2, 3, 4, 5))
-_SEGMENT = "segment"  # the log's (and layer cache's) mark of a replayed segment
+# dtype → (segment key, input shape) → _Segment (see GraphBuilder._record); bounded, cleared when full.
+_Segment = tuple
+_SEGMENTS: dict[str, dict[tuple, _Segment]] = {}
+_CACHE_MAX = 1 << 15
+_SEGMENT = "segment"  # the log's mark of a replayed segment
 
 
 def _layer_entry(method: str, dtype: str, args: tuple, shapes: tuple[tuple[int, ...], ...], name: str) -> _LayerEntry:
@@ -264,8 +265,22 @@ def _layer_entry(method: str, dtype: str, args: tuple, shapes: tuple[tuple[int, 
         raise AssertionError(f"GraphWriter.{method} must append exactly one op with one output")
     added = list(graph.tensors.values())[before:]
     out = graph.tensors[y]
-    return (op_facts(graph, graph.ops[0]), out.shape, out.nbytes, len(added),
-            sum(t.nbytes for t in added if t.const), sum(t.quant_channels for t in added))
+    facts = op_facts(graph, graph.ops[0])
+    return (facts, out.shape, out.nbytes, len(added), sum(t.nbytes for t in added if t.const),
+            sum(t.quant_channels for t in added), OpRun((facts,)))
+
+
+def clear_caches() -> None:
+    """Forget every layer and segment configuration seen (the next graphs are built from cold caches)."""
+    _CONV_FIELDS.clear()
+    _LAYERS.clear()
+    _SEGMENTS.clear()
+
+
+def _bounded_put(cache: dict, key: Hashable, value: Any) -> None:
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[key] = value
 
 
 class GraphBuilder:
@@ -283,10 +298,13 @@ class GraphBuilder:
         self._input_shape = tuple(input_shape)
         self._input = make_tensor("input", (1, *self._input_shape), dtype)
         self._layers = _LAYERS.setdefault(dtype, {})
+        self._segments = _SEGMENTS.setdefault(dtype, {})
         # Handle h is the activation written at step h: the input (0), then layer h's output.
         self._shapes: list[tuple[int, ...]] = [self._input.shape]
         self._lasts = [0]  # the last step that reads each activation
-        self._entries: list[_LayerEntry] = []
+        self._bytes = [self._input.nbytes]  # each activation's bytes
+        self._facts: list[OpFacts] = []  # layer h's facts at h - 1
+        self._runs: list[OpRun] = []  # the same ops: one run per layer, or a replayed segment's
         self._log: list[tuple[str, tuple[int, ...], tuple, str]] = []
         # Running sums over the layers: tensors added, their constant bytes, their quantization channels.
         self._tensors, self._const_bytes, self._quant_channels = 1, 0, self._input.quant_channels
@@ -300,19 +318,20 @@ class GraphBuilder:
         entry = self._layers.get(key)
         if entry is None:
             entry = _layer_entry(method, self.dtype, args, tuple(shapes[h] for h in inputs), name)
-            if len(self._layers) >= _LAYERS_MAX:
-                self._layers.clear()
-            self._layers[key] = entry
-        entries, lasts = self._entries, self._lasts
-        entries.append(entry)
-        step = len(entries)
+            _bounded_put(self._layers, key, entry)
+        facts, shape, nbytes, tensors, const_bytes, quant_channels, run = entry
+        self._facts.append(facts)
+        self._runs.append(run)
+        step = len(self._facts)
+        lasts = self._lasts
         for h in inputs:
             lasts[h] = step
         lasts.append(step)
-        shapes.append(entry[1])
-        self._tensors += entry[3]
-        self._const_bytes += entry[4]
-        self._quant_channels += entry[5]
+        shapes.append(shape)
+        self._bytes.append(nbytes)
+        self._tensors += tensors
+        self._const_bytes += const_bytes
+        self._quant_channels += quant_channels
         self._log.append((method, inputs, args, name))
         return step
 
@@ -320,49 +339,57 @@ class GraphBuilder:
         """``build(self, x, *args, name=name)``: a run of layers reading only ``x``, with layer names under ``name``.
 
         Its layers are recorded the first time ``key`` (which must hold everything ``build`` reads but ``x``
-        and ``name``) meets ``x``'s shape, and replayed from then on: a search space's blocks recur across
-        archs at other positions, and a replay appends them in a few list operations."""
+        and ``name``; a flat tuple hashes and compares fastest) meets ``x``'s shape, and replayed from then
+        on: a search space's blocks recur across archs at other positions, and a replay appends them in a
+        few list operations."""
         shapes = self._shapes
-        ck = (_SEGMENT, key, shapes[x])
-        seg = self._layers.get(ck)
+        ck = (key, shapes[x])
+        seg = self._segments.get(ck)
         if seg is None:
-            start, log_start = len(self._entries), len(self._log)
+            start, log_start, runs_start = len(self._facts), len(self._log), len(self._runs)
+            sums = self._tensors, self._const_bytes, self._quant_channels
             y = build(self, x, *args, name=name)
-            seg = self._record(start, log_start, x, y, name)
+            seg = self._record(start, log_start, sums, x, y, name)
             if seg is not None:
-                if len(self._layers) >= _LAYERS_MAX:
-                    self._layers.clear()
-                self._layers[ck] = seg
+                _bounded_put(self._segments, ck, seg)
+                self._runs[runs_start:] = [seg[-1]]  # the same ops, as the run the replays will share
             return y
-        entries, seg_shapes, seg_lasts, x_last, y_rel, log, (tensors, const_bytes, quant_channels) = seg
-        start = len(self._entries)
-        self._entries += entries
-        self._tensors += tensors
-        self._const_bytes += const_bytes
-        self._quant_channels += quant_channels
+        facts, nbytes, seg_shapes, seg_lasts, x_last, y_rel, log, (tensors, const_bytes, quant_channels), run = seg
+        start = len(self._facts)
+        self._facts += facts
+        self._bytes += nbytes
         shapes += seg_shapes
         self._lasts[x] = start + x_last
         self._lasts += map(start.__add__, seg_lasts)
+        self._runs.append(run)
+        self._tensors += tensors
+        self._const_bytes += const_bytes
+        self._quant_channels += quant_channels
         self._log.append((_SEGMENT, (x,), (start, log), name))
         return start + y_rel
 
-    def _record(self, start: int, log_start: int, x: int, y: int, name: str) -> tuple | None:
-        """The replayable record of the layers appended since step ``start`` (None when they hold a replayed
-        segment, read another handle than ``x`` or none, or name a layer outside ``name``: then they are not
-        reused)."""
-        entries, log = self._entries[start:], self._log[log_start:]
-        if len(log) != len(entries) or self._lasts[x] <= start:
+    def _record(self, start: int, log_start: int, sums: tuple[int, int, int], x: int, y: int, name: str
+                ) -> _Segment | None:
+        """The replayable record of the layers appended since step ``start`` (when the running sums were
+        ``sums``): their facts, output bytes, shapes and last steps (relative to ``start``), ``x``'s last step
+        and the output handle (relative), the layer log (handles relative: 0 is ``x``; names relative to
+        ``name``), the tensors / constant bytes / quantization channels they add, and their
+        :class:`~estimators.table.OpRun`. None when they hold a replayed segment, read another handle than
+        ``x`` or none, or name a layer outside ``name``: then they are not reused."""
+        log = self._log[log_start:]
+        n = len(self._facts) - start
+        if not n or len(log) != n or self._lasts[x] <= start or y <= start:
             return None
         local: list[tuple[str, tuple[int, ...], tuple, str]] = []
         for method, inputs, args, layer_name in log:
             if not layer_name.startswith(name) or any(h <= start and h != x for h in inputs):
                 return None
             local.append((method, tuple(0 if h <= start else h - start for h in inputs), args, layer_name[len(name):]))
-        if not entries or y <= start:
-            return None
-        return (tuple(entries), tuple(self._shapes[start + 1:]), tuple(last - start for last in self._lasts[start + 1:]),
-                self._lasts[x] - start, y - start, tuple(local),
-                (sum(map(_TENSORS, entries)), sum(map(_CONST_BYTES, entries)), sum(map(_QUANT_CHANNELS, entries))))
+        facts = tuple(self._facts[start:])
+        added = (self._tensors - sums[0], self._const_bytes - sums[1], self._quant_channels - sums[2])
+        return (facts, tuple(self._bytes[start + 1:]), tuple(self._shapes[start + 1:]),
+                tuple(last - start for last in self._lasts[start + 1:]), self._lasts[x] - start, y - start, tuple(local),
+                added, OpRun(facts))
 
     # -- layers (GraphWriter's signatures) ----------------------------------------------------------------
     def conv2d(self, x: int, cout: int, kernel: int, stride: int = 1, activation: str | None = None,
@@ -426,13 +453,13 @@ class GraphBuilder:
         for h in outputs:
             if type(h) is not int or not 0 <= h < len(self._shapes):
                 raise ValueError(f"graph {self.name!r}: output {h!r} is not a tensor handle of this builder")
-        entries, lasts, x = self._entries, self._lasts, self._input
-        end = len(entries)
+        lasts, x = self._lasts, self._input
+        end = len(self._facts)
         for h in outputs:
             lasts[h] = end
-        table = OpTable(self.name, tuple(map(_FACTS, entries)), [x.nbytes, *map(_BYTES, entries)], list(range(end + 1)),
-                        lasts, self._tensors, self._const_bytes, self._quant_channels, (x.quant_channels,),
-                        (1,) * len(outputs))
+        table = OpTable(self.name, tuple(self._facts), self._bytes, list(range(end + 1)), lasts, self._tensors,
+                        self._const_bytes, self._quant_channels, (x.quant_channels,), (1,) * len(outputs),
+                        tuple(self._runs))
         log, name, input_shape, dtype = self._log, self.name, self._input_shape, self.dtype
 
         def materialize() -> Graph:

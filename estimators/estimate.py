@@ -75,7 +75,7 @@ class Estimate:
         }
 
 
-_MACS, _PARAMS = operator.attrgetter("macs"), operator.attrgetter("params")
+_MACS, _PARAMS = operator.attrgetter("macs"), operator.attrgetter("params")  # of op runs
 
 
 def estimate(graph: Graph, mcu: MCU, runtime: str = "tflm", patch: PatchConfig | None = None) -> Estimate:
@@ -87,7 +87,7 @@ def estimate(graph: Graph, mcu: MCU, runtime: str = "tflm", patch: PatchConfig |
     sram = patch_sram(graph, patch, runtime) if patch else estimate_sram(graph, runtime, mcu, table)
     flash = estimate_flash(graph, runtime, mcu, table)
     layer_ms = estimate_latency(graph, mcu, runtime, table)
-    macs, params = sum(map(_MACS, table.ops)), sum(map(_PARAMS, table.ops))
+    macs, params = sum(map(_MACS, table.runs)), sum(map(_PARAMS, table.runs))
     latency_ms = float(sum(layer_ms))
     return Estimate(
         model=graph.name, mcu=mcu.name, runtime=runtime,

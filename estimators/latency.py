@@ -127,7 +127,7 @@ class LatencyModel:
             m = op.macs
             return s * ((fc * m if op.kind == "FULLY_CONNECTED" else m) + b * op.out_numel) * to_ms
 
-        return per_op(table.ops, f"latency ms {self.token} {family} {runtime} {clock_mhz!r}", ms)
+        return per_op(table, f"latency ms {self.token} {family} {runtime} {clock_mhz!r}", ms)
 
 
 _TOKENS = itertools.count()

@@ -10,10 +10,16 @@ Any graph gives its table (:func:`table_of`, from its tensors and ops). The sear
 per layer configuration and reuses across archs; the graph's :class:`~estimators.ir.Tensor` and
 :class:`~estimators.ir.Op` objects are then written only when something reads them
 (:class:`~estimators.ir.LazyGraph`). Both routes give equal tables (tests/test_op_table.py).
+
+A table's ops also come in runs (:class:`OpRun`): consecutive ops that a builder reuses as one piece, a
+layer or a recorded block, shared by every table that holds them. What the estimators derive from facts
+is remembered per run (:func:`per_op`, :func:`per_run`), so a table built from known runs is estimated
+in a few steps per run rather than per op.
 """
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any, Callable, Hashable, NamedTuple
 
 from estimators.ir import WEIGHTED_KINDS, Graph, Op
@@ -78,6 +84,28 @@ def op_facts(graph: Graph, op: Op) -> OpFacts:
                    attrs.get("padding", "valid"), attrs.get("depth_multiplier", 1))
 
 
+class OpRun:
+    """Consecutive ops of a table, as a builder reuses them: their facts (``ops``), their MACs and params,
+    and what estimators derived from them (``memo``, filled by :func:`per_op` and :func:`per_run`)."""
+
+    __slots__ = ("ops", "macs", "params", "memo")
+
+    def __init__(self, ops: tuple[OpFacts, ...]) -> None:
+        self.ops = tuple(ops)
+        self.macs = sum(op.macs for op in self.ops)
+        self.params = sum(op.params for op in self.ops)
+        self.memo: dict[Any, Any] = {}
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (type(other) is OpRun and self.ops == other.ops)
+
+    def __hash__(self) -> int:
+        return hash(self.ops)
+
+    def __repr__(self) -> str:
+        return f"OpRun({self.ops!r})"
+
+
 class OpTable(NamedTuple):
     """A graph as the estimators see it.
 
@@ -86,7 +114,8 @@ class OpTable(NamedTuple):
     or an op's output), in tensor order, with the steps it is used at first and last (graph inputs at
     step 0, op ``i`` at step ``i + 1``, graph outputs to step ``len(ops)``). ``tensors``, ``const_bytes``
     and ``quant_channels`` count every tensor; ``input_channels`` / ``output_channels`` are the
-    quantization channels of the graph's inputs and outputs.
+    quantization channels of the graph's inputs and outputs. ``runs`` split ``ops`` into
+    :class:`OpRun`\ s (how is the builder's business: tables that differ only there are equal).
     """
 
     name: str
@@ -99,6 +128,18 @@ class OpTable(NamedTuple):
     quant_channels: int
     input_channels: tuple[int, ...]
     output_channels: tuple[int, ...]
+    runs: tuple[OpRun, ...]
+
+    def __eq__(self, other: object) -> bool:  # the runs are how the ops are shared, not what they are
+        if not isinstance(other, OpTable):
+            return NotImplemented
+        return self[:-1] == other[:-1]
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    __hash__ = None  # type: ignore[assignment]  # holds lists
 
     @classmethod
     def from_graph(cls, graph: Graph) -> "OpTable":
@@ -106,12 +147,13 @@ class OpTable(NamedTuple):
         first, last = _lifetimes(graph)
         names = _activations(graph, first)
         tensors = graph.tensors
-        return cls(graph.name, tuple(op_facts(graph, op) for op in graph.ops),
+        ops = tuple(op_facts(graph, op) for op in graph.ops)
+        return cls(graph.name, ops,
                    [tensors[n].nbytes for n in names], [first[n] for n in names], [last[n] for n in names],
                    len(tensors), sum(t.nbytes for t in tensors.values() if t.const),
                    sum(t.quant_channels for t in tensors.values()),
                    tuple(tensors[n].quant_channels for n in graph.inputs),
-                   tuple(tensors[n].quant_channels for n in graph.outputs))
+                   tuple(tensors[n].quant_channels for n in graph.outputs), (OpRun(ops),))
 
 
 def _lifetimes(graph: Graph) -> tuple[dict[str, int], dict[str, int]]:
@@ -145,16 +187,41 @@ def activation_names(graph: Graph) -> list[str]:
     return _activations(graph, _lifetimes(graph)[0])
 
 
-def per_op(ops: tuple[OpFacts, ...], key: Hashable, derive: Callable[[OpFacts], Any]) -> list:
-    """``derive(op)`` for each of ``ops``, remembered in each op's ``memo`` under ``key`` (``key`` must name
-    ``derive`` and everything else it depends on; a string or a function hashes fastest)."""
+def _op_values(ops: tuple[OpFacts, ...], key: Hashable, derive: Callable[[OpFacts], Any]) -> tuple:
+    """``derive(op)`` for each of ``ops``, remembered in each op's ``memo`` (facts recur across runs)."""
+    out = []
+    for op in ops:
+        memo = op.memo
+        if key not in memo:
+            memo[key] = derive(op)
+        out.append(memo[key])
+    return tuple(out)
+
+
+def per_op(table: OpTable, key: Hashable, derive: Callable[[OpFacts], Any]) -> list:
+    """``derive(op)`` for each op of ``table``, remembered per run and per op under ``key`` (``key`` must
+    name ``derive`` and everything else it depends on; a string or a function hashes fastest)."""
+    runs = table.runs
     try:
-        return [op.memo[key] for op in ops]
+        return list(chain.from_iterable([run.memo[key] for run in runs]))
     except KeyError:
-        for op in ops:
-            if key not in op.memo:
-                op.memo[key] = derive(op)
-        return [op.memo[key] for op in ops]
+        for run in runs:
+            if key not in run.memo:
+                run.memo[key] = _op_values(run.ops, key, derive)
+        return list(chain.from_iterable([run.memo[key] for run in runs]))
+
+
+def per_run(table: OpTable, key: Hashable, derive: Callable[[tuple[OpFacts, ...]], Any]) -> list:
+    """``derive(run.ops)`` for each run of ``table``, remembered in the run's ``memo`` under ``key`` (not a
+    key of :func:`per_op`); for figures that are sums or firsts over ops, taken again over the runs."""
+    runs = table.runs
+    try:
+        return [run.memo[key] for run in runs]
+    except KeyError:
+        for run in runs:
+            if key not in run.memo:
+                run.memo[key] = derive(run.ops)
+        return [run.memo[key] for run in runs]
 
 
 def table_of(graph: Graph) -> OpTable:

@@ -25,7 +25,7 @@ from operator import itemgetter
 from typing import Callable, Sequence
 
 from estimators.ir import Graph, LazyTuple
-from estimators.table import OpFacts, OpTable, activation_names, per_op, table_of
+from estimators.table import OpFacts, OpTable, _op_values, activation_names, per_op, per_run, table_of
 from estimators.planner import Buffer, align_up, arena_size, greedy_offsets, greedy_plan, live_totals
 
 ARENA_ALIGNMENT = 16  # MicroArenaBufferAlignment()
@@ -52,18 +52,51 @@ def reference_scratch(op: OpFacts) -> list[int]:
 
 
 def scratch_requests(table: OpTable, scratch: ScratchFn = reference_scratch) -> list[tuple[int, ...]]:
-    """Each op's scratch buffers with bytes (a zero-byte request allocates nothing), in graph order (shared
-    by head and tail); each op's facts remember theirs."""
-    return per_op(table.ops, scratch, lambda op: tuple(b for b in scratch(op) if b > 0))
+    """Each op's scratch buffers with bytes (a zero-byte request allocates nothing), in graph order; each
+    op's facts remember theirs."""
+    return per_op(table, scratch, lambda op: tuple(b for b in scratch(op) if b > 0))
 
 
-def _head_columns(table: OpTable, requests: list[tuple[int, ...]]) -> tuple[list[int], list[int], list[int]]:
+# Per scratch rule: the per_run key of :func:`_run_scratch`.
+_RUN_SCRATCH_KEYS: dict[ScratchFn, tuple] = {}
+
+
+def _run_scratch(ops: tuple[OpFacts, ...], scratch: ScratchFn) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
+    """(how many, their arena-aligned sizes, the index in ``ops`` of the op requesting each) of the scratch
+    buffers of consecutive ``ops``."""
+    sizes: list[int] = []
+    at: list[int] = []
+    for i, request in enumerate(_op_values(ops, scratch, lambda op: tuple(b for b in scratch(op) if b > 0))):
+        for b in request:
+            sizes.append(-(-b // ARENA_ALIGNMENT) * ARENA_ALIGNMENT)
+            at.append(i)
+    return len(sizes), tuple(sizes), tuple(at)
+
+
+def head_scratch(table: OpTable, scratch: ScratchFn = reference_scratch) -> list[tuple[int, tuple, tuple]]:
+    """:func:`_run_scratch` of each run of ``table`` (remembered per run): what the head and the tail need
+    of the scratch requests."""
+    key = _RUN_SCRATCH_KEYS.get(scratch)
+    if key is None:
+        key = _RUN_SCRATCH_KEYS.setdefault(scratch, ("head scratch", scratch))
+    return per_run(table, key, lambda ops: _run_scratch(ops, scratch))
+
+
+def _head_columns(table: OpTable, run_scratch: list[tuple[int, tuple, tuple]]
+                  ) -> tuple[list[int], list[int], list[int]]:
     """:func:`head_buffers` as columns (sizes, firsts, lasts): the table's activations, then each op's
-    scratch buffers, alive only at its step."""
-    steps = [step for step, req in enumerate(requests, 1) for _ in req]
-    return ([-(-b // ARENA_ALIGNMENT) * ARENA_ALIGNMENT for b in table.act_sizes]
-            + [-(-b // ARENA_ALIGNMENT) * ARENA_ALIGNMENT for req in requests for b in req],
-            table.act_firsts + steps, table.act_lasts + steps)
+    scratch buffers (``run_scratch``: :func:`head_scratch`), alive only at its step."""
+    sizes = [-(-b // ARENA_ALIGNMENT) * ARENA_ALIGNMENT for b in table.act_sizes]
+    firsts, lasts = list(table.act_firsts), list(table.act_lasts)
+    step = 1  # op i runs at step i + 1
+    for run, (n, run_sizes, at) in zip(table.runs, run_scratch):
+        if n:
+            sizes += run_sizes
+            steps = [step + i for i in at]
+            firsts += steps
+            lasts += steps
+        step += len(run.ops)
+    return sizes, firsts, lasts
 
 
 def head_buffers(graph: Graph, scratch: ScratchFn = reference_scratch) -> list[Buffer]:
@@ -72,7 +105,8 @@ def head_buffers(graph: Graph, scratch: ScratchFn = reference_scratch) -> list[B
     requests = scratch_requests(table, scratch)
     labels = activation_names(graph) + [f"{graph.ops[i].name}/scratch{k}" for i, req in enumerate(requests)
                                          for k in range(len(req))]
-    return [Buffer(size, a, b, label) for size, a, b, label in zip(*_head_columns(table, requests), labels, strict=True)]
+    columns = _head_columns(table, head_scratch(table, scratch))
+    return [Buffer(size, a, b, label) for size, a, b, label in zip(*columns, labels, strict=True)]
 
 
 def plan_head(graph: Graph, scratch: ScratchFn = reference_scratch) -> HeadPlan:
@@ -81,10 +115,10 @@ def plan_head(graph: Graph, scratch: ScratchFn = reference_scratch) -> HeadPlan:
     return HeadPlan(tuple(buffers), tuple(offsets), arena_size(buffers, offsets))
 
 
-def head_bytes_and_live(table: OpTable, requests: list[tuple[int, ...]]) -> tuple[int, Sequence[int]]:
-    """(planned head bytes, bytes alive while each op runs: summed when first read), from precomputed
-    :func:`scratch_requests`; what :func:`plan_head` and ``live_bytes`` give, without :class:`Buffer` objects."""
-    sizes, firsts, lasts = _head_columns(table, requests)
+def head_bytes_and_live(table: OpTable, run_scratch: list[tuple[int, tuple, tuple]]) -> tuple[int, Sequence[int]]:
+    """(planned head bytes, bytes alive while each op runs: summed when first read), from the table's
+    :func:`head_scratch`; what :func:`plan_head` and ``live_bytes`` give, without :class:`Buffer` objects."""
+    sizes, firsts, lasts = _head_columns(table, run_scratch)
     offsets = greedy_offsets(sizes, firsts, lasts)
     head = max(map(operator.add, offsets, sizes), default=0)
     return head, LazyTuple(lambda: live_totals(sizes, firsts, lasts, range(1, len(table.ops) + 1)))
@@ -131,6 +165,7 @@ _KIND_TAIL = {p: {kind: (_BUILTIN_DATA.get(kind, 0), _OP_DATA_BYTES[p].get(kind,
 
 
 _TAIL_KEYS = {p: f"tflm tail, {p}-byte pointers" for p in _STRUCTS}  # per_op keys of _op_tail
+_TAIL_SUM_KEYS = {p: f"tflm tail sums, {p}-byte pointers" for p in _STRUCTS}  # per_run keys of _summed_tails
 
 # A run of tail allocations sharing one alignment: (alignment, its first allocation's size or None when it
 # is empty, the sum of its sizes each aligned, sizes(), names(graph)); sizes and names are listed only when a
@@ -143,14 +178,14 @@ def _run(alignment: int, sizes: list[int], names: Callable[[Graph], list[str]]) 
             lambda: sizes, names)
 
 
-def _per_op_run(alignment: int, tails: list[tuple[int, ...]], k: int, twice: bool,
-                names: Callable[[Graph], list[str]]) -> _Run:
-    """The run of each op's non-zero ``tails[.][k]`` bytes (each listed ``twice``: multipliers and shifts),
-    aligned sum ``tails[.][k + 3]``."""
+def _per_op_run(alignment: int, summary: tuple[tuple[int, ...], ...], tails: Callable[[], list[tuple[int, ...]]],
+                k: int, twice: bool, names: Callable[[Graph], list[str]]) -> _Run:
+    """The run of each op's non-zero ``tails()[.][k]`` bytes (each listed ``twice``: multipliers and shifts):
+    its first size and aligned sum from ``summary`` (:func:`_summed_tails` per op run, transposed)."""
     def sizes() -> list[int]:
-        values = list(filter(None, map(itemgetter(k), tails)))
+        values = list(filter(None, map(itemgetter(k), tails())))
         return list(chain.from_iterable(zip(values, values))) if twice else values
-    return alignment, next(filter(None, map(itemgetter(k), tails)), None), sum(map(itemgetter(k + 3), tails)), sizes, names
+    return alignment, next(filter(None, summary[k]), None), sum(summary[k + 3]), sizes, names
 
 
 def _op_tail(op: OpFacts, pointer_bytes: int) -> tuple[int, int, int, int, int, int]:
@@ -161,6 +196,21 @@ def _op_tail(op: OpFacts, pointer_bytes: int) -> tuple[int, int, int, int, int, 
     b, d, channels, b_aligned, d_aligned = sizes
     c4 = 4 * op.out_channels if channels else 0
     return b, d, c4, b_aligned, d_aligned, 2 * (-(-c4 // ARENA_ALIGNMENT) * ARENA_ALIGNMENT)
+
+
+def _summed_tails(ops: tuple[OpFacts, ...], pointer_bytes: int) -> tuple[int, ...]:
+    """:func:`_op_tail` over consecutive ``ops``: the first non-zero of each of the three sizes (0: none), then
+    the sums of the three aligned sizes."""
+    tails = _op_values(ops, _TAIL_KEYS[pointer_bytes], lambda op: _op_tail(op, pointer_bytes))
+    if len(tails) == 1:
+        return tails[0]
+    b = d = c = b_sum = d_sum = c_sum = 0
+    for tb, td, tc, tb_aligned, td_aligned, tc_aligned in tails:
+        b, d, c = b or tb, d or td, c or tc
+        b_sum += tb_aligned
+        d_sum += td_aligned
+        c_sum += tc_aligned
+    return b, d, c, b_sum, d_sum, c_sum
 
 
 @functools.lru_cache(maxsize=64)
@@ -189,7 +239,7 @@ def _named(graph: Graph, sizes_by_kind) -> list[str]:  # the ops with an allocat
 _PER_CHANNEL_NAMES = dict.fromkeys(_PER_CHANNEL_KINDS, True)
 
 
-def _tail_runs(table: OpTable, pointer_bytes: int, requests: list[tuple[int, ...]]) -> list[_Run]:
+def _tail_runs(table: OpTable, pointer_bytes: int, n_scratch: int) -> list[_Run]:
     """:func:`tail_allocations` grouped in runs of equal alignment."""
     if pointer_bytes not in _STRUCTS:
         raise ValueError(f"pointer_bytes must be one of {sorted(_STRUCTS)}, got {pointer_bytes!r}")
@@ -199,15 +249,18 @@ def _tail_runs(table: OpTable, pointer_bytes: int, requests: list[tuple[int, ...
     # Builtin options are parsed for every op, then each kernel's Init allocates its OpData, then each
     # kernel's Prepare its per-channel multipliers and shifts. Each op's sizes are summed aligned as they
     # are listed (builtin data: 4 bytes, the others: the arena's 16).
-    tails = per_op(table.ops, _TAIL_KEYS[p], lambda op: _op_tail(op, p))
+    summary = tuple(zip(*per_run(table, _TAIL_SUM_KEYS[p], lambda ops: _summed_tails(ops, p)))) or ((),) * 6
+
+    def tails() -> list[tuple[int, ...]]:  # per op, for reports
+        return per_op(table, _TAIL_KEYS[p], lambda op: _op_tail(op, p))
+
     runs = [*head, (p, nodes[0], -(-nodes[0] // p) * p + -(-nodes[1] // p) * p, lambda: nodes,
                     lambda g: ["node and registration structs", "eval tensors"]),
-            _per_op_run(4, tails, 0, False, lambda g: [f"{n} builtin data" for n in _named(g, _BUILTIN_DATA)]),
-            _per_op_run(ARENA_ALIGNMENT, tails, 1, False,
+            _per_op_run(4, summary, tails, 0, False, lambda g: [f"{n} builtin data" for n in _named(g, _BUILTIN_DATA)]),
+            _per_op_run(ARENA_ALIGNMENT, summary, tails, 1, False,
                         lambda g: [f"{n} op data" for n in _named(g, _OP_DATA_BYTES[p])]),
-            _per_op_run(ARENA_ALIGNMENT, tails, 2, True,
+            _per_op_run(ARENA_ALIGNMENT, summary, tails, 2, True,
                         lambda g: [f"{n} {w}" for n in _named(g, _PER_CHANNEL_NAMES) for w in ("multipliers", "shifts")])]
-    n_scratch = sum(map(len, requests))
     if n_scratch:
         runs.append(_run(p, [p * n_scratch], lambda g: ["scratch buffer handles"]))
     runs += io
@@ -219,14 +272,19 @@ def tail_allocations(graph: Graph, pointer_bytes: int, scratch: ScratchFn = refe
     """(what, bytes, alignment) of every tail allocation, in TFLM's order."""
     table = table_of(graph)
     return [(name, size, alignment)
-            for alignment, _, _, sizes, names in _tail_runs(table, pointer_bytes, scratch_requests(table, scratch))
+            for alignment, _, _, sizes, names in _tail_runs(table, pointer_bytes, scratch_count(table, scratch))
             for name, size in zip(names(graph), sizes(), strict=True)]
 
 
-def tail_bytes_of(table: OpTable, pointer_bytes: int, requests: list[list[int]]) -> int:
-    """:func:`tail_bytes` from precomputed :func:`scratch_requests`."""
+def scratch_count(table: OpTable, scratch: ScratchFn = reference_scratch) -> int:
+    """How many scratch buffers ``table``'s ops request under ``scratch`` (each needs a handle in the tail)."""
+    return sum(n for n, _, _ in head_scratch(table, scratch))
+
+
+def tail_bytes_of(table: OpTable, pointer_bytes: int, n_scratch: int) -> int:
+    """:func:`tail_bytes` given the :func:`scratch_count`."""
     used = 0
-    for alignment, first, aligned_sum, _, _ in _tail_runs(table, pointer_bytes, requests):
+    for alignment, first, aligned_sum, _, _ in _tail_runs(table, pointer_bytes, n_scratch):
         if first is not None:
             # The run's first allocation aligns ``used``; from there each adds exactly its aligned size.
             used = -(-(used + first) // alignment) * alignment + aligned_sum - -(-first // alignment) * alignment
@@ -236,7 +294,7 @@ def tail_bytes_of(table: OpTable, pointer_bytes: int, requests: list[list[int]])
 def tail_bytes(graph: Graph, pointer_bytes: int, scratch: ScratchFn = reference_scratch) -> int:
     """Persistent arena bytes: the allocations of :func:`tail_allocations`, each aligned, end to end."""
     table = table_of(graph)
-    return tail_bytes_of(table, pointer_bytes, scratch_requests(table, scratch))
+    return tail_bytes_of(table, pointer_bytes, scratch_count(table, scratch))
 
 
 # -- CMSIS-NN scratch ------------------------------------------------------------------------------------

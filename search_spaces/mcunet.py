@@ -281,9 +281,9 @@ def _strided(g: GraphBuilder, layer, x: int, kernel: int, stride: int, *args, na
 
 
 def inverted_residual_key(blk: dict[str, int], activation: str = "relu6") -> tuple:
-    """A ``GraphBuilder.segment`` key for :func:`inverted_residual_ir`: the whole block and the activation,
-    so nothing the builder reads can be left out."""
-    return ("mbconv", activation, *blk.items())
+    """A ``GraphBuilder.segment`` key for :func:`inverted_residual_ir`: the whole block (its fields and their
+    values) and the activation, so nothing the builder reads can be left out; flat, to hash fast."""
+    return ("mbconv", activation, *blk, *blk.values())
 
 
 def inverted_residual_ir(g: GraphBuilder, x: int, blk: dict[str, int], name: str,

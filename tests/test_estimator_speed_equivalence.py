@@ -135,8 +135,7 @@ def test_flash_latency_and_macs_match_op_by_op_sums(graphs, board):
 
 
 def test_cached_conv_fields_build_the_same_graphs_as_cold_ones(graphs):
-    builder_module._CONV_FIELDS.clear()
-    builder_module._LAYERS.clear()
+    builder_module.clear_caches()
     cold = [SPACE.to_ir(arch, 3, 10) for arch in ARCHS]
     for graph in cold:
         graph.ops  # written now, from cold caches
