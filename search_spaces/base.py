@@ -11,7 +11,9 @@ import random
 from typing import Any, ClassVar
 
 
-_ARCH_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # json.dumps(..., sort_keys, separators)
+# json.dumps(..., sort_keys, separators); arch specs hold no containers that could refer to themselves, so the
+# circular-reference check (a third of the encoding time) is off: the same text.
+_ARCH_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False)
 
 
 @functools.lru_cache(maxsize=None)

@@ -244,14 +244,25 @@ class MCUNetSpace(SearchSpace):
         self.check(arch)
         ch = self.channels(arch.width)
         g = GraphBuilder(f"mcunet-{arch.hash}", self.input_shape(arch, in_channels))
-        x = _strided(g, g.conv2d, g.input, 3, 2, ch["stem"], activation="relu6", name="stem")
+        x = g.segment(("mcunet stem", ch["stem"]), g.input, "stem", _stem_ir, ch["stem"])
         for i, blk in enumerate(self.blocks(arch)):
             x = g.segment(inverted_residual_key(blk), x, f"block{i}", inverted_residual_ir, blk)
-        if ch["head"]:
-            x = g.conv2d(x, ch["head"], 1, 1, activation="relu6", name="head")
-        x = g.global_avg_pool(x, keep_dims=False)
-        x = g.fully_connected(x, num_classes, per_channel=True, name="classifier")
+        x = g.segment(("mcunet head", ch["head"], num_classes), x, "", _head_ir, ch["head"], num_classes)
         return g.finish(x)
+
+
+def _stem_ir(g: GraphBuilder, x: int, channels: int, name: str) -> int:
+    """IR of the stem: a stride-2 3×3 conv."""
+    return _strided(g, g.conv2d, x, 3, 2, channels, activation="relu6", name=name)
+
+
+def _head_ir(g: GraphBuilder, x: int, head_channels: int, num_classes: int, name: str) -> int:
+    """IR of the head: the 1×1 feature mix (none when ``head_channels`` is 0), global pooling, the classifier
+    (layer names after ``name``)."""
+    if head_channels:
+        x = g.conv2d(x, head_channels, 1, 1, activation="relu6", name=f"{name}head")
+    x = g.global_avg_pool(x, keep_dims=False, name=f"{name}pool")
+    return g.fully_connected(x, num_classes, per_channel=True, name=f"{name}classifier")
 
 
 def _tf_same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
