@@ -2,8 +2,10 @@
  *
  * greedy_offsets(sizes, firsts, lasts) and first_fit_offsets(sizes, firsts, lasts) take three sequences
  * of ints of equal length (buffer bytes and the first and last steps each buffer lives) and return a list
- * of offsets. They are the pure-Python functions of the same names in estimators/planner.py, which stay
- * the reference (tests/test_planner.py checks both agree) and run when this module is not built.
+ * of offsets; greedy_arena(sizes, firsts, lasts) returns only the greedy plan's arena size (the highest end
+ * offset, 0 without buffers). They are the pure-Python functions of the same names in estimators/planner.py,
+ * which stay the reference (tests/test_planner_equivalence.py checks both agree) and run when this module
+ * is not built.
  *
  * Placement order: largest first; equal sizes in reverse order of addition (greedy: TFLite Micro's
  * GreedyMemoryPlanner) or in order of addition (first fit: TinyEngine). Each buffer goes into the lowest
@@ -52,7 +54,7 @@ static int read_column(PyObject *seq, Py_ssize_t n, long long *out, const char *
     return 0;
 }
 
-static PyObject *place(PyObject *args, int reversed_ties) {
+static PyObject *place(PyObject *args, int reversed_ties, int arena_only) {
     PyObject *sizes_obj, *firsts_obj, *lasts_obj;
     if (!PyArg_ParseTuple(args, "OOO", &sizes_obj, &firsts_obj, &lasts_obj)) return NULL;
     Py_ssize_t n = PyObject_Length(sizes_obj);
@@ -101,6 +103,14 @@ static PyObject *place(PyObject *args, int reversed_ties) {
         placed[at] = r;
         count++;
     }
+    if (arena_only) {
+        long long arena = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (offsets[i] + sizes[i] > arena) arena = offsets[i] + sizes[i];
+        }
+        result = PyLong_FromLongLong(arena);
+        goto done;
+    }
     result = PyList_New(n);
     if (result == NULL) goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -120,18 +130,25 @@ done:
 
 static PyObject *greedy_offsets(PyObject *self, PyObject *args) {
     (void)self;
-    return place(args, 1);
+    return place(args, 1, 0);
+}
+
+static PyObject *greedy_arena(PyObject *self, PyObject *args) {
+    (void)self;
+    return place(args, 1, 1);
 }
 
 static PyObject *first_fit_offsets(PyObject *self, PyObject *args) {
     (void)self;
-    return place(args, 0);
+    return place(args, 0, 0);
 }
 
 static PyMethodDef methods[] = {
     {"greedy_offsets", greedy_offsets, METH_VARARGS,
      "greedy_offsets(sizes, firsts, lasts) -> offsets: TFLite Micro's greedy placement (largest first, equal "
      "sizes in reverse order of addition)."},
+    {"greedy_arena", greedy_arena, METH_VARARGS,
+     "greedy_arena(sizes, firsts, lasts) -> int: the arena size of greedy_offsets' plan."},
     {"first_fit_offsets", first_fit_offsets, METH_VARARGS,
      "first_fit_offsets(sizes, firsts, lasts) -> offsets: largest-first first fit (equal sizes in order of "
      "addition)."},

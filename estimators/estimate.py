@@ -12,7 +12,7 @@ from estimators.latency import estimate_latency
 from estimators.mcu import MCU
 from estimators.patch import PatchConfig, patch_sram
 from estimators.sram import RUNTIMES, SramEstimate, estimate_sram
-from estimators.table import OpTable, table_of
+from estimators.table import table_of
 
 
 @dataclasses.dataclass(frozen=True, init=False)

@@ -14,6 +14,7 @@ the same offsets (tests/test_planner.py). :data:`PLACER` says which one runs.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import os
 from itertools import accumulate
 from typing import Sequence
@@ -114,6 +115,11 @@ def py_first_fit_offsets(sizes: Sequence[int], firsts: Sequence[int], lasts: Seq
     return _place(sizes, firsts, lasts, sorted(range(len(sizes)), key=sizes.__getitem__, reverse=True))
 
 
+def py_greedy_arena(sizes: Sequence[int], firsts: Sequence[int], lasts: Sequence[int]) -> int:
+    """The arena size of :func:`py_greedy_offsets`' plan (0 without buffers)."""
+    return max(map(operator.add, py_greedy_offsets(sizes, firsts, lasts), sizes), default=0)
+
+
 def _compiled():
     if os.environ.get("TINYNAS_PURE_PYTHON"):
         return None
@@ -138,11 +144,13 @@ def _with_fallback(compiled, python):
 
 
 if _C is None:
-    greedy_offsets, first_fit_offsets = py_greedy_offsets, py_first_fit_offsets
+    greedy_offsets, greedy_arena, first_fit_offsets = py_greedy_offsets, py_greedy_arena, py_first_fit_offsets
 else:
     greedy_offsets = _with_fallback(_C.greedy_offsets, py_greedy_offsets)
+    greedy_arena = _with_fallback(_C.greedy_arena, py_greedy_arena)
     first_fit_offsets = _with_fallback(_C.first_fit_offsets, py_first_fit_offsets)
 greedy_offsets.__doc__ = ":func:`greedy_plan` on columns."
+greedy_arena.__doc__ = "The arena size of :func:`greedy_offsets`' plan (0 without buffers)."
 first_fit_offsets.__doc__ = ":func:`first_fit_plan` on columns."
 
 

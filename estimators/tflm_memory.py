@@ -19,14 +19,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import operator
 from itertools import chain
 from operator import itemgetter
 from typing import Callable, Sequence
 
 from estimators.ir import Graph, LazyTuple
 from estimators.table import OpFacts, OpTable, _op_values, activation_names, per_op, per_run, table_of
-from estimators.planner import Buffer, align_up, arena_size, greedy_offsets, greedy_plan, live_totals
+from estimators.planner import Buffer, align_up, arena_size, greedy_arena, greedy_plan, live_totals
 
 ARENA_ALIGNMENT = 16  # MicroArenaBufferAlignment()
 
@@ -119,8 +118,7 @@ def head_bytes_and_live(table: OpTable, run_scratch: list[tuple[int, tuple, tupl
     """(planned head bytes, bytes alive while each op runs: summed when first read), from the table's
     :func:`head_scratch`; what :func:`plan_head` and ``live_bytes`` give, without :class:`Buffer` objects."""
     sizes, firsts, lasts = _head_columns(table, run_scratch)
-    offsets = greedy_offsets(sizes, firsts, lasts)
-    head = max(map(operator.add, offsets, sizes), default=0)
+    head = greedy_arena(sizes, firsts, lasts)
     return head, LazyTuple(lambda: live_totals(sizes, firsts, lasts, range(1, len(table.ops) + 1)))
 
 

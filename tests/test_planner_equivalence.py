@@ -79,19 +79,21 @@ except ImportError:
     compiled_placer = None
 
 # Every placer the ``*_offsets`` functions can run: the pure-Python reference and, when built, the compiled one.
-PLACERS = {"python": (planner.py_greedy_offsets, planner.py_first_fit_offsets)}
+PLACERS = {"python": (planner.py_greedy_offsets, planner.py_first_fit_offsets, planner.py_greedy_arena)}
 if compiled_placer is not None:
-    PLACERS["compiled"] = (compiled_placer.greedy_offsets, compiled_placer.first_fit_offsets)
+    PLACERS["compiled"] = (compiled_placer.greedy_offsets, compiled_placer.first_fit_offsets,
+                           compiled_placer.greedy_arena)
 
 
 @pytest.mark.parametrize("placer", sorted(PLACERS))
 @pytest.mark.parametrize("seed", range(300))
 def test_each_placer_matches_the_reference_rule(placer, seed):
-    greedy, first_fit = PLACERS[placer]
+    greedy, first_fit, greedy_arena = PLACERS[placer]
     bufs = random_buffers(random.Random(seed))
     columns = [b.size for b in bufs], [b.first for b in bufs], [b.last for b in bufs]
     assert greedy(*columns) == reference_greedy(bufs)
     assert first_fit(*columns) == reference_first_fit(bufs)
+    assert greedy_arena(*columns) == arena_size(bufs, reference_greedy(bufs))
 
 
 def test_compiled_placer_is_built_where_a_compiler_is():
@@ -116,6 +118,8 @@ def test_compiled_placer_edge_cases():
     with pytest.raises(TypeError):
         compiled_placer.first_fit_offsets([1, "a"], [0, 0], [0, 0])
     assert compiled_placer.greedy_offsets([], (), range(0)) == [] == compiled_placer.first_fit_offsets([], [], [])
+    assert compiled_placer.greedy_arena([], [], []) == 0 == planner.py_greedy_arena([], [], [])
+    assert planner.greedy_arena(huge, [0, 0, 0], [1, 1, 1]) == 2 * (1 << 70) + 5
     assert compiled_placer.greedy_offsets((16, 16), (0, 0), (1, 1)) == [16, 0]  # tuples too
 
 
