@@ -21,7 +21,7 @@ from estimators import builder as builder_module
 from estimators.builder import GraphBuilder, GraphWriter
 from estimators.ir import Graph, LazyGraph
 from estimators.reference_models import reference_model
-from estimators.table import OpTable, table_of
+from estimators.table import OpRun, OpTable, per_op, per_run, table_of
 from search_spaces import get_space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +50,37 @@ def test_builder_table_equals_the_table_of_its_written_graph(label, graph):
     written = table_of(graph)  # the builder's, before anything reads tensors or ops
     assert written == OpTable.from_graph(plain(graph))
     assert len(written.ops) == len(graph.ops) and written.tensors == len(graph.tensors)
+    # Its runs split exactly its ops, and carry their MACs and params.
+    assert tuple(op for run in written.runs for op in run.ops) == written.ops
+    assert [run.macs for run in written.runs] == [sum(op.macs for op in run.ops) for run in written.runs]
+
+
+def test_tables_differing_only_in_runs_are_equal_and_runs_are_shared_across_archs():
+    space = get_space("mcunet", {"resolutions": [64], "widths": [0.5]})
+    builder_module.clear_caches()
+    a, b = (table_of(space.to_ir(space.random(random.Random(s)), 3, 10)) for s in (1, 2))
+    assert a == a._replace(runs=(OpRun(a.ops),)) and a != b
+    assert a.runs[0] is b.runs[0]  # the same stem: one run, whatever it derived remembered once
+    assert len(a.runs) == len(space.blocks(space.random(random.Random(1)))) + 2  # stem, blocks, head
+
+
+def test_per_op_and_per_run_remember_what_they_derive_per_run():
+    space = get_space("mcunet", {"resolutions": [64], "widths": [0.5]})
+    table = table_of(space.to_ir(space.random(random.Random(5)), 3, 10))
+    calls = []
+
+    def derive(op):
+        calls.append(op)
+        return op.macs * 2
+
+    assert per_op(table, "test: twice the MACs", derive) == [op.macs * 2 for op in table.ops]
+    assert len(calls) <= len(table.ops)  # once per op at most (ops recur)
+    calls.clear()
+    assert per_op(table, "test: twice the MACs", derive) == [op.macs * 2 for op in table.ops] and not calls
+    assert per_run(table, "test: run MACs", lambda ops: sum(op.macs for op in ops)) == [r.macs for r in table.runs]
+    other = table_of(space.to_ir(space.random(random.Random(6)), 3, 10))
+    shared = [run for run in other.runs if any(run is mine for mine in table.runs)]  # the stem at least
+    assert shared and all("test: run MACs" in run.memo for run in shared)
 
 
 @pytest.mark.parametrize("runtime", ["tflm-reference", "tflm", "tinyengine", "analytic"])
