@@ -8,7 +8,7 @@ The ``*_offsets`` and :func:`live_totals` functions do the same work on plain co
 lasts) for callers that plan thousands of graphs and need no :class:`Buffer` objects. The ``*_offsets``
 placers run compiled (``estimators/_planner.c``, built by ``pip install``) when that module is built and
 ``TINYNAS_PURE_PYTHON`` is unset; the pure-Python placers here are the reference and the fallback, and give
-the same offsets (tests/test_planner.py). :data:`PLACER` says which one runs.
+the same offsets (tests/test_planner_equivalence.py). :data:`PLACER` says which one runs.
 """
 
 from __future__ import annotations

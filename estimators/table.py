@@ -187,7 +187,7 @@ def activation_names(graph: Graph) -> list[str]:
     return _activations(graph, _lifetimes(graph)[0])
 
 
-def _op_values(ops: tuple[OpFacts, ...], key: Hashable, derive: Callable[[OpFacts], Any]) -> tuple:
+def op_values(ops: tuple[OpFacts, ...], key: Hashable, derive: Callable[[OpFacts], Any]) -> tuple:
     """``derive(op)`` for each of ``ops``, remembered in each op's ``memo`` (facts recur across runs)."""
     out = []
     for op in ops:
@@ -207,7 +207,7 @@ def per_op(table: OpTable, key: Hashable, derive: Callable[[OpFacts], Any]) -> l
     except KeyError:
         for run in runs:
             if key not in run.memo:
-                run.memo[key] = _op_values(run.ops, key, derive)
+                run.memo[key] = op_values(run.ops, key, derive)
         return list(chain.from_iterable([run.memo[key] for run in runs]))
 
 

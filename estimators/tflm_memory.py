@@ -24,7 +24,7 @@ from operator import itemgetter
 from typing import Callable, Sequence
 
 from estimators.ir import Graph, LazyTuple
-from estimators.table import OpFacts, OpTable, _op_values, activation_names, per_op, per_run, table_of
+from estimators.table import OpFacts, OpTable, activation_names, op_values, per_op, per_run, table_of
 from estimators.planner import Buffer, align_up, arena_size, greedy_arena, greedy_plan, live_totals
 
 ARENA_ALIGNMENT = 16  # MicroArenaBufferAlignment()
@@ -65,7 +65,7 @@ def _run_scratch(ops: tuple[OpFacts, ...], scratch: ScratchFn) -> tuple[int, tup
     buffers of consecutive ``ops``."""
     sizes: list[int] = []
     at: list[int] = []
-    for i, request in enumerate(_op_values(ops, scratch, lambda op: tuple(b for b in scratch(op) if b > 0))):
+    for i, request in enumerate(op_values(ops, scratch, lambda op: tuple(b for b in scratch(op) if b > 0))):
         for b in request:
             sizes.append(-(-b // ARENA_ALIGNMENT) * ARENA_ALIGNMENT)
             at.append(i)
@@ -199,7 +199,7 @@ def _op_tail(op: OpFacts, pointer_bytes: int) -> tuple[int, int, int, int, int, 
 def _summed_tails(ops: tuple[OpFacts, ...], pointer_bytes: int) -> tuple[int, ...]:
     """:func:`_op_tail` over consecutive ``ops``: the first non-zero of each of the three sizes (0: none), then
     the sums of the three aligned sizes."""
-    tails = _op_values(ops, _TAIL_KEYS[pointer_bytes], lambda op: _op_tail(op, pointer_bytes))
+    tails = op_values(ops, _TAIL_KEYS[pointer_bytes], lambda op: _op_tail(op, pointer_bytes))
     if len(tails) == 1:
         return tails[0]
     b = d = c = b_sum = d_sum = c_sum = 0
