@@ -99,7 +99,7 @@ def test_each_placer_matches_the_reference_rule(placer, seed):
 def test_compiled_placer_is_built_where_a_compiler_is():
     """``pip install`` builds estimators/_planner.c wherever a C compiler and Python's headers are; without
     them (or with TINYNAS_PURE_PYTHON set) the pure-Python placer runs, with the same offsets."""
-    has_compiler = shutil.which(sysconfig.get_config_var("CC").split()[0]) or shutil.which("cc")
+    has_compiler = shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0]) or shutil.which("cc")
     if not has_compiler or not (Path(sysconfig.get_paths()["include"]) / "Python.h").exists():
         pytest.skip("no C compiler or Python headers here: the pure-Python placer runs")
     assert compiled_placer is not None, "estimators/_planner.c was not built: run `pip install -e .` (make venv)"
