@@ -16,6 +16,8 @@
 #include <Python.h>
 #include <stdlib.h>
 
+#define LIMIT (1LL << 62)
+
 typedef struct {
     long long size;
     long long first;
@@ -32,8 +34,9 @@ static int compare_items(const void *pa, const void *pb) {
     return a->index < b->index ? -1 : 1;
 }
 
-/* Read one sequence of n ints into out; -1 with an exception set on failure. */
-static int read_column(PyObject *seq, Py_ssize_t n, long long *out, const char *what) {
+/* Read one sequence of n ints into out, adding their magnitudes to *total unless total is NULL; -1 with an
+ * exception set on failure. */
+static int read_column(PyObject *seq, Py_ssize_t n, long long *out, const char *what, long long *total) {
     PyObject *fast = PySequence_Fast(seq, what);
     if (fast == NULL) return -1;
     if (PySequence_Fast_GET_SIZE(fast) != n) {
@@ -47,6 +50,19 @@ static int read_column(PyObject *seq, Py_ssize_t n, long long *out, const char *
         if (v == -1 && PyErr_Occurred()) {
             Py_DECREF(fast);
             return -1;
+        }
+        if (v >= LIMIT || v <= -LIMIT) {
+            PyErr_Format(PyExc_OverflowError, "%s: %lld is beyond +-2**62", what, v);
+            Py_DECREF(fast);
+            return -1;
+        }
+        if (total != NULL) {  /* offsets are sums of sizes: keep every one inside 64 bits */
+            *total += v < 0 ? -v : v;
+            if (*total >= LIMIT) {
+                PyErr_Format(PyExc_OverflowError, "%s: they add up beyond 2**62", what);
+                Py_DECREF(fast);
+                return -1;
+            }
         }
         out[i] = v;
     }
@@ -68,8 +84,9 @@ static PyObject *place(PyObject *args, int reversed_ties, int arena_only) {
         goto done;
     }
     long long *sizes = columns, *firsts = columns + n, *lasts = columns + 2 * n, *offsets = columns + 3 * n;
-    if (read_column(sizes_obj, n, sizes, "sizes") < 0 || read_column(firsts_obj, n, firsts, "firsts") < 0
-        || read_column(lasts_obj, n, lasts, "lasts") < 0)
+    long long total = 0;
+    if (read_column(sizes_obj, n, sizes, "sizes", &total) < 0 || read_column(firsts_obj, n, firsts, "firsts", NULL) < 0
+        || read_column(lasts_obj, n, lasts, "lasts", NULL) < 0)
         goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
         items[i].size = sizes[i];
@@ -156,7 +173,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_planner", "Compiled arena placers (see estimators/planner.py).", -1, methods,
+    PyModuleDef_HEAD_INIT, "_planner", "Compiled arena placers (see estimators/planner.py).", -1, methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__planner(void) { return PyModule_Create(&module); }

@@ -109,6 +109,10 @@ def test_compiled_placer_is_built_where_a_compiler_is():
 @pytest.mark.skipif(compiled_placer is None, reason="the compiled placer is not built")
 def test_compiled_placer_edge_cases():
     # Beyond 64 bits the compiled placer refuses and the wrapper falls back to Python's ints.
+    big = [(1 << 61) + 1] * 3  # each fits 64 bits, their offsets would not: Python's ints
+    assert greedy_offsets(big, [0] * 3, [1] * 3) == planner.py_greedy_offsets(big, [0] * 3, [1] * 3)
+    with pytest.raises(OverflowError, match="add up"):
+        compiled_placer.greedy_offsets(big, [0] * 3, [1] * 3)
     huge = [1 << 70, 1 << 70, 5]
     assert greedy_offsets(huge, [0, 0, 0], [1, 1, 1]) == planner.py_greedy_offsets(huge, [0, 0, 0], [1, 1, 1])
     with pytest.raises(OverflowError):
