@@ -124,5 +124,6 @@ def main() -> None:
     print(f"torch build + MAC hooks: {args.torch_archs} archs in {t_torch:.2f} s ({per_torch * 1e3:.1f} ms/arch)")
     print(f"archs_per_s={1 / per_steady:.1f} speedup_vs_torch={per_torch / per_steady:.1f}")
 
+
 if __name__ == "__main__":
     main()

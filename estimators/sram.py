@@ -18,7 +18,8 @@ from estimators.ir import Graph
 from estimators.mcu import MCU
 from estimators.mcunet_memory import analytic_live, tinyengine_plan
 from estimators.table import OpTable, table_of
-from estimators.tflm_memory import cmsis_nn_scratch, head_bytes_and_live, head_scratch, reference_scratch, tail_bytes_of
+from estimators.tflm_memory import (cmsis_nn_scratch, head_bytes_and_live, head_scratch, reference_scratch,
+                                    scratch_count, tail_bytes_of)
 
 RUNTIMES = ("tflm-reference", "tflm", "tinyengine", "analytic")
 
@@ -37,7 +38,7 @@ class SramEstimate:
 def _tflm(table: OpTable, mcu: MCU, scratch) -> SramEstimate:
     run_scratch = head_scratch(table, scratch)
     head, live = head_bytes_and_live(table, run_scratch)
-    tail = tail_bytes_of(table, mcu.pointer_bytes, sum(n for n, _, _ in run_scratch))
+    tail = tail_bytes_of(table, mcu.pointer_bytes, scratch_count(run_scratch))
     return SramEstimate(head, tail, head + tail, live)
 
 

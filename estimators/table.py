@@ -34,10 +34,11 @@ class OpFacts:
 
     ``out_*``: its first output; ``in_*``: its first input; ``aux_numel``: elements of its second input (a
     reduction's axes; 0 without one); ``out_channels``: a weighted op's output channels (conv: its
-    weight's Cout, depthwise: its channels, fully connected: its output width; 0 for other kinds); ``kernel`` / ``stride`` / ``padding`` / ``depth_multiplier``:
-    its window attributes, with TFLite's defaults. ``memo`` caches what estimators derive from the facts
-    (scratch requests per rule, tail sizes per pointer width): facts are shared by every graph that holds
-    the same layer, so each derivation runs once per layer configuration.
+    weight's Cout, depthwise: its channels, fully connected: its output width; 0 for other kinds);
+    ``kernel`` / ``stride`` / ``padding`` / ``depth_multiplier``: its window attributes, with TFLite's
+    defaults. ``memo`` caches what estimators derive from the facts (scratch requests per rule, tail sizes
+    per pointer width): facts are shared by every graph that holds the same layer, so each derivation runs
+    once per layer configuration.
     """
 
     __slots__ = (*_FIELDS, "memo")
@@ -198,22 +199,10 @@ def op_values(ops: tuple[OpFacts, ...], key: Hashable, derive: Callable[[OpFacts
     return tuple(out)
 
 
-def per_op(table: OpTable, key: Hashable, derive: Callable[[OpFacts], Any]) -> list:
-    """``derive(op)`` for each op of ``table``, remembered per run and per op under ``key`` (``key`` must
-    name ``derive`` and everything else it depends on; a string or a function hashes fastest)."""
-    runs = table.runs
-    try:
-        return list(chain.from_iterable([run.memo[key] for run in runs]))
-    except KeyError:
-        for run in runs:
-            if key not in run.memo:
-                run.memo[key] = op_values(run.ops, key, derive)
-        return list(chain.from_iterable([run.memo[key] for run in runs]))
-
-
 def per_run(table: OpTable, key: Hashable, derive: Callable[[tuple[OpFacts, ...]], Any]) -> list:
-    """``derive(run.ops)`` for each run of ``table``, remembered in the run's ``memo`` under ``key`` (not a
-    key of :func:`per_op`); for figures that are sums or firsts over ops, taken again over the runs."""
+    """``derive(run.ops)`` for each run of ``table``, remembered in the run's ``memo`` under ``key`` (``key``
+    must name ``derive`` and everything else it depends on; a string or a function hashes fastest); for
+    figures that are sums or firsts over ops, taken again over the runs."""
     runs = table.runs
     try:
         return [run.memo[key] for run in runs]
@@ -222,6 +211,12 @@ def per_run(table: OpTable, key: Hashable, derive: Callable[[tuple[OpFacts, ...]
             if key not in run.memo:
                 run.memo[key] = derive(run.ops)
         return [run.memo[key] for run in runs]
+
+
+def per_op(table: OpTable, key: Hashable, derive: Callable[[OpFacts], Any]) -> list:
+    """``derive(op)`` for each op of ``table``, remembered per run (:func:`per_run`) and per op
+    (:func:`op_values`) under ``key``."""
+    return list(chain.from_iterable(per_run(table, key, lambda ops: op_values(ops, key, derive))))
 
 
 def table_of(graph: Graph) -> OpTable:

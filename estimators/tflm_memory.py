@@ -50,10 +50,14 @@ def reference_scratch(op: OpFacts) -> list[int]:
     return []
 
 
+def _nonzero_requests(op: OpFacts, scratch: ScratchFn) -> tuple[int, ...]:
+    """``op``'s scratch buffers with bytes (a zero-byte request allocates nothing)."""
+    return tuple(b for b in scratch(op) if b > 0)
+
+
 def scratch_requests(table: OpTable, scratch: ScratchFn = reference_scratch) -> list[tuple[int, ...]]:
-    """Each op's scratch buffers with bytes (a zero-byte request allocates nothing), in graph order; each
-    op's facts remember theirs."""
-    return per_op(table, scratch, lambda op: tuple(b for b in scratch(op) if b > 0))
+    """Each op's scratch buffers with bytes, in graph order; each op's facts remember theirs."""
+    return per_op(table, scratch, lambda op: _nonzero_requests(op, scratch))
 
 
 # Per scratch rule: the per_run key of :func:`_run_scratch`.
@@ -65,7 +69,7 @@ def _run_scratch(ops: tuple[OpFacts, ...], scratch: ScratchFn) -> tuple[int, tup
     buffers of consecutive ``ops``."""
     sizes: list[int] = []
     at: list[int] = []
-    for i, request in enumerate(op_values(ops, scratch, lambda op: tuple(b for b in scratch(op) if b > 0))):
+    for i, request in enumerate(op_values(ops, scratch, lambda op: _nonzero_requests(op, scratch))):
         for b in request:
             sizes.append(-(-b // ARENA_ALIGNMENT) * ARENA_ALIGNMENT)
             at.append(i)
@@ -270,13 +274,14 @@ def tail_allocations(graph: Graph, pointer_bytes: int, scratch: ScratchFn = refe
     """(what, bytes, alignment) of every tail allocation, in TFLM's order."""
     table = table_of(graph)
     return [(name, size, alignment)
-            for alignment, _, _, sizes, names in _tail_runs(table, pointer_bytes, scratch_count(table, scratch))
+            for alignment, _, _, sizes, names in _tail_runs(table, pointer_bytes,
+                                                            scratch_count(head_scratch(table, scratch)))
             for name, size in zip(names(graph), sizes(), strict=True)]
 
 
-def scratch_count(table: OpTable, scratch: ScratchFn = reference_scratch) -> int:
-    """How many scratch buffers ``table``'s ops request under ``scratch`` (each needs a handle in the tail)."""
-    return sum(n for n, _, _ in head_scratch(table, scratch))
+def scratch_count(run_scratch: list[tuple[int, tuple, tuple]]) -> int:
+    """How many scratch buffers a table's :func:`head_scratch` holds (each needs a handle in the tail)."""
+    return sum(n for n, _, _ in run_scratch)
 
 
 def tail_bytes_of(table: OpTable, pointer_bytes: int, n_scratch: int) -> int:
@@ -292,7 +297,7 @@ def tail_bytes_of(table: OpTable, pointer_bytes: int, n_scratch: int) -> int:
 def tail_bytes(graph: Graph, pointer_bytes: int, scratch: ScratchFn = reference_scratch) -> int:
     """Persistent arena bytes: the allocations of :func:`tail_allocations`, each aligned, end to end."""
     table = table_of(graph)
-    return tail_bytes_of(table, pointer_bytes, scratch_count(table, scratch))
+    return tail_bytes_of(table, pointer_bytes, scratch_count(head_scratch(table, scratch)))
 
 
 # -- CMSIS-NN scratch ------------------------------------------------------------------------------------
