@@ -48,3 +48,10 @@ def digits():
     from tinynas.data import load_dataset
 
     return load_dataset({"name": "digits", "val_fraction": 0.2, "test_fraction": 0.2, "split_seed": 0})
+
+
+def pytest_report_header(config):
+    """Which CPU kernels PyTorch picked (ATEN_CPU_CAPABILITY chooses another): see `kernel_paths` in Makefile."""
+    import torch
+
+    return f"torch {torch.__version__}, CPU kernels: {torch.backends.cpu.get_cpu_capability()}"

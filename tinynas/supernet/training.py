@@ -2,9 +2,18 @@
 
 Phase 1 (``largest_epochs``): the largest arch alone, at a random resolution of the space per batch.
 Phase 2 (``epochs``): per batch the largest arch (at the highest resolution, cross-entropy), the smallest and
-``subnets_per_batch`` random archs (each at its own resolution, distilled from the largest's detached logits
-when ``distill``); the losses are summed into one optimiser step (BigNAS's sandwich rule; OFA's progressive
-shrinking, lite). Each phase follows its own cosine learning-rate schedule.
+``subnets_per_batch`` random archs (each at its own resolution); the losses are summed into one optimiser step
+(BigNAS's sandwich rule; OFA's progressive shrinking, lite). Each phase follows its own cosine learning-rate
+schedule.
+
+Sub-networks learn from the labels *and*, when ``distill``, from the largest arch's detached logits:
+cross-entropy + ``kd_ratio`` × soft cross-entropy, as Once-for-All trains them. Distilling from the largest
+arch alone (in-place distillation without labels) is fragile while the largest is still near chance: its soft
+labels are nearly uniform, the sub-networks learn almost nothing, and whether the smallest ends below 0.8× its
+untrained loss was decided by last-bit differences between CPU kernels (AVX-512 vs AVX2).
+
+``losses`` records, per epoch, the mean cross-entropy on the labels per arch run (largest alone in phase 1, every
+sandwich arch in phase 2), so the two phases read on one scale; the distillation term is not in it.
 
 With a checkpoint path the super-network is saved after every epoch (:func:`tinynas.checkpoint.save_checkpoint`,
 as the largest arch: the super-network's state dict is that arch's) and a later call resumes after the last
@@ -55,6 +64,7 @@ class SupernetConfig:
     weight_decay: float = 1e-4
     label_smoothing: float = 0.1
     distill: bool = True
+    kd_ratio: float = 1.0
     max_train_samples: int | None = None
     bn_calibration_samples: int = 500
 
@@ -72,6 +82,8 @@ class SupernetConfig:
                 raise ConfigError(f"evaluator.{name}={getattr(c, name)} must be ≥ 2 (batch norm needs two samples)")
         if c.lr <= 0:
             raise ConfigError(f"evaluator.lr={c.lr} must be > 0")
+        if c.kd_ratio < 0:
+            raise ConfigError(f"evaluator.kd_ratio={c.kd_ratio} must be ≥ 0")
         return c
 
     @property
@@ -157,20 +169,22 @@ def train_supernet(space: MCUNetSpace, data: Dataset, cfg: SupernetConfig, devic
             else:
                 archs = [largest, smallest] + [space.random(rng) for _ in range(cfg.subnets_per_batch)]
             opt.zero_grad(set_to_none=True)
-            teacher, batch_loss = None, 0.0
+            teacher = None
             for arch in archs:
                 net.set_active(arch)
                 logits = net(xs[arch.resolution][idx])
-                loss = ce(logits, y[idx]) if teacher is None or not cfg.distill else _soft_ce(logits, teacher)
+                label_loss = ce(logits, y[idx])
+                loss = label_loss
+                if teacher is not None and cfg.distill and cfg.kd_ratio:
+                    loss = loss + cfg.kd_ratio * _soft_ce(logits, teacher)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"supernet training diverged: loss is {loss.item()} "
                                              f"(try a lower evaluator.lr than {cfg.lr})")
                 loss.backward()
                 teacher = logits.detach() if teacher is None else teacher
-                batch_loss += loss.item()
+                total += label_loss.item() * len(idx)
+                count += len(idx)
             opt.step()
-            total += batch_loss * len(idx)
-            count += len(idx)
         losses.append(total / max(count, 1))
         log.info("supernet: epoch %d/%d loss %.4f", epoch + 1, cfg.total_epochs, losses[-1])
         if checkpoint is not None:
