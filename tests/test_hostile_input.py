@@ -1,0 +1,116 @@
+"""Hostile input (issue 19): files that would run code, values of the wrong type, torn files, dying processes and
+two writers on one run dir. Each refusal is one line naming the input, exit 2, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from fixtures_datasets import write_cifar10
+from tinynas.errors import ConfigError
+
+
+class _RunsCommand:
+    """Unpickling this runs ``touch MARKER`` (``os.system``): what a hostile dataset or checkpoint would do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def assert_one_line_error(proc, *needles):
+    err = proc.stderr.strip()
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("tinynas: error:")]
+    assert len(lines) == 1, err
+    assert "\n" not in lines[0].strip()
+    for n in needles:
+        assert n in lines[0], err
+    return lines[0]
+
+
+# ---------------------------------------------------------------- code in data files
+
+@pytest.mark.parametrize("payload", ["top", "in_array"])
+def test_hostile_cifar_batch_runs_nothing(tmp_path, payload):
+    from tinynas.data import load_dataset
+
+    root = write_cifar10(tmp_path / "cifar", per_batch=10, test=10)
+    marker = tmp_path / "MARKER"
+    evil = _RunsCommand(marker)
+    # at the top, or hidden as an item of an object-dtype array (numpy's reconstruction is admitted, its items not)
+    doc = evil if payload == "top" else {b"data": np.array([evil], dtype=object), b"labels": [0]}
+    (root / "data_batch_1").write_bytes(pickle.dumps(doc, protocol=2))
+    with pytest.raises(ConfigError) as e:
+        load_dataset({"name": "cifar10", "root": str(root)})
+    msg = str(e.value)
+    assert not marker.exists()
+    assert "\n" not in msg and str(root / "data_batch_1") in msg and "posix.system" in msg and "refused" in msg
+
+
+def test_genuine_cifar_pickles_of_every_protocol_still_load(tmp_path):
+    """The restricted unpickler admits the real format (Python 2 strings, fixture) and numpy's array layouts
+    of pickle protocols 2 to 5 (someone's re-pickled copy)."""
+    from tinynas.data import load_dataset
+
+    root = write_cifar10(tmp_path / "cifar", per_batch=10, test=10)
+    reference = load_dataset({"name": "cifar10", "root": str(root)})
+    for protocol in (2, 3, 4, 5):
+        with open(root / "data_batch_2", "rb") as f:
+            doc = pickle.load(f, encoding="bytes")  # trusted: our own fixture
+        doc[b"labels"] = [np.int64(v) for v in doc[b"labels"]]  # numpy scalars: numpy.core.multiarray.scalar
+        (root / "data_batch_2").write_bytes(pickle.dumps(doc, protocol=protocol))
+        again = load_dataset({"name": "cifar10", "root": str(root)})
+        assert np.array_equal(again.train.y, reference.train.y) and np.array_equal(again.test.y, reference.test.y)
+
+
+def test_hostile_cifar_folder_through_the_cli(tinynas_cli, tmp_path):
+    root = write_cifar10(tmp_path / "cifar", per_batch=10, test=10)
+    marker = tmp_path / "MARKER"
+    (root / "data_batch_1").write_bytes(pickle.dumps(_RunsCommand(marker), protocol=2))
+    p = tinynas_cli("search", "dataset=cifar10", f"dataset.root={root}", "logger=none", "n_trials=1")
+    assert_one_line_error(p, str(root / "data_batch_1"), "refused", "posix.system")
+    assert not marker.exists()
+
+
+def test_hostile_checkpoint_refused_in_one_line(tmp_path):
+    import torch
+
+    from search_spaces import get_space
+    from tinynas.checkpoint import load_checkpoint
+
+    space = get_space("mcunet")
+    marker = tmp_path / "MARKER"
+    path = tmp_path / "evil.pt"
+    torch.save({"arch": _RunsCommand(marker), "state_dict": {}}, path)
+    with pytest.raises(ConfigError) as e:
+        load_checkpoint(path, space, None, 1, 10)
+    msg = str(e.value)
+    assert not marker.exists()
+    assert "\n" not in msg and f"checkpoint={path} refused" in msg and "posix.system" in msg
+    path.write_bytes(b"\x80\x02garbage")  # a corrupt file: also one line
+    with pytest.raises(ConfigError, match=r"is not a tinynas checkpoint or is corrupt") as e:
+        load_checkpoint(path, space, None, 1, 10)
+    assert "\n" not in str(e.value)
+
+
+def test_npz_cache_never_unpickles(tmp_path):
+    """A cache file holding a pickled object array is treated as damaged and rebuilt, never unpickled."""
+    from tinynas.datasets.cache import cached
+
+    marker = tmp_path / "MARKER"
+    decoded = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    idx = np.arange(2)
+    first = cached(tmp_path, "t", "fp", idx, lambda i: decoded[i])
+    (path,) = tmp_path.glob("t-*.npz")
+    with open(path, "wb") as f:
+        np.savez(f, x=np.array([_RunsCommand(marker)], dtype=object))
+    again = cached(tmp_path, "t", "fp", idx, lambda i: decoded[i])
+    assert not marker.exists()
+    assert np.array_equal(first, decoded) and np.array_equal(again, decoded)
