@@ -114,3 +114,87 @@ def test_npz_cache_never_unpickles(tmp_path):
     again = cached(tmp_path, "t", "fp", idx, lambda i: decoded[i])
     assert not marker.exists()
     assert np.array_equal(first, decoded) and np.array_equal(again, decoded)
+
+
+# ---------------------------------------------------------------- torn journal
+
+def _journal_with_trials(tmp_path, n=4):
+    import optuna
+
+    from tinynas.storage import make_storage
+
+    storage, _ = make_storage(None, tmp_path)
+    study = optuna.create_study(study_name="s", storage=storage, sampler=optuna.samplers.RandomSampler(seed=n),
+                                load_if_exists=True)
+    study.optimize(lambda t: t.suggest_int("x", 0, 100) ** 2, n_trials=n - len(study.trials))
+    return tmp_path / "study.journal", [(t.number, t.state, t.params, t.values) for t in study.trials]
+
+
+def _reopened_trials(tmp_path):
+    import optuna
+
+    from tinynas.storage import make_storage
+
+    storage, _ = make_storage(None, tmp_path)
+    return [(t.number, t.state, t.params, t.values) for t in optuna.load_study(study_name="s", storage=storage).trials]
+
+
+def _optuna_alone_fails(journal):
+    """Ground truth that the damage is real: Optuna's own reader stops at it."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    copy = journal.with_name("copy.journal")
+    later = b'{"op_code":0,"worker_id":"x","study_name":"other%d","directions":[1]}\n'
+    copy.write_bytes(journal.read_bytes() + later % 1 + later % 2)  # the records a later worker appends
+    with pytest.raises((ValueError, UnicodeDecodeError)):
+        JournalStorage(JournalFileBackend(str(copy)))
+    copy.unlink()
+
+
+@pytest.mark.parametrize("damage", ["half_line", "garbage", "torn_then_more_records"])
+def test_torn_journal_keeps_every_complete_trial(tmp_path, caplog, damage):
+    journal, trials = _journal_with_trials(tmp_path)
+    whole = journal.read_bytes()
+    last_record = whole.splitlines(keepends=True)[-1]
+    torn = {"half_line": last_record[: len(last_record) // 2],
+            "garbage": b"\x92\xff\x00 not json \x92\n\x00\x01",
+            "torn_then_more_records": last_record[:17]}[damage]
+    later = b""
+    if damage == "torn_then_more_records":  # records appended after the tear: the first is glued to it
+        journal, trials = _journal_with_trials(tmp_path, n=6)  # the same study, 2 trials longer
+        later = journal.read_bytes()[len(whole):]
+        assert later.startswith(b'{"op_code":')
+    journal.write_bytes(whole + torn + later)
+    _optuna_alone_fails(journal)
+    with caplog.at_level("WARNING", logger="tinynas.storage"):
+        again = _reopened_trials(tmp_path)
+    (side,) = tmp_path.glob("study.journal.torn-*")
+    assert side.read_bytes() == torn
+    lines = [r.getMessage() for r in caplog.records if "torn" in r.getMessage()]
+    assert len(lines) == 1 and str(journal) in lines[0] and str(side) in lines[0] and "\n" not in lines[0]
+    assert again == trials and len(trials) == (6 if later else 4)
+    assert _reopened_trials(tmp_path) == again and len(list(tmp_path.glob("study.journal.torn-*"))) == 1
+
+
+def test_journal_repair_waits_for_the_writers_lock(tmp_path):
+    """The repair rewrites the journal only while holding Optuna's append lock: no worker is mid-append."""
+    import threading
+
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    from tinynas.journal_repair import repair_torn_journal
+
+    journal, _ = _journal_with_trials(tmp_path)
+    torn_bytes = journal.read_bytes() + b'{"op_code":5,"wor'
+    journal.write_bytes(torn_bytes)
+    lock = JournalFileSymlinkLock(str(journal))
+    lock.acquire()  # a worker appending now
+    done = []
+    repair = threading.Thread(target=lambda: done.append(repair_torn_journal(journal)))
+    repair.start()
+    repair.join(timeout=1.0)
+    assert repair.is_alive() and journal.read_bytes() == torn_bytes  # not touched while the lock is held
+    lock.release()
+    repair.join(timeout=60)
+    assert done and done[0].read_bytes() == b'{"op_code":5,"wor' and journal.read_bytes() == torn_bytes[:-17]
