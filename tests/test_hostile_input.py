@@ -198,3 +198,100 @@ def test_journal_repair_waits_for_the_writers_lock(tmp_path):
     lock.release()
     repair.join(timeout=60)
     assert done and done[0].read_bytes() == b'{"op_code":5,"wor' and journal.read_bytes() == torn_bytes[:-17]
+
+
+# ---------------------------------------------------------------- wrong types and impossible values
+
+TINY = ["deploy=false", "logger=none", "dataset=digits", "search=tpe", "search.n_startup_trials=3",
+        "search_space.options.resolutions=[8]", "search_space.options.widths=[0.3,0.5]",
+        "search_space.options.depth_choices=[1]", "search_space.options.head_channels=32",
+        "train.max_train_samples=200", "train.epochs=1"]
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("budgets.sram_bytes=abc", "budgets.sram_bytes='abc' is not allowed; expected a positive integer (bytes), or null"),
+    ("budgets.latency_ms=fast", "budgets.latency_ms='fast' is not allowed; expected a positive number (milliseconds)"),
+    ("n_trials=abc", "n_trials='abc' is not allowed; expected an integer ≥ 0"),
+    ("n_trials=-3", "n_trials=-3 is not allowed; expected an integer ≥ 0"),
+    ("n_trials=2.5", "n_trials=2.5 is not allowed; expected an integer ≥ 0"),
+    ("seed=abc", "seed='abc' is not allowed; expected an integer"),
+    ("objectives=accuracy", "objectives='accuracy' is not allowed; expected a list of objective names, e.g. "
+                            "objectives=[accuracy,sram]"),
+    ("budgets.sram_bytes=-5", "budgets.sram_bytes=-5 is not allowed; expected a positive integer"),
+    ("deploy=maybe", "deploy='maybe' is not allowed; expected true or false"),
+    ("train.epochs=abc", "train.epochs='abc' is not allowed; expected an integer ≥ 0"),
+])
+def test_wrong_type_or_range_is_one_line(tinynas_cli, tmp_path, override, needle):
+    p = tinynas_cli("search", "logger=none", override)
+    assert_one_line_error(p, needle)
+    assert not (tmp_path / "runs").exists()  # refused before Hydra made a run dir
+
+
+def test_each_multirun_job_is_validated(tinynas_cli):
+    p = tinynas_cli("search", "--multirun", "logger=none", "seed=abc,1")
+    assert_one_line_error(p, "seed='abc' is not allowed; expected an integer")
+
+
+def test_dataset_root_naming_a_file(tinynas_cli, tmp_path):
+    f = tmp_path / "a_file"
+    f.write_text("not a folder")
+    p = tinynas_cli("search", "logger=none", "dataset=cifar10", f"dataset.root={f}")
+    assert_one_line_error(p, f"root={f} is a file; expected a folder holding data_batch_1")
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("[1, 2]", "is not an arch spec: expected a JSON object with a 'space' field and that space's fields, as "
+               "`tinynas sample` writes; got a JSON list"),
+    ('{"foo": 1, "bar": 2}', "is not an arch spec: expected a JSON object with a 'space' field and that space's "
+                             "fields, as `tinynas sample` writes; got keys ['bar', 'foo']"),
+    ('{"space": "mcunet", "foo": 1}', "MCUNetArch: unknown fields ['foo'], missing fields"),
+    ('"mcunet"', "got a JSON str"),
+])
+def test_arch_json_of_another_shape(tinynas_cli, tmp_path, content, needle):
+    arch = tmp_path / "x.json"
+    arch.write_text(content)
+    p = tinynas_cli("estimate", f"arch={arch}")
+    assert_one_line_error(p, f"arch={arch}", needle)
+
+
+@pytest.mark.parametrize("key", ["model", "arch"])
+def test_a_folder_where_a_file_belongs(tinynas_cli, tmp_path, key):
+    p = tinynas_cli("estimate", f"{key}={tmp_path}")
+    assert_one_line_error(p, f"{key}='{tmp_path}' is not allowed; expected", "not a folder")
+
+
+def test_run_dir_whose_log_file_cannot_be_opened(tinynas_cli, tmp_path):
+    """Hydra's log handler would raise an OSError (read-only run dir, or a folder where the log belongs)."""
+    run = tmp_path / "runs" / "search" / "blocked"
+    (run / "search.log").mkdir(parents=True)
+    p = tinynas_cli("search", "logger=none", "run_id=blocked")
+    assert_one_line_error(p, f"cannot write {run / 'search.log'} in the run dir", "Is a directory")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_run_dir(tinynas_cli, tmp_path):
+    run = tmp_path / "runs" / "search" / "ro"
+    run.mkdir(parents=True)
+    run.chmod(0o555)
+    p = tinynas_cli("search", "logger=none", "run_id=ro")
+    assert_one_line_error(p, "cannot write", "in the run dir", "Permission denied")
+
+
+def test_validation_accepts_every_shipped_config():
+    """The rules refuse nothing the shipped configs and experiments set (ground truth: the configs themselves)."""
+    from hydra import compose, initialize_config_dir
+
+    from tinynas.config_check import validate
+    from tinynas.paths import CONF_DIR
+
+    experiments = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        for command in ("search", "estimate", "sample", "train", "export", "distill", "report", "rank_space"):
+            validate(compose(config_name=command))
+        for name in experiments:
+            validate(compose(config_name="search", overrides=[f"experiment={name}"]))
+
+
+def test_n_trials_zero_on_an_empty_study(tinynas_cli):
+    p = tinynas_cli("search", *TINY, "n_trials=0", "run_id=empty")
+    assert_one_line_error(p, "n_trials=0 runs no new trial, and study", "holds none to report or deploy")

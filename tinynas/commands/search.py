@@ -108,7 +108,15 @@ def run(cfg) -> Path:
     log.info("search %s: %d trials on %s (%s), SRAM ≤ %.0f kB, flash ≤ %.0f kB, storage %s", cfg.study_name,
              cfg.n_trials, ctx.mcu.name, ctx.runtime, budgets.sram_bytes / 1024, budgets.flash_bytes / 1024,
              storage_url)
-    run_study(study, objective, cfg.n_trials, max_retry=storage_options.max_retry)
+    if cfg.n_trials == 0:  # no new trial: rebuild the outputs (and deploy) from the trials the study holds
+        held = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+        if not held:
+            raise ConfigError(f"n_trials=0 runs no new trial, and study {cfg.study_name!r} in {storage_url} holds "
+                              f"none to report or deploy; set n_trials to the study's total (≥ 1)")
+        log.info("n_trials=0: no new trial; the outputs come from the %d finished trials of study %s", held,
+                 cfg.study_name)
+    else:
+        run_study(study, objective, cfg.n_trials, max_retry=storage_options.max_retry)
 
     trials = study.get_trials(deepcopy=False)
     front = pareto_trials(study)
