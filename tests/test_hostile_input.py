@@ -295,3 +295,154 @@ def test_validation_accepts_every_shipped_config():
 def test_n_trials_zero_on_an_empty_study(tinynas_cli):
     p = tinynas_cli("search", *TINY, "n_trials=0", "run_id=empty")
     assert_one_line_error(p, "n_trials=0 runs no new trial, and study", "holds none to report or deploy")
+
+
+# ---------------------------------------------------------------- children of a killed process
+
+PARENT = """
+import subprocess, sys
+from tinynas import children
+spawn = children.run if sys.argv[1] == "helper" else subprocess.run
+spawn([sys.executable, "-c", "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(600)",
+       sys.argv[2]])
+"""
+
+
+def _gone(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # killed; PID 1 may be slow to reap
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_until(condition, limit_s=60.0) -> bool:
+    import time
+
+    end = time.monotonic() + limit_s
+    while not condition():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.mark.parametrize("spawn", ["helper", "plain_subprocess"])
+def test_child_dies_with_a_killed_parent(tmp_path, spawn):
+    """The converter's spawn helper (tinynas.children.run): SIGKILL the parent and its child goes too. The plain
+    ``subprocess.run`` control shows the orphan the helper prevents."""
+    import signal
+    import subprocess
+    import sys
+
+    pid_file = tmp_path / "child.pid"
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, spawn, str(pid_file)],
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        assert _wait_until(lambda: pid_file.is_file() and pid_file.read_text().strip())
+        child = int(pid_file.read_text())
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        if spawn == "helper":
+            assert _wait_until(lambda: _gone(child))
+        else:
+            assert not _gone(child)  # the orphan lives on (adopted by PID 1)
+    finally:
+        parent.kill()
+        if pid_file.is_file() and not _gone(int(pid_file.read_text())):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def test_converter_is_spawned_by_the_helper(monkeypatch, tmp_path):
+    """convert_to_int8 starts onnx2tf's child through tinynas.children.run (what the test above checks)."""
+    from types import SimpleNamespace
+
+    from tinynas import children
+    from tinynas.export import convert
+    from tinynas.export.errors import ExportError
+
+    calls = []
+    monkeypatch.setattr(children, "run", lambda args, **kw: calls.append(args) or SimpleNamespace(returncode=1))
+    onnx = SimpleNamespace(path=tmp_path / "m.onnx", input_name="x")
+    with pytest.raises(ExportError):
+        convert.convert_to_int8(onnx, np.zeros((1, 1, 4, 4), np.float32), tmp_path / "work", tmp_path / "log")
+    assert calls and calls[0][1:3] == ["-m", "tinynas.export.convert"]
+
+
+def test_stale_export_temp_dirs_are_removed_by_the_next_export(tmp_path):
+    """A SIGKILL skips the export's ``finally``: its temp folder is removed by the next export in that folder,
+    while a live process's folder stays."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from tinynas.children import make_temp_dir
+    from tinynas.export import export_model
+    from tinynas.export.errors import ExportError
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    prefix = ".export.export-"
+    stale = tmp_path / f"{prefix}{dead.pid}-1700000000-abc"
+    older = tmp_path / f"{prefix}k3j_x9q1"  # the name a folder had before it carried its creator
+    for d in (stale, older):
+        (d / "work").mkdir(parents=True)
+        (d / "work" / "model.onnx").write_bytes(b"x" * 1000)
+    live = make_temp_dir(tmp_path, prefix)  # this process's, in use
+    with pytest.raises(ExportError):  # the next export (refused for its input, after the clean-up)
+        export_model(torch.nn.Linear(2, 2), np.zeros((0, 1, 2, 2), np.float32), tmp_path / "export")
+    assert not stale.exists() and not older.exists() and live.is_dir()
+
+
+# ---------------------------------------------------------------- two processes, one run dir
+
+HOLDER = """
+import sys
+from tinynas.run_lock import hold_run_dir
+hold_run_dir(sys.argv[1], "tinynas search writing its outputs")
+print("held", flush=True)
+sys.stdin.read()  # until the test closes stdin (or kills this process)
+"""
+
+
+def _holder(run_dir):
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", HOLDER, str(run_dir)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert p.stdout.readline().strip() == "held"
+    return p
+
+
+def test_second_writer_of_a_run_dir_exits_naming_the_holder(tinynas_cli, tmp_path):
+    run = tmp_path / "runs" / "search" / "shared"
+    holder = _holder(run)
+    try:
+        p = tinynas_cli("search", *TINY, "n_trials=0", "run_id=shared")
+        assert_one_line_error(p, f"run dir {run} is locked by pid {holder.pid} (tinynas search writing its outputs",
+                              "run_id=")
+        assert not (run / "study.journal").exists()  # refused before any work
+    finally:
+        holder.stdin.close()
+        holder.wait()
+    # the holder is gone: the same command passes the lock (and stops at the empty study it then finds)
+    p = tinynas_cli("search", *TINY, "n_trials=0", "run_id=shared")
+    assert_one_line_error(p, "n_trials=0 runs no new trial")
+
+
+def test_run_dir_lock_of_a_killed_holder_is_free(tmp_path):
+    from tinynas.run_lock import LOCK_FILE, hold_run_dir
+
+    holder = _holder(tmp_path)
+    with pytest.raises(ConfigError, match=rf"locked by pid {holder.pid} "):
+        hold_run_dir(tmp_path, "test")
+    holder.kill()
+    holder.wait()
+    assert f"pid {holder.pid}" in (tmp_path / LOCK_FILE).read_text()  # a stale file, but no lock
+    lock = hold_run_dir(tmp_path, "test")
+    assert hold_run_dir(tmp_path, "again") is lock  # this process's own lock is not a second writer
+    assert f"pid {os.getpid()} (test" in (tmp_path / LOCK_FILE).read_text()
+    lock.release()
