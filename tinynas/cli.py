@@ -70,11 +70,10 @@ def check_composes(command: str, overrides: list[str], conf_dir) -> None:
              f"writable folder")
     for path in hydra_writes(cfg, run_dir):
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             if path.exists():
                 open(path, "a").close()  # as the log handler opens it
-            else:
-                tempfile.TemporaryFile(dir=path.parent).close()  # leaves nothing behind
+            else:  # leaves nothing behind
+                tempfile.TemporaryFile(dir=path.parent if path.parent.is_dir() else run_dir).close()
         except OSError as e:
             fail(f"cannot write {path} in the run dir {run_dir} ({e.strerror}); make it writable, or set "
                  f"run_id, TINYNAS_RUNS or hydra.run.dir to a writable folder")
