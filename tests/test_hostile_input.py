@@ -446,3 +446,24 @@ def test_run_dir_lock_of_a_killed_holder_is_free(tmp_path):
     assert hold_run_dir(tmp_path, "again") is lock  # this process's own lock is not a second writer
     assert f"pid {os.getpid()} (test" in (tmp_path / LOCK_FILE).read_text()
     lock.release()
+
+
+@pytest.mark.slow  # two searches: about 30 s on a busy 2-core machine
+def test_torn_journal_then_n_trials_zero_rebuilds_outputs_from_every_trial(tinynas_cli, tmp_path):
+    """End to end: a finished search, its journal torn by garbage bytes, then `n_trials=0` (no new trial) rebuilds
+    results.json from every trial the study held, saying in one line where the torn bytes went."""
+    import json
+
+    first = tinynas_cli("search", *TINY, "n_trials=2", "run_id=torn")
+    assert first.returncode == 0, first.stderr[-3000:]
+    run = tmp_path / "runs" / "search" / "torn"
+    before = json.loads((run / "results.json").read_text())["study"]
+    with open(run / "study.journal", "ab") as f:
+        f.write(b'{"op_code":4,"worker_id":"x","trial_id":1,"par\x92\xff')
+    again = tinynas_cli("search", *TINY, "n_trials=0", "run_id=torn")
+    assert again.returncode == 0, again.stderr[-3000:]
+    after = json.loads((run / "results.json").read_text())["study"]
+    assert after == before and before["n_complete"] == 2
+    (side,) = run.glob("study.journal.torn-*")
+    assert sum(str(side) in ln for ln in again.stderr.splitlines()) == 1
+    assert "n_trials=0: no new trial; the outputs come from the 2 finished trials" in again.stderr
