@@ -50,6 +50,8 @@ class ArchSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ArchSpec":
+        if not isinstance(d, dict):
+            raise ValueError(f"an arch spec is a JSON object of {cls.__name__} fields, not a {type(d).__name__}")
         d = dict(d)
         space = d.pop("space", cls.space)
         if space != cls.space:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -20,6 +22,11 @@ def save_checkpoint(path: Path, model: nn.Module, arch: ArchSpec, in_channels: i
     return path
 
 
+def _first_line(e: Exception) -> str:
+    lines = [ln for ln in str(e).splitlines() if ln.strip()]
+    return f"{type(e).__name__}: {lines[0] if lines else ''}"
+
+
 def load_checkpoint(path: str | Path, space: SearchSpace, arch: ArchSpec | None, in_channels: int,
                     num_classes: int) -> tuple[nn.Module, ArchSpec]:
     """The model stored at ``path``; a clear error when the file is unreadable or was saved for another arch."""
@@ -28,10 +35,17 @@ def load_checkpoint(path: str | Path, space: SearchSpace, arch: ArchSpec | None,
         raise ConfigError(f"checkpoint={path}: no such file")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # weights_only refused a global (name it, in one line), or any other format problem
+        refused = re.search(r"GLOBAL (\S+)", str(e)) if isinstance(e, pickle.UnpicklingError) else None
+        if refused:
+            raise ConfigError(f"checkpoint={path} refused: it pickles {refused[1]}, which no checkpoint holds (only "
+                              f"tensors, numbers, strings and containers are loaded); nothing was run") from None
+        raise ConfigError(f"checkpoint={path} is not a tinynas checkpoint or is corrupt ({_first_line(e)})") from None
+    try:
         stored = space.decode(ckpt["arch"])
         state = ckpt["state_dict"]
-    except Exception as e:  # any unpickling / format problem
-        raise ConfigError(f"checkpoint={path} is not a tinynas checkpoint or is corrupt ({type(e).__name__}: {e})") from None
+    except Exception as e:  # a loadable file of another shape
+        raise ConfigError(f"checkpoint={path} is not a tinynas checkpoint ({_first_line(e)})") from None
     if arch is not None and stored.hash != arch.hash:
         raise ConfigError(f"checkpoint={path} was saved for arch {stored.hash}, not the requested arch {arch.hash}")
     if (ckpt.get("in_channels"), ckpt.get("num_classes")) != (in_channels, num_classes):

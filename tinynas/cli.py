@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import sys
+import tempfile
+from pathlib import Path
 
 COMMANDS = {
     "search": "search, then distil, export and verify the best Pareto point (the full pipeline)",
@@ -41,12 +43,13 @@ def check_group_choices(overrides: list[str], conf_dir) -> None:
 def check_composes(command: str, overrides: list[str], conf_dir) -> None:
     """Compose the config once up front, so a bad override or an unusable run dir gets one clear line
     instead of Hydra's stack trace."""
-    from pathlib import Path
-
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
+
+    from tinynas.config_check import validate
+    from tinynas.errors import ConfigError
 
     if any(a.startswith("-") for a in overrides):  # --help, --cfg, --multirun ...: Hydra's own business
         return
@@ -55,21 +58,51 @@ def check_composes(command: str, overrides: list[str], conf_dir) -> None:
             cfg = compose(config_name=command, overrides=overrides, return_hydra_config=True)
             HydraConfig.instance().set_config(cfg)
             run_dir = Path(cfg.hydra.run.dir)
+            validate(cfg)
     except (HydraException, OmegaConfBaseException) as e:
         fail(str(e).strip().replace("\n", " "))
+    except ConfigError as e:
+        fail(str(e))
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         fail(f"cannot create the run dir {run_dir} ({e.strerror}); set TINYNAS_RUNS or hydra.run.dir to a "
              f"writable folder")
+    for path in hydra_writes(cfg, run_dir):
+        try:
+            if path.exists():
+                open(path, "a").close()  # as the log handler opens it
+            else:  # leaves nothing behind
+                tempfile.TemporaryFile(dir=path.parent if path.parent.is_dir() else run_dir).close()
+        except OSError as e:
+            fail(f"cannot write {path} in the run dir {run_dir} ({e.strerror}); make it writable, or set "
+                 f"run_id, TINYNAS_RUNS or hydra.run.dir to a writable folder")
+
+
+def hydra_writes(cfg, run_dir) -> list:
+    """The files Hydra opens in the run dir before the command starts: its saved config (``.hydra/``) and the
+    log files of ``hydra/job_logging`` (an unwritable one would end in an OSError from its log handler)."""
+    from omegaconf import OmegaConf, read_write
+
+    files = []
+    if cfg.hydra.output_subdir is not None:
+        files.append(run_dir / cfg.hydra.output_subdir / "config.yaml")  # (its folder is probed)
+    with read_write(cfg.hydra.runtime):
+        cfg.hydra.runtime.output_dir = str(run_dir.resolve())  # what Hydra sets when the job starts
+    for handler in (OmegaConf.select(cfg, "hydra.job_logging.handlers") or {}).values():
+        if "filename" in handler:
+            files.append(Path(handler.filename))
+    return files
 
 
 def _task(command: str):
     def task(cfg) -> None:
+        from tinynas.config_check import validate
         from tinynas.errors import TinyNASError
 
         module = importlib.import_module(f"tinynas.commands.{command}")
         try:
+            validate(cfg)  # again: each job of a --multirun sweep has its own values
             module.run(cfg)
         except (TinyNASError, ValueError, FileNotFoundError, PermissionError, NotADirectoryError) as e:
             fail(str(e))

@@ -34,7 +34,10 @@ def load_teacher_arch(space: SearchSpace, spec: str, student: ArchSpec) -> ArchS
     path = Path(spec)
     if not path.is_file():
         raise ConfigError(f"distill.teacher.arch={spec!r}: not 'largest' and no such arch JSON file")
-    return space.decode(json.loads(path.read_text()))
+    try:
+        return space.decode(json.loads(path.read_text()))
+    except (ValueError, TypeError) as e:  # JSON, UTF-8 and arch-spec errors alike
+        raise ConfigError(f"distill.teacher.arch={spec}: not an arch spec of search space {space.name!r} ({e})") from None
 
 
 def splits_at(data: Dataset, size: tuple[int, int]) -> tuple[Split, Split, Split]:

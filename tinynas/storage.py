@@ -28,6 +28,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from tinynas.errors import ConfigError
+from tinynas.journal_repair import repair_torn_journal
 
 log = logging.getLogger("tinynas.storage")
 
@@ -91,6 +92,7 @@ def journal_storage(url: str):
         path.touch()
     except OSError as e:
         raise ConfigError(f"storage={url}: cannot write the journal file {path} ({e.strerror})") from None
+    repair_torn_journal(path)  # a power cut mid-append: keep the complete records, set the torn bytes aside
     return JournalStorage(JournalFileBackend(str(path)))
 
 

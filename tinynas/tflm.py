@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tinynas import children
+
 # The first arena tried: generous for the models this project builds; doubled on failure up to the cap.
 DEFAULT_ARENA_BYTES = 8 << 20
 MAX_ARENA_BYTES = 1 << 30
@@ -52,7 +54,7 @@ def _check_model(tflite_path) -> Path:
 
 
 def _child(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tinynas.tflm", *args], capture_output=True, text=True)
+    return children.run([sys.executable, "-m", "tinynas.tflm", *args], capture_output=True, text=True)
 
 
 def _with_arena(path: Path, arena_size: int | None, args: list[str]) -> tuple[subprocess.CompletedProcess, int]:

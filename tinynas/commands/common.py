@@ -77,11 +77,18 @@ def load_arch(cfg, space: SearchSpace):
         raise ConfigError(f"arch={path}: no such file")
     try:
         doc = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"arch={path}: not valid JSON ({e})") from None
-    if doc.get("space") != space.name:
-        raise ConfigError(f"arch={path} is for search space {doc.get('space')!r}; run with search_space={doc.get('space')}")
-    return space.decode(doc)
+    if not isinstance(doc, dict) or not isinstance(doc.get("space"), str):
+        got = f"keys {sorted(doc)}" if isinstance(doc, dict) else f"a JSON {type(doc).__name__}"
+        raise ConfigError(f"arch={path} is not an arch spec: expected a JSON object with a 'space' field and that "
+                          f"space's fields, as `tinynas sample` writes; got {got}")
+    if doc["space"] != space.name:
+        raise ConfigError(f"arch={path} is for search space {doc['space']!r}; run with search_space={doc['space']}")
+    try:
+        return space.decode(doc)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"arch={path}: {e}") from None
 
 
 def run_dir() -> Path:

@@ -15,6 +15,7 @@ from tinynas.errors import ConfigError
 from tinynas.evaluators import EvaluationContext, make_evaluator
 from tinynas.loggers import make_logger, trial_rows
 from tinynas.report import (pareto_row, plot_pareto, summary_markdown, write_json, write_pareto_csv)
+from tinynas.run_lock import check_run_dir_free, hold_run_dir
 from tinynas.samplers import make_sampler
 from tinynas.search import (Budgets, CandidateObjective, objective_directions, pareto_trials, run_study,
                             study_counts)
@@ -59,8 +60,9 @@ def trial_line(n_trials: int):
 
 
 def run(cfg) -> Path:
-    ctx = load_common(cfg)
     out = run_dir()
+    check_run_dir_free(out, "tinynas search")  # a second writer of the outputs stops before any work
+    ctx = load_common(cfg)
     budgets = Budgets.resolve(OmegaConf.to_container(cfg.budgets, resolve=True), ctx.mcu)
     directions = objective_directions(list(cfg.objectives))
     evaluator_cfg = OmegaConf.to_container(cfg.evaluator, resolve=True)
@@ -108,7 +110,15 @@ def run(cfg) -> Path:
     log.info("search %s: %d trials on %s (%s), SRAM ≤ %.0f kB, flash ≤ %.0f kB, storage %s", cfg.study_name,
              cfg.n_trials, ctx.mcu.name, ctx.runtime, budgets.sram_bytes / 1024, budgets.flash_bytes / 1024,
              storage_url)
-    run_study(study, objective, cfg.n_trials, max_retry=storage_options.max_retry)
+    if cfg.n_trials == 0:  # no new trial: rebuild the outputs (and deploy) from the trials the study holds
+        held = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+        if not held:
+            raise ConfigError(f"n_trials=0 runs no new trial, and study {cfg.study_name!r} in {storage_url} holds "
+                              f"none to report or deploy; set n_trials to the study's total (≥ 1)")
+        log.info("n_trials=0: no new trial; the outputs come from the %d finished trials of study %s", held,
+                 cfg.study_name)
+    else:
+        run_study(study, objective, cfg.n_trials, max_retry=storage_options.max_retry)
 
     trials = study.get_trials(deepcopy=False)
     front = pareto_trials(study)
@@ -124,6 +134,7 @@ def run(cfg) -> Path:
     if not front:
         raise ConfigError(f"the search finished {len(trials)} trials but none was feasible and scored; "
                           f"raise n_trials or the budgets")
+    outputs = hold_run_dir(out, "tinynas search writing its outputs")  # until they are all written
     if cfg.deploy:
         from tinynas.deploy import deploy
 
@@ -158,5 +169,6 @@ def run(cfg) -> Path:
     (out / "summary.md").write_text(summary_markdown(results))
     logger.log_results(results, plot, trial_rows(trials))
     logger.close()
+    outputs.release()
     print(results_path.resolve(), file=sys.stdout, flush=True)
     return results_path

@@ -43,6 +43,8 @@ def root_dir(cfg: Mapping[str, Any], expected: str, get: str, file_ok: bool = Fa
     if not root:
         raise ConfigError(f"dataset {name}: no root given; set dataset.root=<folder holding {expected}>. {get}")
     path = Path(os.path.expanduser(str(root)))
+    if path.is_file() and not file_ok:
+        raise ConfigError(f"dataset {name}: root={path} is a file; expected a folder holding {expected}. {get}")
     if not (path.is_dir() or (file_ok and path.is_file())):
         raise ConfigError(f"dataset {name}: root={path} does not exist; expected a folder holding {expected}. {get}")
     return path

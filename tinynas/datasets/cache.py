@@ -32,7 +32,7 @@ def cached(folder: Path | None, name: str, fingerprint: str, indices: np.ndarray
     path = folder / f"{name}-{key[:20]}.npz"
     if path.is_file():
         try:
-            with np.load(path) as f:
+            with np.load(path, allow_pickle=False) as f:  # a cache file is data: never unpickle it
                 return f["x"]
         except (OSError, ValueError, KeyError, EOFError):
             pass  # a damaged cache file is rebuilt below

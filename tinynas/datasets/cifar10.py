@@ -18,14 +18,41 @@ GET = ("Download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz yoursel
        "its cifar-10-batches-py folder is the root.")
 
 
+# The globals a CIFAR-10 pickle may name: numpy's array, dtype and scalar reconstruction (the layouts of numpy's
+# pickle protocols 2 to 5) and ``_codecs.encode``, which Python 3 writes for bytes at protocol 2. None of them
+# runs anything beyond building an array; every other global (``os.system``, ``builtins.eval`` ...) is refused.
+SAFE_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+})
+
+
+class UnsafePickle(pickle.UnpicklingError):
+    """A pickle that names a global outside :data:`SAFE_GLOBALS`."""
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Admits only what the CIFAR-10 format holds: dicts, lists, str, bytes, numbers and numpy arrays."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in SAFE_GLOBALS:
+            raise UnsafePickle(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
 def _pickle(path: Path, name: str) -> dict:
     if not path.is_file():
         raise ConfigError(f"dataset {name}: {path} is missing; the root must hold {', '.join(TRAIN_FILES)}, "
                           f"test_batch and batches.meta. {GET}")
     try:
         with open(path, "rb") as f:
-            d = pickle.load(f, encoding="latin1")
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
+            d = _CifarUnpickler(f, encoding="latin1").load()
+    except UnsafePickle as e:
+        raise ConfigError(f"dataset {name}: {path} refused: the pickle calls {e}, which no CIFAR-10 batch holds "
+                          f"(only dicts, lists, strings, numbers and numpy arrays are loaded); nothing was run") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
         raise ConfigError(f"dataset {name}: {path} is not a CIFAR-10 python pickle ({e}). {GET}") from None
     if not isinstance(d, dict):
         raise ConfigError(f"dataset {name}: {path} holds a {type(d).__name__}; expected a dict. {GET}")

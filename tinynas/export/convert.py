@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tinynas import children
 from tinynas.export.errors import ExportError
 
 if TYPE_CHECKING:  # the onnx2tf child process must not import torch
@@ -72,9 +73,9 @@ def convert_to_int8(onnx: "OnnxModel", calib_nchw: np.ndarray, work_dir: Path, l
                PYTHONPATH=_prepend(str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")))
     with open(log_path, "w") as log:
         try:
-            proc = subprocess.run([sys.executable, "-m", "tinynas.export.convert", json.dumps(job)], cwd=work_dir,
-                                  stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                  timeout=timeout_s)
+            proc = children.run([sys.executable, "-m", "tinynas.export.convert", json.dumps(job)], cwd=work_dir,
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                timeout=timeout_s)  # dies with this process
         except subprocess.TimeoutExpired as e:
             raise ExportError(f"onnx2tf did not finish converting {onnx.path.name} within {timeout_s:.0f} s; "
                               f"its output is in {log_path}") from e

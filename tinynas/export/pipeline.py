@@ -12,7 +12,6 @@ import dataclasses
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tinynas.children import make_temp_dir, remove_stale_temp_dirs
 from tinynas.export import firmware
 from tinynas.export.convert import convert_to_int8
 from tinynas.export.errors import ExportError
@@ -142,11 +142,14 @@ def export_model(model: torch.nn.Module, calib: np.ndarray, out_dir: Path, *,
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
+    temp_prefix = f".{out_dir.name}.export-"
+    if out_dir.parent.is_dir():
+        remove_stale_temp_dirs(out_dir.parent, temp_prefix)  # left by an export whose process was killed
     model = copy.deepcopy(model).cpu().float().eval()  # the caller's model keeps its device and mode
     calib = _check_inputs(model, calib, test)
     firmware.arena_size(0, arena_margin)  # refuse a bad margin before the slow work
     out_dir.mkdir(parents=True, exist_ok=True)
-    build = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.export-", dir=out_dir.parent))
+    build = make_temp_dir(out_dir.parent, temp_prefix)
     try:
         paths = {key: build / file for key, file in FILES.items()}
         lap = _Laps()
