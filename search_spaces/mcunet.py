@@ -42,6 +42,10 @@ class MCUNetArch(ArchSpec):
     kernels: tuple[tuple[int, ...], ...]
     expands: tuple[tuple[int, ...], ...]
 
+    def summary(self) -> str:
+        """Input resolution, width multiplier and blocks per stage."""
+        return f"res {self.resolution} w {self.width} depths {'-'.join(map(str, self.depths))}"
+
 
 @dataclasses.dataclass(frozen=True)
 class MCUNetSpace(SearchSpace):

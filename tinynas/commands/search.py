@@ -10,6 +10,7 @@ from pathlib import Path
 import optuna
 from omegaconf import OmegaConf
 
+from search_spaces import arch_summary
 from tinynas.commands.common import load_common, run_dir
 from tinynas.errors import ConfigError
 from tinynas.evaluators import EvaluationContext, make_evaluator
@@ -41,8 +42,8 @@ def check_budget_reachable(objective: CandidateObjective) -> None:
 def trial_line(n_trials: int):
     def show(number: int, a: dict) -> None:
         arch = a["arch"]
-        head = (f"trial {number + 1:>3}/{n_trials}  {a['arch_hash'][:8]}  res {arch.get('resolution', '-')} "
-                f"w {arch.get('width', '-')}  SRAM {a['sram_bytes'] / 1024:6.1f} kB  flash {a['flash_bytes'] / 1024:6.1f} kB"
+        head = (f"trial {number + 1:>3}/{n_trials}  {a['arch_hash'][:8]}  {arch_summary(arch)}  "
+                f"SRAM {a['sram_bytes'] / 1024:6.1f} kB  flash {a['flash_bytes'] / 1024:6.1f} kB"
                 f"  {a['latency_ms']:7.1f} ms")
         if a.get("infeasible"):
             log.info("%s  over budget (%s): not scored%s", head, a["infeasible"],
@@ -103,8 +104,7 @@ def run(cfg) -> Path:
         return all(v <= 0 for v in violations.values()), attrs["macs"]
 
     for arch in enqueue_warm_start(study, ctx.space, cfg.search.get("enqueue"), fits_and_macs):
-        log.info("warm start: enqueued %s (res %s, w %s)", arch.hash[:8], getattr(arch, "resolution", "-"),
-                 getattr(arch, "width", "-"))
+        log.info("warm start: enqueued %s (%s)", arch.hash[:8], arch.summary())
     log.info("search %s: %d trials on %s (%s), SRAM ≤ %.0f kB, flash ≤ %.0f kB, storage %s", cfg.study_name,
              cfg.n_trials, ctx.mcu.name, ctx.runtime, budgets.sram_bytes / 1024, budgets.flash_bytes / 1024,
              storage_url)
