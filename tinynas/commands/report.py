@@ -9,7 +9,7 @@ import optuna
 from optuna.trial import TrialState
 
 from tinynas.errors import ConfigError
-from tinynas.report import hypervolume, pareto_row, plot_pareto, write_pareto_csv
+from tinynas.report import AXES, hypervolume, pareto_row, plot_pareto, write_pareto_csv
 from tinynas.search import is_feasible, is_scored, pareto_trials
 from tinynas.storage import make_storage
 
@@ -75,9 +75,7 @@ def markdown(doc: dict) -> str:
                 f"{r['flash_bytes'] / 1024:.1f} | {r['latency_ms']:.1f} |" for r in doc["pareto"]))
 
 
-COST_AXES = {"sram": ("sram_bytes", "peak SRAM (kB)", 1 / 1024), "flash": ("flash_bytes", "flash (kB)", 1 / 1024),
-             "latency": ("latency_ms", "latency (ms)", 1.0), "energy": ("energy_mj", "energy (mJ)", 1.0),
-             "macs": ("macs", "MACs (M)", 1e-6)}
+COST_AXES = {k: v for k, v in AXES.items() if k != "accuracy"}  # cost objective → (attribute, label, scale)
 
 
 def figures(study: optuna.Study) -> list:
@@ -179,9 +177,9 @@ def run(cfg) -> dict:
         out = Path(cfg.out)
         out.mkdir(parents=True, exist_ok=True)
         write_pareto_csv(out / "pareto.csv", doc["pareto"])
-        budget = study.user_attrs.get("settings", {}).get("budgets", {}).get("sram_bytes") or 0
-        plot_pareto(out / "pareto.png", study.get_trials(deepcopy=False), doc["pareto"], budget,
-                    title=study.study_name)
+        settings = study.user_attrs.get("settings", {})
+        plot_pareto(out / "pareto.png", study.get_trials(deepcopy=False), settings.get("objectives", ["accuracy", "sram"]),
+                    settings.get("budgets", {}), title=study.study_name)
     if cfg.format == "json":
         print(json.dumps(doc, indent=1))
     elif cfg.format == "md":

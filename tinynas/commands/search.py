@@ -152,7 +152,7 @@ def run(cfg) -> Path:
         }
     results_path = write_json(out / "results.json", results)
     write_pareto_csv(out / "pareto.csv", pareto)
-    plot = plot_pareto(out / "pareto.png", trials, pareto, budgets.sram_bytes,
+    plot = plot_pareto(out / "pareto.png", trials, list(cfg.objectives), dataclasses.asdict(budgets),
                        deployed=(results["deployed"] or {}).get("trial"),
                        title=f"{cfg.study_name}: {ctx.mcu.name}, {ctx.runtime}")
     (out / "summary.md").write_text(summary_markdown(results))
