@@ -283,8 +283,11 @@ def page_sections(name: str, runs_dir: Path, out: Path) -> list[tuple]:
     sections: list[tuple] = [("h1", f"Experiment {name}"),
                              ("p", f"Published figures beside our estimates (experiments/{name}/published.csv, "
                                    f"README.md), then the Pareto fronts of the finished search runs in {runs_dir}.")]
+    notes = column_notes(name)
     for task in dict.fromkeys(c.row["task"] for c in comparisons):
         sections += [("h2", task), ("table", *table_rows([c for c in comparisons if c.row["task"] == task]))]
+        if task in notes:
+            sections.append(("p", notes[task]))
     if comparisons:
         sections += [("h2", "Sources"), ("p", sources_markdown(comparisons))]
     runs = find_runs(name, runs_dir)
