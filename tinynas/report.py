@@ -199,18 +199,29 @@ def summary_markdown(results: dict[str, Any]) -> str:
                      f"{r['macs'] / 1e6:.2f} | {r['params']:,} |")
     d = results.get("deployed")
     if d:
+        fp = d.get("model_fingerprints") or {}
+
+        def model(key: str) -> str:  # which weights an accuracy was measured on
+            return f" (model `{fp[key]}`)" if key in fp else ""
+
+        same = fp.get("exported") is not None and fp.get("exported") == fp.get("student_kd")
+        on = f"test, {d['test_samples']} samples" if d.get("test_samples") else "test"
         lines += [
             "",
             f"## Deployed: trial {d['trial']}",
             "",
+            "Each accuracy names the model it was measured on (a hash of its weights): equal accuracies of "
+            "different models are a tie on the test split, not one model counted twice.",
+            "",
             "| | value |",
             "|---|---:|",
-            f"| teacher accuracy (test) | {d['teacher_accuracy']:.3f} |",
-            *([f"| student without KD, fp32 (test) | {d['student_no_kd_accuracy']:.3f} |"]
+            f"| teacher accuracy ({on}){model('teacher')} | {d['teacher_accuracy']:.3f} |",
+            *([f"| student without KD, fp32 ({on}){model('student_no_kd')} | {d['student_no_kd_accuracy']:.3f} |"]
               if d.get("student_no_kd_accuracy") is not None else []),
-            *([f"| student with KD, fp32 (test) | {d['student_kd_accuracy']:.3f} |"]
+            *([f"| student with KD, fp32 ({on}){model('student_kd')} | {d['student_kd_accuracy']:.3f} |"]
               if d.get("student_kd_accuracy") is not None else []),
-            f"| exported student fp32 accuracy (test){' after QAT' if d.get('qat') else ''} | {d['fp32_accuracy']:.3f} |",
+            f"| exported student fp32 accuracy ({on}){' after QAT' if d.get('qat') else ''}{model('exported')}"
+            f"{' = the KD student (no pruning or QAT)' if same else ''} | {d['fp32_accuracy']:.3f} |",
             f"| student int8 accuracy in TFLM (test) | {d['int8_accuracy']:.3f} |",
             f"| .tflite bytes: measured (estimated) | {d['tflite_bytes']:,} ({d['estimated_flash_bytes']:,}) |",
             f"| TFLM arena on the host: measured (estimated) | {d['tflm_arena_bytes']:,} ({d['estimated_sram_bytes']:,}) |",

@@ -149,6 +149,7 @@ def run(cfg) -> Path:
             # Side by side (distill.baseline_without_kd), and the optional pruning / QAT stages.
             "student_no_kd_accuracy": dep.student_no_kd_accuracy, "student_kd_accuracy": dep.student_kd_accuracy,
             "pruning": dep.pruning, "qat": dep.qat,
+            "model_fingerprints": dep.fingerprints, "test_samples": dep.test_samples,
         }
     results_path = write_json(out / "results.json", results)
     write_pareto_csv(out / "pareto.csv", pareto)
