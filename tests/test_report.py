@@ -117,3 +117,10 @@ def test_html_page_says_what_the_study_is_about(tinynas_cli, study_url, tmp_path
     scripts = [len(s) for s in re.findall(r"<script[^>]*>(.*?)</script>", html, re.S)]
     assert sum(n > 1_000_000 for n in scripts) == 1  # the plotly.js bundle, once
     assert html.count("window.PlotlyConfig") == 1
+
+
+def test_markdown_says_what_the_study_is_about(tinynas_cli, study_url):
+    p = tinynas_cli("report", f"storage={study_url}", "study_name=r", "format=md")
+    assert p.returncode == 0, p.stderr
+    assert "- MCU: nrf52840; runtime: tflm; search space: mcunet" in p.stdout
+    assert "- objectives: accuracy (max), sram (min)" in p.stdout

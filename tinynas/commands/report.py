@@ -67,8 +67,10 @@ def study_document(study: optuna.Study) -> dict:
 FORMATS = ("json", "md", "html")
 
 
-def markdown(doc: dict) -> str:
-    return (f"# {doc['study']}\n\n{doc['n_trials']} trials {doc['states']}, {doc['n_infeasible']} over budget; "
+def markdown(doc: dict, about: list[str] = ()) -> str:
+    """The study as markdown; ``about``: :func:`settings_lines` (board, runtime, objectives, budgets)."""
+    return (f"# {doc['study']}\n\n" + "".join(f"- {line}\n" for line in about) + ("\n" if about else "")
+            + f"{doc['n_trials']} trials {doc['states']}, {doc['n_infeasible']} over budget; "
             f"hypervolume {doc['hypervolume']:.4f}\n\n| trial | accuracy | SRAM kB | flash kB | latency ms |\n"
             "|---:|---:|---:|---:|---:|\n" + "\n".join(
                 f"| {r['trial']} | {r['accuracy']:.3f} | {r['sram_bytes'] / 1024:.1f} | "
@@ -240,7 +242,7 @@ def run(cfg) -> dict:
     if cfg.format == "json":
         print(json.dumps(doc, indent=1))
     elif cfg.format == "md":
-        print(markdown(doc))
+        print(markdown(doc, settings_lines(study)))
     else:
         out = Path(cfg.out or ".")
         out.mkdir(parents=True, exist_ok=True)
