@@ -40,7 +40,7 @@ def load_points(path: Path = CSV) -> list[dict]:
     for r in rows:
         clock = float(r["clock_mhz"])
         points.append(dict(row=r, family=core_family(r["core"]), runtime=r["runtime"],
-                           terms=graph_terms(reference_model(r["model"])),
+                           terms=graph_terms(reference_model(r["model"]), r["runtime"]),
                            cycles=float(r["latency_ms"]) * 1e-3 * clock * 1e6, clock=clock))
     return points
 

@@ -15,6 +15,7 @@ their layer configurations and reads few graphs.
 
 from __future__ import annotations
 
+import functools
 import math
 
 from typing import Any, Callable, Hashable
@@ -275,6 +276,32 @@ def clear_caches() -> None:
     _CONV_FIELDS.clear()
     _LAYERS.clear()
     _SEGMENTS.clear()
+
+
+def tf_same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's 'same' padding (before, after) of one spatial dimension."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+@functools.lru_cache(maxsize=4096)
+def same_is_symmetric(h: int, w: int, kernel: int, stride: int) -> bool:
+    """Whether TensorFlow's 'same' padding of an h×w input is PyTorch's symmetric kernel//2 padding."""
+    p = kernel // 2
+    return tf_same_pads(h, kernel, stride) == (p, p) and tf_same_pads(w, kernel, stride) == (p, p)
+
+
+def symmetric_padded(g, layer, x, kernel: int, stride: int, *args, name: str, **kwargs):
+    """A k×k layer with PyTorch's symmetric k//2 padding as a TFLite graph has it: a 'same' layer where
+    TensorFlow's 'same' padding is that symmetric padding (always at stride 1), else an explicit PAD
+    followed by a 'valid' layer (onnx2tf writes this; so did MCUNet's own TF export, ``tf.pad`` + VALID)."""
+    _, h, w, _ = g.shape(x)
+    if same_is_symmetric(h, w, kernel, stride):
+        return layer(x, *args, kernel=kernel, stride=stride, padding="same", name=name, **kwargs)
+    p = kernel // 2
+    x = g.pad(x, ((p, p), (p, p)), name=f"{name}/pad")
+    return layer(x, *args, kernel=kernel, stride=stride, padding="valid", name=name, **kwargs)
 
 
 def _bounded_put(cache: dict, key: Hashable, value: Any) -> None:

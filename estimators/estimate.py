@@ -56,8 +56,17 @@ class Estimate:
     layers: Sequence[LayerEstimate]
 
     @property
-    def fits(self) -> bool:
-        return self.sram.total_bytes <= self.sram_budget_bytes and self.flash.total_bytes <= self.flash_budget_bytes
+    def fits(self) -> bool | None:
+        """Within every budget the MCU has (a budget of 0 is none); None when it has no budget at all."""
+        pairs = [(used, budget) for used, budget in ((self.sram.total_bytes, self.sram_budget_bytes),
+                                                     (self.flash.total_bytes, self.flash_budget_bytes)) if budget > 0]
+        return all(used <= budget for used, budget in pairs) if pairs else None
+
+    @property
+    def peak_layer(self) -> int | None:
+        """Index of the layer with the most live bytes (the first of equals), None without layers."""
+        live = [layer.live_bytes for layer in self.layers]
+        return live.index(max(live)) if live else None
 
     def to_dict(self) -> dict:
         """The ``tinynas estimate format=json`` document."""
@@ -67,7 +76,8 @@ class Estimate:
             "sram": {"activation_bytes": self.sram.activation_bytes, "persistent_bytes": self.sram.persistent_bytes,
                      "total_bytes": self.sram.total_bytes, "budget_bytes": self.sram_budget_bytes},
             "flash": {"model_bytes": self.flash.model_bytes, "runtime_bytes": self.flash.runtime_bytes,
-                      "total_bytes": self.flash.total_bytes, "budget_bytes": self.flash_budget_bytes},
+                      "total_bytes": self.flash.total_bytes, "budget_bytes": self.flash_budget_bytes,
+                      "model_source": self.flash.model_source},
             "latency_ms": self.latency_ms, "energy_mj": self.energy_mj, "fits": self.fits,
             "layers": [{"name": l.name, "op": l.op, "output_shape": list(l.output_shape), "macs": l.macs,
                         "params": l.params, "live_bytes": l.live_bytes, "latency_ms": l.latency_ms}

@@ -36,6 +36,12 @@ class FlashEstimate:
     model_bytes: int
     runtime_bytes: int
     total_bytes: int
+    model_source: str = "estimate"  # "file": model_bytes is a real model file's size
+
+
+def with_model_file(flash: FlashEstimate, file_bytes: int) -> FlashEstimate:
+    """``flash`` with the model's bytes taken from a real model file of ``file_bytes`` (not estimated)."""
+    return FlashEstimate(file_bytes, flash.runtime_bytes, file_bytes + flash.runtime_bytes, "file")
 
 
 @functools.lru_cache(maxsize=4)

@@ -8,7 +8,8 @@ Model (few parameters, because there are few published points)::
 fully connected layers stream every weight once and are memory bound, markedly so on Helium cores);
 ``element_cycles`` prices the per-output work every op does (requantization, activation, pooling, adds),
 which is what makes depthwise layers — few MACs per output — the most expensive per MAC. RESHAPE is free
-(TFLite Micro aliases it). The coefficients live in ``data/latency_coefficients.yaml``, written by
+(TFLite Micro aliases it); under TinyEngine (and MCUNet's analytic accounting) the ops its code generator
+skips are free too, PAD included (folded into the conv that reads it). The coefficients live in ``data/latency_coefficients.yaml``, written by
 ``benchmarks/latency_calibration.py``; families and runtimes without points of their own borrow a calibrated
 one's coefficients as ``data/core_families.yaml`` says (relative CoreMark/MHz, reference-kernel slowdown).
 """
@@ -25,6 +26,7 @@ import yaml
 
 from estimators.ir import Graph
 from estimators.mcu import MCU
+from estimators.mcunet_memory import TINYENGINE_VIEWS
 from estimators.table import OpFacts, OpTable, per_op, table_of
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -32,6 +34,13 @@ COEFFICIENTS = DATA_DIR / "latency_coefficients.yaml"
 FAMILIES = DATA_DIR / "core_families.yaml"
 
 FREE_KINDS = frozenset({"RESHAPE"})
+#: Ops that cost nothing under each runtime that differs from :data:`FREE_KINDS`.
+RUNTIME_FREE_KINDS = {"tinyengine": TINYENGINE_VIEWS, "analytic": TINYENGINE_VIEWS}
+
+
+def free_kinds(runtime: str) -> frozenset[str]:
+    """The op kinds ``runtime`` does not run (no cycles)."""
+    return RUNTIME_FREE_KINDS.get(runtime, FREE_KINDS)
 
 
 @functools.lru_cache(maxsize=None)
@@ -51,18 +60,19 @@ def core_family(core: str) -> str:
     raise ValueError(f"core {core!r} maps to no core family; known cores: {', '.join(known)}")
 
 
-def op_terms(op: OpFacts) -> tuple[int, int]:
-    """(MACs, output elements) of ``op``, the two quantities the model prices."""
-    if op.kind in FREE_KINDS:
+def op_terms(op: OpFacts, runtime: str = "tflm") -> tuple[int, int]:
+    """(MACs, output elements) of ``op`` under ``runtime``, the two quantities the model prices."""
+    if op.kind in free_kinds(runtime):
         return 0, 0
     return op.macs, op.out_numel
 
 
-def graph_terms(graph: Graph) -> dict[str, int]:
-    """Summed model terms of a whole graph: MACs by kind class ('mac', 'fc_mac') and 'elements'."""
+def graph_terms(graph: Graph, runtime: str = "tflm") -> dict[str, int]:
+    """Summed model terms of a whole graph under ``runtime``: MACs by kind class ('mac', 'fc_mac') and
+    'elements'."""
     terms = {"mac": 0, "fc_mac": 0, "elements": 0}
     for op in table_of(graph).ops:
-        macs, elements = op_terms(op)
+        macs, elements = op_terms(op, runtime)
         terms["fc_mac" if op.kind == "FULLY_CONNECTED" else "mac"] += macs
         terms["elements"] += elements
     return terms
@@ -120,9 +130,10 @@ class LatencyModel:
         s = self.family_scale(family, runtime)
         fc, b = self.fc_ratio[self.isa(family)], self.element_cycles
         to_ms = 1e3 / (clock_mhz * 1e6)
+        free = free_kinds(runtime)
 
         def ms(op: OpFacts) -> float:
-            if op.kind in FREE_KINDS:
+            if op.kind in free:
                 return s * 0 * to_ms
             m = op.macs
             return s * ((fc * m if op.kind == "FULLY_CONNECTED" else m) + b * op.out_numel) * to_ms

@@ -1,6 +1,8 @@
 """MCUNet's memory accounting: the papers' analytic peak and TinyEngine's scheduled arena.
 
-Both see only activations (int8, batch 1, no alignment) and treat RESHAPE as a view of its input.
+Both see only activations (int8, batch 1, no alignment) and treat RESHAPE as a view of its input, and a
+PAD as its unpadded input (MCUNet's kernels pad inside the conv: TinyEngine folds a PAD into the conv that
+reads it, and the papers' Act counts a layer's unpadded input).
 
 ``analytic``: the peak over ops of every activation alive while the op runs — its inputs and outputs plus
 any tensor held for a later op (the block input an identity shortcut keeps) — with no allocator.
@@ -45,13 +47,13 @@ def _lifetimes(graph: Graph, alias: dict[str, str]) -> dict[str, list[int]]:
     return life
 
 
-def _reshape_aliases(graph: Graph) -> dict[str, str]:
-    return {op.outputs[0]: op.inputs[0] for op in graph.ops if op.kind == "RESHAPE"}
+def _view_aliases(graph: Graph) -> dict[str, str]:
+    return {op.outputs[0]: op.inputs[0] for op in graph.ops if op.kind in ("RESHAPE", "PAD")}
 
 
 def analytic_live(graph: Graph) -> tuple[int, ...]:
     """Bytes of the activations alive at each op (MCUNet's accounting)."""
-    alias = _reshape_aliases(graph)
+    alias = _view_aliases(graph)
     life = _lifetimes(graph, alias)
     return tuple(sum(graph.tensors[n].nbytes for n, (a, b) in life.items() if a <= i <= b)
                  for i in range(len(graph.ops)))
@@ -80,16 +82,30 @@ def _tinyengine_aliases(graph: Graph) -> dict[str, str]:
     return alias
 
 
-def _runtime_buffer_bytes(graph: Graph, op: Op) -> int:
+def pad_inputs(graph: Graph) -> dict[str, str]:
+    """PAD output → PAD input, for each PAD of ``graph``."""
+    return {op.outputs[0]: op.inputs[0] for op in graph.ops if op.kind == "PAD"}
+
+
+def _runtime_buffer_bytes(graph: Graph, op: Op, pads: dict[str, str]) -> int:
     """TinyEngine's ``sbuf`` of one op (``get_sbuf_size``): a conv's im2col, two int16 columns of
-    Kh·Kw·Cin (1×1 convs too); an in-place depthwise's two int16 padded planes, 2·(H + Kh − 1)·(W + Kw − 1)."""
+    Kh·Kw·Cin (1×1 convs too); an in-place depthwise's two int16 padded planes, 2·(H + Kh − 1)·(W + Kw − 1)
+    of its unpadded input (a folded PAD's input)."""
     kh, kw = op.attrs.get("kernel", (1, 1))
-    _, h, w, cin = graph.tensors[op.inputs[0]].shape if op.kind in CONV_KINDS else (0, 0, 0, 0)
+    _, h, w, cin = graph.tensors[_unpadded(op.inputs[0], pads)].shape if op.kind in CONV_KINDS \
+        else (0, 0, 0, 0)
     if op.kind == "CONV_2D":
         return 2 * kh * kw * cin * 2
     if op.kind == "DEPTHWISE_CONV_2D":
         return 2 * (h + kh - 1) * (w + kw - 1)
     return 0
+
+
+def _unpadded(name: str, pads: dict[str, str]) -> str:
+    """``name``, or the input of the PAD (or chain of them) that wrote it (``pads``: PAD output → input)."""
+    while name in pads:
+        name = pads[name]
+    return name
 
 
 def _kernel_buffer_bytes(graph: Graph, op: Op) -> int:
@@ -104,14 +120,15 @@ def tinyengine_plan(graph: Graph) -> tuple[int, tuple[int, ...]]:
     first-fit arena + the largest ``sbuf`` + the largest ``kbuf`` over all ops."""
     alias = _tinyengine_aliases(graph)
     life = _lifetimes(graph, alias)
+    pads = pad_inputs(graph)
     size: dict[str, int] = {}
     for name, t in graph.tensors.items():
-        if not t.const:
+        if not t.const and name not in pads:
             r = _root(alias, name)
             size[r] = max(size.get(r, 0), t.nbytes)
     buffers = [Buffer(size[n], a, b, n) for n, (a, b) in life.items()]
     arena = arena_size(buffers, first_fit_plan(buffers))
-    sbuf = [_runtime_buffer_bytes(graph, op) for op in graph.ops]
+    sbuf = [_runtime_buffer_bytes(graph, op, pads) for op in graph.ops]
     kbuf = [_kernel_buffer_bytes(graph, op) for op in graph.ops]
     live = tuple(sum(b.size for b in buffers if b.first <= i <= b.last) + s + k
                  for i, (s, k) in enumerate(zip(sbuf, kbuf)))

@@ -20,7 +20,7 @@ import math
 from estimators.builder import conv_output_size
 from estimators.ir import CONV_KINDS, Graph, Op
 from estimators.macs import op_macs
-from estimators.mcunet_memory import _kernel_buffer_bytes, _runtime_buffer_bytes
+from estimators.mcunet_memory import _kernel_buffer_bytes, _runtime_buffer_bytes, pad_inputs
 
 WINDOW_KINDS = CONV_KINDS | {"AVERAGE_POOL_2D", "MAX_POOL_2D"}
 POINTWISE_KINDS = frozenset({"ADD", "MUL", "PAD", "HARD_SWISH", "LOGISTIC", "RELU", "RELU6", "RELU_N1_TO_1",
@@ -277,7 +277,8 @@ def patch_sram(graph: Graph, config: PatchConfig, runtime: str = "analytic"):
     plan = patch_plan(graph, config.patches, config.layers, inplace_depthwise=runtime == "tinyengine")
     peak = plan.peak_bytes
     if runtime == "tinyengine":
-        sbuf = [_runtime_buffer_bytes(graph, op) for op in graph.ops]
+        pads = pad_inputs(graph)
+        sbuf = [_runtime_buffer_bytes(graph, op, pads) for op in graph.ops]
         for i, op in enumerate(graph.ops[:plan.stage_ops]):
             if op.kind == "DEPTHWISE_CONV_2D":  # padded planes of the patch, not of the whole tensor
                 (h, w), (kh, kw) = plan.tiles[op.inputs[0]], op.attrs["kernel"]

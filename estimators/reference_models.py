@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from estimators.builder import GraphBuilder
+from estimators.builder import GraphBuilder, symmetric_padded
 from estimators.ir import Graph
 
 
@@ -172,23 +172,35 @@ MBV2_W03_R80 = dict(
 )
 
 
-def mcunet_config(name: str, cfg: dict) -> Graph:
-    """A ProxylessNAS-style config: 3×3/2 stem, MBConv blocks, optional 1×1 feature mix, pool, classifier."""
+def mcunet_config(name: str, cfg: dict, torch_padding: bool = True) -> Graph:
+    """A ProxylessNAS-style config: 3×3/2 stem, MBConv blocks, optional 1×1 feature mix, pool, classifier.
+
+    The int8 graph of the released network: its PyTorch layers pad k//2 on every side, so a strided layer
+    whose TensorFlow 'same' padding differs (even input sizes) reads an explicit PAD (MCUNet's TF export
+    pads explicitly too; TinyEngine folds the PAD into the conv). Pooling is a MEAN to N×C and the
+    classifier is quantized per output channel, as our export writes them: this is the graph the MCUNet
+    space builds for the same config (``search_spaces.named``), so a named network has one graph.
+    ``torch_padding=False``: TensorFlow's 'same' padding everywhere (a net defined in TensorFlow)."""
     g = GraphBuilder(name, (cfg["resolution"], cfg["resolution"], 3))
-    x = g.conv2d(g.input, cfg["stem"], 3, 2, activation="relu6", name="stem")
+
+    def padded(layer, x, k, s, *args, name, **kwargs):
+        if torch_padding:
+            return symmetric_padded(g, layer, x, k, s, *args, name=name, **kwargs)
+        return layer(x, *args, kernel=k, stride=s, name=name, **kwargs)
+
+    x = padded(g.conv2d, g.input, 3, 2, cfg["stem"], activation="relu6", name="stem")
     for i, (cin, cout, k, s, mid, identity) in enumerate(cfg["blocks"]):
         inp = x
         if mid != cin:
             x = g.conv2d(x, mid, 1, 1, activation="relu6", name=f"block{i}/expand")
-        x = g.depthwise_conv2d(x, k, s, activation="relu6", name=f"block{i}/dw")
+        x = padded(g.depthwise_conv2d, x, k, s, activation="relu6", name=f"block{i}/dw")
         x = g.conv2d(x, cout, 1, 1, activation=None, name=f"block{i}/project")
         if identity:
             x = g.add(x, inp, name=f"block{i}/add")
     if cfg["feature_mix"]:
         x = g.conv2d(x, cfg["feature_mix"], 1, 1, activation="relu6", name="feature_mix")
-    x = g.global_avg_pool(x)
-    x = g.flatten(x)
-    return g.finish(g.fully_connected(x, cfg["classes"], name="classifier"))
+    x = g.global_avg_pool(x, keep_dims=False)
+    return g.finish(g.fully_connected(x, cfg["classes"], per_channel=True, name="classifier"))
 
 
 #: Builders by the model key of ``latency_calibration.csv`` (its ``model`` column up to the first space).
@@ -321,14 +333,16 @@ MOBILENETV2_TABLE = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
 
 
 def mobilenetv2(resolution: int = 224) -> Graph:
-    """MobileNetV2 w1.0 at ``resolution`` in the MCUNet config form (identity shortcut where in = out, s = 1)."""
+    """MobileNetV2 w1.0 at ``resolution`` in the MCUNet config form (identity shortcut where in = out, s = 1),
+    as the TensorFlow (slim) original defines it: 'same' padding, no PAD ops."""
     blocks, cin = [], 32
     for t, c, n, s in MOBILENETV2_TABLE:
         for i in range(n):
             blocks.append((cin, c, 3, s if i == 0 else 1, cin * t, i > 0 and cin == c))
             cin = c
     return mcunet_config(f"mbv2-w1.0-r{resolution}",
-                         dict(resolution=resolution, stem=32, feature_mix=1280, classes=1000, blocks=blocks))
+                         dict(resolution=resolution, stem=32, feature_mix=1280, classes=1000, blocks=blocks),
+                         torch_padding=False)
 
 
 REFERENCE_MODELS["mbv2-w1.0-r224"] = mobilenetv2

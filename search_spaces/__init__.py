@@ -8,12 +8,22 @@ from search_spaces.efficientnet_lite import EfficientNetLiteArch, EfficientNetLi
 from search_spaces.mobilenetv1 import MobileNetV1Arch, MobileNetV1Space
 from search_spaces.mobilenetv3 import MobileNetV3Arch, MobileNetV3Space
 
+#: Arch spec classes by the space name their files carry.
+ARCH_CLASSES = {cls.space: cls for cls in (MCUNetArch, MobileNetV3Arch, EfficientNetLiteArch, DSCNNArch,
+                                           MobileNetV1Arch)}
+
+
+def arch_summary(d: dict) -> str:
+    """:meth:`ArchSpec.summary` of an arch as a dict (results.json, trial attributes), by the space it names."""
+    return ARCH_CLASSES[d["space"]].from_dict(d).summary()
+
+
 register("mcunet", MCUNetSpace.from_config)
 register("mobilenetv3", MobileNetV3Space.from_config)
 register("efficientnet_lite", EfficientNetLiteSpace.from_config)
 register("dscnn", DSCNNSpace.from_config)
 register("mobilenetv1", MobileNetV1Space.from_config)
 
-__all__ = ["ArchSpec", "SearchSpace", "MCUNetArch", "MCUNetSpace", "available", "get_space", "register"]
+__all__ = ["ARCH_CLASSES", "arch_summary", "ArchSpec", "SearchSpace", "MCUNetArch", "MCUNetSpace", "available", "get_space", "register"]
 __all__ += ["DSCNNArch", "DSCNNSpace", "EfficientNetLiteArch", "EfficientNetLiteSpace", "MobileNetV1Arch",
             "MobileNetV1Space", "MobileNetV3Arch", "MobileNetV3Space"]

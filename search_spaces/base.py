@@ -17,6 +17,13 @@ _ARCH_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circu
 
 
 @functools.lru_cache(maxsize=None)
+def _short(value: Any) -> str:
+    """A field value in a summary: tuples dash-joined ('2-3-1'), nested ones in brackets."""
+    if isinstance(value, tuple):
+        return "-".join(_short(v) if not isinstance(v, tuple) else f"[{_short(v)}]" for v in value)
+    return str(value)
+
+
 def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
 
@@ -42,6 +49,10 @@ class ArchSpec:
         # json writes tuples as lists: what to_dict's conversion gives, without it.
         fields = {"space": self.space, **{name: getattr(self, name) for name in _field_names(type(self))}}
         return _ARCH_JSON.encode(fields)
+
+    def summary(self) -> str:
+        """A short line of what identifies this arch among its space's (each family says which fields)."""
+        return " ".join(f"{name} {_short(getattr(self, name))}" for name in _field_names(type(self)))
 
     @functools.cached_property
     def hash(self) -> str:

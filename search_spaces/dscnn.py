@@ -32,6 +32,12 @@ class DSCNNArch(ArchSpec):
     kernels: tuple[tuple[tuple[int, int], ...]]
     strides: tuple[tuple[tuple[int, int], ...]]
 
+    def summary(self) -> str:
+        """Input H×W, the first conv (channels @ kernel / stride) and the channels of each separable layer."""
+        (h, w), (kh, kw), (sh, sw) = self.input_size, self.first_kernel, self.first_stride
+        layers = "-".join(str(c) for stage in self.channels for c in stage)
+        return f"in {h}x{w} conv {self.first_channels}@{kh}x{kw}/{sh}x{sw} ds {layers}"
+
 
 def _stride_cost(stride: tuple[int, int]) -> int:
     return -stride[0] * stride[1]  # a larger stride is cheaper

@@ -40,6 +40,10 @@ class EfficientNetLiteArch(ArchSpec):
     kernels: tuple[tuple[int, ...], ...]
     expands: tuple[tuple[int, ...], ...]
 
+    def summary(self) -> str:
+        """Input resolution, width and depth multipliers (EfficientNet's compound scaling)."""
+        return f"res {self.resolution} w {self.width} depth {self.depth}"
+
 
 @dataclasses.dataclass(frozen=True)
 class EfficientNetLiteSpace(BlockwiseSpace):

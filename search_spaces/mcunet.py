@@ -16,7 +16,7 @@ import functools
 import random
 from typing import Any, Sequence
 
-from estimators.builder import GraphBuilder
+from estimators.builder import GraphBuilder, symmetric_padded
 from estimators.ir import Graph
 from search_spaces.base import ArchSpec, SearchSpace
 
@@ -41,6 +41,10 @@ class MCUNetArch(ArchSpec):
     depths: tuple[int, ...]
     kernels: tuple[tuple[int, ...], ...]
     expands: tuple[tuple[int, ...], ...]
+
+    def summary(self) -> str:
+        """Input resolution, width multiplier and blocks per stage."""
+        return f"res {self.resolution} w {self.width} depths {'-'.join(map(str, self.depths))}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,30 +269,8 @@ def _head_ir(g: GraphBuilder, x: int, head_channels: int, num_classes: int, name
     return g.fully_connected(x, num_classes, per_channel=True, name=f"{name}classifier")
 
 
-def _tf_same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TensorFlow's 'same' padding (before, after) of one spatial dimension."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
-@functools.lru_cache(maxsize=4096)
-def _same_is_symmetric(h: int, w: int, kernel: int, stride: int) -> bool:
-    """Whether TensorFlow's 'same' padding of an h×w input is PyTorch's symmetric kernel//2 padding."""
-    p = kernel // 2
-    return _tf_same_pads(h, kernel, stride) == (p, p) and _tf_same_pads(w, kernel, stride) == (p, p)
-
-
-def _strided(g: GraphBuilder, layer, x: int, kernel: int, stride: int, *args, name: str, **kwargs) -> int:
-    """A k×k layer with PyTorch's symmetric k//2 padding as onnx2tf writes it: a 'same' layer where
-    TensorFlow's 'same' padding is that symmetric padding (always at stride 1), else an explicit PAD
-    followed by a 'valid' layer."""
-    _, h, w, _ = g.shape(x)
-    if _same_is_symmetric(h, w, kernel, stride):
-        return layer(x, *args, kernel=kernel, stride=stride, padding="same", name=name, **kwargs)
-    p = kernel // 2
-    x = g.pad(x, ((p, p), (p, p)), name=f"{name}/pad")
-    return layer(x, *args, kernel=kernel, stride=stride, padding="valid", name=name, **kwargs)
+#: The symmetric-padding helper the space builders share (kept under its old name for importers).
+_strided = symmetric_padded
 
 
 def inverted_residual_key(blk: dict[str, int], activation: str = "relu6") -> tuple:

@@ -28,6 +28,10 @@ class MobileNetV1Arch(ArchSpec):
     depths: tuple[int, ...]
     kernels: tuple[tuple[int, ...], ...]
 
+    def summary(self) -> str:
+        """Input resolution, width multiplier and depthwise-separable layers per stage."""
+        return f"res {self.resolution} w {self.width} depths {'-'.join(map(str, self.depths))}"
+
 
 def same_size(size: int, stride: int) -> int:
     return -(-size // stride)

@@ -45,6 +45,11 @@ class MobileNetV3Arch(ArchSpec):
     expands: tuple[tuple[int, ...], ...]
     se: tuple[tuple[int, ...], ...]
 
+    def summary(self) -> str:
+        """Input resolution, width multiplier, blocks per stage and how many blocks have squeeze-excite."""
+        return (f"res {self.resolution} w {self.width} depths {'-'.join(map(str, self.depths))} "
+                f"se {sum(map(sum, self.se))}")
+
 
 @dataclasses.dataclass(frozen=True)
 class MobileNetV3Space(BlockwiseSpace):

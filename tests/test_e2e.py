@@ -49,8 +49,11 @@ def test_last_line_is_results_json_and_it_follows_the_contract(run):
     assert set(d) == {"trial", "arch", "tflite", "c_source", "tflite_bytes", "tflm_arena_bytes",
                       "estimated_sram_bytes", "estimated_flash_bytes", "target_sram_bytes", "target_flash_bytes",
                       "teacher_accuracy", "fp32_accuracy", "int8_accuracy", "student_no_kd_accuracy",
-                      "student_kd_accuracy", "pruning", "qat"}
+                      "student_kd_accuracy", "pruning", "qat", "model_fingerprints", "test_samples"}
     assert d["trial"] in [p["trial"] for p in r["pareto"]]
+    fp = d["model_fingerprints"]  # four accuracies, measured on three models: the export is the KD student
+    assert len({fp["teacher"], fp["student_no_kd"], fp["student_kd"]}) == 3 and fp["exported"] == fp["student_kd"]
+    assert d["test_samples"] > 0
     for k in ("teacher_accuracy", "fp32_accuracy", "int8_accuracy"):
         assert 0 <= d[k] <= 1
     run_dir = results_path.parent

@@ -159,3 +159,26 @@ def test_report_page_unknown_experiment_names_the_allowed_ones():
 
     with pytest.raises(ConfigError, match="'nope'.*allowed: .*mlperf_tiny"):
         _report("page=nope", "format=md")
+
+
+def test_every_mcunet_table_says_what_its_published_columns_measured():
+    """Each published table of the MCUNet page is followed by the note on what its columns measured."""
+    notes = experiments.column_notes("mcunet")
+    page = experiments.ours_markdown("mcunet")
+    for task in {r["task"] for r in experiments.read_published("mcunet")}:
+        assert "measured" in notes[task]
+        table_end = page.index("\n\n", page.index(f"## {task}\n\n") + len(task) + 5)
+        assert page[table_end:].lstrip().startswith(notes[task])
+    assert "TinyEngine" in notes["ImageNet, TinyEngine on STM32F746"]
+    assert "arena" in notes["ImageNet, TF-Lite Micro on STM32F746"]
+
+
+@pytest.mark.parametrize("fmt", ["html", "md"])
+def test_report_page_prints_its_path_and_the_column_notes(tinynas_cli, tmp_path, fmt):
+    p = tinynas_cli("report", "page=mcunet", f"format={fmt}", f"out={tmp_path}", f"runs={tmp_path / 'none'}")
+    assert p.returncode == 0, p.stderr
+    page = tmp_path / f"mcunet.{fmt}"
+    assert p.stdout.strip() == str(page.resolve())
+    text = page.read_text()
+    first = experiments.column_notes("mcunet")["ImageNet, TinyEngine on STM32F746"].split("\n")[0]
+    assert first.split("**")[0] in text

@@ -123,3 +123,78 @@ def test_named_point_is_the_released_config(row, graphs):
     assert macs == [op_macs(ref, op) for op in ref.ops if op.kind in WEIGHTED]
     assert (params, out_shape) == (total_params(ref), (1, point.num_classes))
     assert [b.residual for b in model.blocks] == [identity for *_, identity in MCUNET_ZOO[row["model"]]["blocks"]]
+
+
+# -- one network, one graph ---------------------------------------------------------------------------
+def _ops(graph):
+    """Every op as (kind, input activation shapes, weight shapes, output shapes, attributes)."""
+    t = graph.tensors
+    return [(op.kind, tuple(t[n].shape for n in op.inputs), tuple(t[n].shape for n in op.outputs),
+             tuple(sorted((k, str(v)) for k, v in op.attrs.items()))) for op in graph.ops]
+
+
+def _pads_expected(cfg) -> int:
+    """Strided k×k layers on an even input: PyTorch pads k//2 on both sides, TensorFlow's 'same' one less
+    before, so the released net needs an explicit PAD there (stem included)."""
+    size, count = cfg["resolution"], int(cfg["resolution"] % 2 == 0)
+    size = -(-size // 2)
+    for _, _, _, stride, _, _ in cfg["blocks"]:
+        count += stride == 2 and size % 2 == 0
+        size = -(-size // stride)
+    return count
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda r: r["model"])
+def test_named_point_and_reference_model_are_one_graph(row, graphs):
+    """`tinynas estimate arch=<net>` (the space's IR of the named point) and the experiment table
+    (``estimators.reference_models``) build the same ops, PADs where the released net needs them."""
+    ours, ref = _point(row).to_ir(), graphs[row["model"]]
+    assert _ops(ours) == _ops(ref)
+    assert sum(op.kind == "PAD" for op in ref.ops) == _pads_expected(MCUNET_ZOO[row["model"]])
+
+
+def test_mcunet_in1_has_five_pads_and_56_ops(graphs):
+    g = graphs["mcunet-5fps"]
+    assert (len(g.ops), sum(op.kind == "PAD" for op in g.ops)) == (56, 5)
+
+
+def _pad_then_dw(pad: bool):
+    from estimators.builder import GraphBuilder
+
+    g = GraphBuilder("t", (16, 16, 8))
+    x = g.conv2d(g.input, 32, 1, 1, activation="relu6", name="expand")
+    if pad:
+        x = g.pad(x, ((1, 1), (1, 1)), name="pad")
+    x = g.depthwise_conv2d(x, 3, 2, activation="relu6", padding="valid" if pad else "same", name="dw")
+    return g.finish(g.conv2d(x, 16, 1, 1, name="project"))
+
+
+@pytest.mark.parametrize("runtime", ["tinyengine", "analytic"])
+def test_tinyengine_folds_pad_into_its_conv(runtime):
+    """TinyEngine's code generator folds a PAD into the conv that reads it (its kernels pad inside), and
+    MCUNet's Act counts the unpadded input: a PAD costs neither SRAM nor time there, unlike TFLM."""
+    from estimators import estimate
+
+    padded, plain = estimate(_pad_then_dw(True), BOARD, runtime), estimate(_pad_then_dw(False), BOARD, runtime)
+    assert padded.sram.total_bytes == plain.sram.total_bytes
+    assert padded.latency_ms == pytest.approx(plain.latency_ms)
+    assert [lay.latency_ms for lay in padded.layers if lay.op == "PAD"] == [0.0]
+    tflm = estimate(_pad_then_dw(True), BOARD, "tflm")
+    assert [lay.latency_ms > 0 for lay in tflm.layers if lay.op == "PAD"] == [True]
+
+
+def test_estimate_command_gives_the_experiment_table_figures(tinynas_cli):
+    """The CLI's figures for mcunet-in1 on the STM32F746 under TinyEngine are ours.md's for that row."""
+    import json
+
+    from tinynas.experiments import ours_for, read_published
+
+    row = next(r for r in read_published("mcunet") if r["model"].startswith("mcunet-5fps")
+               and r["runtime"] == "tinyengine")
+    r = tinynas_cli("estimate", "arch=mcunet-in1", "mcu=stm32f746", "runtime=tinyengine", "format=json")
+    assert r.returncode == 0, r.stderr
+    doc, ours = json.loads(r.stdout), ours_for(row)
+    assert len(doc["layers"]) == 56
+    assert doc["sram"]["total_bytes"] / 1024 == pytest.approx(ours["sram_kb"])
+    assert doc["flash"]["total_bytes"] / 1024 == pytest.approx(ours["flash_kb"])
+    assert doc["latency_ms"] == pytest.approx(ours["latency_ms"])

@@ -34,7 +34,8 @@ def study_url(tmp_path):
     url = f"journal://{tmp_path / 'r.journal'}"
     storage, _ = make_storage(url, tmp_path)
     study = optuna.create_study(study_name="r", storage=storage, directions=["maximize", "minimize"])
-    study.set_user_attr("settings", {"objectives": ["accuracy", "sram"], "budgets": BUDGETS})
+    study.set_user_attr("settings", {"objectives": ["accuracy", "sram"], "budgets": BUDGETS, "mcu": "nrf52840",
+                                     "runtime": "tflm", "search_space": "mcunet"})
     for acc, sram, scored in COMPLETE:
         t = study.ask()
         study.tell(t, candidate(t, acc, sram, scored))
@@ -69,7 +70,8 @@ def test_html_page_has_the_front_and_plots(tinynas_cli, study_url, tmp_path):
     assert p.stdout.strip() == str(page.resolve())
     html = page.read_text()
     assert "<h1>Study r</h1>" in html and "hypervolume 0.6656" in html
-    assert "<tr><td>0</td><td>0.900</td><td>60.0</td>" in html and "<tr><td>1</td><td>0.800</td>" in html
+    assert "<tr><td>0</td><td><code>h0</code></td>" in html and "<td>0.900</td><td>60.0</td>" in html
+    assert "<tr><td>1</td><td><code>h1</code></td>" in html and "<td>0.800</td>" in html
     assert "<td>0.700</td>" not in html  # dominated: not in the front table
     assert html.count('class="plotly-graph-div"') == 3  # accuracy vs SRAM, hypervolume over trials, timeline
     assert "hypervolume over trials" in html
@@ -92,3 +94,33 @@ def test_hypervolume_history_grows_only_with_feasible_scored_trials(study_url, t
     history = hypervolume_history(optuna.load_study(study_name="r", storage=storage))
     assert [n for n, _ in history] == list(range(8))
     assert [v for _, v in history] == pytest.approx([0.478125] + [0.665625] * 7)
+
+
+def test_html_page_says_what_the_study_is_about(tinynas_cli, study_url, tmp_path):
+    """Board, runtime, space, objectives and budgets; each front row's arch and hash; colour bars that say
+    they show trial numbers; plotly.js embedded once."""
+    import re
+
+    p = tinynas_cli("report", f"storage={study_url}", "study_name=r", "format=html", f"out={tmp_path}")
+    assert p.returncode == 0, p.stderr
+    html = (tmp_path / "report.html").read_text()
+    about = re.search(r'<ul class="settings">(.*?)</ul>', html)[1]
+    assert "MCU: nrf52840" in about and "runtime: tflm" in about and "search space: mcunet" in about
+    assert "objectives: accuracy (max), sram (min)" in about
+    assert "SRAM 128.0 kB" in about and "flash 512.0 kB" in about and "latency none" in about
+    header = re.search(r"<h2>Pareto front.*?</tr>", html, re.S)[0]
+    assert "<th>arch hash</th><th>arch</th>" in header
+    assert '<td style="text-align:left">mcunet: resolution 8 width 0.5</td>' in html
+    assert "Best Trial" not in html
+    titles = re.findall(r'"colorbar":\{"title":\{"text":"([^"]*)"', html)
+    assert titles and all(t.startswith("trial number") for t in titles)
+    scripts = [len(s) for s in re.findall(r"<script[^>]*>(.*?)</script>", html, re.S)]
+    assert sum(n > 1_000_000 for n in scripts) == 1  # the plotly.js bundle, once
+    assert html.count("window.PlotlyConfig") == 1
+
+
+def test_markdown_says_what_the_study_is_about(tinynas_cli, study_url):
+    p = tinynas_cli("report", f"storage={study_url}", "study_name=r", "format=md")
+    assert p.returncode == 0, p.stderr
+    assert "- MCU: nrf52840; runtime: tflm; search space: mcunet" in p.stdout
+    assert "- objectives: accuracy (max), sram (min)" in p.stdout

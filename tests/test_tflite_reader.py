@@ -60,3 +60,20 @@ def test_reader_rejects_missing_and_corrupt_files(tmp_path, small_model):
     cut.write_bytes(small_model.read_bytes()[:64])
     with pytest.raises(ValueError, match="cut.tflite"):
         read_tflite(cut)
+
+
+def test_estimate_of_a_tflite_file_takes_its_flash_from_the_file(small_model, tinynas_cli):
+    """model=FILE.tflite: the model's flash is the file's byte size (the estimate from its graph differs)."""
+    import json
+
+    from estimators.flash import tflite_bytes
+
+    size = small_model.stat().st_size
+    assert tflite_bytes(read_tflite(small_model)) != size
+    r = tinynas_cli("estimate", f"model={small_model}", "mcu=stm32f746", "format=json")
+    assert r.returncode == 0, r.stderr
+    flash = json.loads(r.stdout)["flash"]
+    assert (flash["model_bytes"], flash["model_source"]) == (size, "file")
+    assert flash["total_bytes"] == size + flash["runtime_bytes"]
+    text = tinynas_cli("estimate", f"model={small_model}", "mcu=stm32f746").stdout
+    assert f"model file {size / 1024:,.1f} kB" in text

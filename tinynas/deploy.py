@@ -52,6 +52,17 @@ def distill_train_cfg(train_cfg: TrainConfig, distill_cfg: dict[str, Any], epoch
                                lr=train_cfg.lr if lr is None else float(lr))
 
 
+def model_fingerprint(model: nn.Module) -> str:
+    """A short hash of ``model``'s weights and buffers: equal for the same model, different for another."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
 def _ckpt(workdir: Path | None, name: str) -> Path | None:
     return None if workdir is None else Path(workdir) / f"{name}.train.pt"
 
@@ -184,6 +195,10 @@ class Deployment:
     student_kd_accuracy: float | None = None     # the distilled student before pruning / QAT
     pruning: dict | None = None  # {"arch", "before": {...figures, accuracy}, "after": {...}}
     qat: bool = False
+    # model_fingerprint of each model an accuracy was measured on (teacher, student_no_kd, student_kd, exported):
+    # the exported model is the KD student unless pruning or QAT changed it.
+    fingerprints: dict[str, str] = dataclasses.field(default_factory=dict)
+    test_samples: int = 0  # the test split every accuracy above is measured on
 
 
 def deploy(arch: ArchSpec, space: SearchSpace, data: Dataset, mcu: MCU, host: MCU, runtime: str,
@@ -197,10 +212,12 @@ def deploy(arch: ArchSpec, space: SearchSpace, data: Dataset, mcu: MCU, host: MC
     _, _, test = splits_at(data, space.input_size(arch))
     teacher_acc = accuracy(teacher, test, device)
     kd_acc = accuracy(student, test, device)
+    fingerprints = {"teacher": model_fingerprint(teacher), "student_kd": model_fingerprint(student)}
     no_kd_acc = None
     if distill_cfg.get("baseline_without_kd", True):
-        no_kd_acc = accuracy(train_without_kd(space, arch, data, train_cfg, distill_cfg, device, seed, out_dir),
-                             test, device)
+        baseline = train_without_kd(space, arch, data, train_cfg, distill_cfg, device, seed, out_dir)
+        no_kd_acc = accuracy(baseline, test, device)
+        fingerprints["student_no_kd"] = model_fingerprint(baseline)
     model, final_arch, pruning = student, arch, None
     if (distill_cfg.get("prune") or {}).get("enabled"):
         res = prune_student(student, arch, space, teacher, data, mcu, runtime, train_cfg, distill_cfg, device, seed,
@@ -212,12 +229,13 @@ def deploy(arch: ArchSpec, space: SearchSpace, data: Dataset, mcu: MCU, host: MC
     if qat:
         qat_student(model, space.input_size(arch), teacher, data, train_cfg, distill_cfg, device, seed, out_dir)
     fp32_acc = accuracy(model, test, device)
+    fingerprints["exported"] = model_fingerprint(model)
     ckpt = save_checkpoint(out_dir / "student.pt", model, final_arch, data.in_channels, data.num_classes,
                            {"teacher_test_accuracy": teacher_acc, "test_accuracy": fp32_acc})
     result, on_host, target = export_checked(model, final_arch, space, data, mcu, host, runtime, export_cfg,
                                              out_dir / "export", seed)
     return Deployment(final_arch, teacher_acc, fp32_acc, result, on_host, target, ckpt, no_kd_acc, kd_acc, pruning,
-                      qat)
+                      qat, fingerprints, len(test.y))
 
 
 def comparison_table(teacher: float, no_kd: float | None, kd: float, pruning: dict | None = None,

@@ -179,6 +179,20 @@ def sources_markdown(comparisons: list[Comparison]) -> str:
     return "\n".join(f"- {', '.join(dict.fromkeys(models))}: {src}" for src, models in seen.items())
 
 
+def column_notes(name: str) -> dict[str, str]:
+    """What each published table measured, by task (``experiments/<name>/columns.md``: a ``## <task>``
+    section per table; none when the file is absent), printed under that table in ``ours.md``."""
+    path = EXPERIMENTS_DIR / name / "columns.md"
+    if not path.is_file():
+        return {}
+    notes: dict[str, str] = {}
+    for section in path.read_text().split("\n## "):
+        title, _, body = section.removeprefix("## ").partition("\n")
+        if body.strip():
+            notes[title.strip()] = body.strip()
+    return notes
+
+
 def ours_markdown(name: str) -> str:
     """The ``ours.md`` page of experiment ``name``: the side-by-side table and the sources."""
     comparisons = compare(name)
@@ -188,9 +202,12 @@ def ours_markdown(name: str) -> str:
              "figure as published; \"ours\": our estimators on the same board and runtime (empty where the "
              "published model's structure was not released); Δ = (ours − pub.) / pub. Accuracy needs the "
              "dataset and training: see README.md for the commands.\n"]
+    notes = column_notes(name)
     for task in tasks:
         header, rows = table_rows([c for c in comparisons if c.row["task"] == task])
         parts.append(f"## {task}\n\n{markdown_table(header, rows)}\n")
+        if task in notes:
+            parts.append(f"{notes[task]}\n")
     parts.append(f"## Sources\n\n{sources_markdown(comparisons)}\n")
     return "\n".join(parts)
 
@@ -266,8 +283,11 @@ def page_sections(name: str, runs_dir: Path, out: Path) -> list[tuple]:
     sections: list[tuple] = [("h1", f"Experiment {name}"),
                              ("p", f"Published figures beside our estimates (experiments/{name}/published.csv, "
                                    f"README.md), then the Pareto fronts of the finished search runs in {runs_dir}.")]
+    notes = column_notes(name)
     for task in dict.fromkeys(c.row["task"] for c in comparisons):
         sections += [("h2", task), ("table", *table_rows([c for c in comparisons if c.row["task"] == task]))]
+        if task in notes:
+            sections.append(("p", notes[task]))
     if comparisons:
         sections += [("h2", "Sources"), ("p", sources_markdown(comparisons))]
     runs = find_runs(name, runs_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -35,36 +36,130 @@ def write_pareto_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
-def plot_pareto(path: Path, trials: list[FrozenTrial], pareto: list[dict[str, Any]], sram_budget: int,
-                deployed: int | None = None, title: str = "") -> Path:
-    """Accuracy against estimated peak SRAM: every scored trial, infeasible ones at zero, the front. Trials
-    stopped by successive halving (PRUNED) have no comparable accuracy and are left out."""
-    import matplotlib
+#: Objective → (trial attribute, axis label, scale to the axis unit).
+AXES: dict[str, tuple[str, str, float]] = {
+    "accuracy": ("accuracy", "validation accuracy", 1.0),
+    "sram": ("sram_bytes", "estimated peak SRAM (kB)", 1 / 1024),
+    "flash": ("flash_bytes", "estimated flash (kB)", 1 / 1024),
+    "latency": ("latency_ms", "estimated latency (ms)", 1.0),
+    "energy": ("energy_mj", "estimated energy (mJ)", 1.0),
+    "macs": ("macs", "MACs (M)", 1e-6),
+}
 
+
+@dataclasses.dataclass(frozen=True)
+class Panel:
+    """One pair of objectives as plotted: ``x`` against ``y`` (objective names), points as (trial, x, y) in axis
+    units. ``front``: the scored feasible points no other one beats on both axes, by x; ``budgets``: the
+    budget lines on this panel's axes, {objective: value in axis units}."""
+
+    x: str
+    y: str
+    scored: tuple[tuple[int, float, float], ...]
+    over_budget: tuple[tuple[int, float, float], ...]
+    front: tuple[tuple[int, float, float], ...]
+    budgets: dict[str, float]
+    deployed: tuple[int, float, float] | None = None
+
+
+def _better(objective: str) -> int:
+    """+1 where larger is better (accuracy), -1 where smaller is (the costs)."""
+    return 1 if objective == "accuracy" else -1
+
+
+def non_dominated(points, x: str, y: str) -> list[tuple[int, float, float]]:
+    """The (trial, x, y) points no other point matches or beats on both objectives while beating on one."""
+    sx, sy = _better(x), _better(y)
+
+    def dominates(q, p):
+        return (sx * q[1] >= sx * p[1] and sy * q[2] >= sy * p[2]) and (q[1] != p[1] or q[2] != p[2])
+
+    return sorted((p for p in points if not any(dominates(q, p) for q in points)), key=lambda p: (p[1], p[2]))
+
+
+def pareto_panels(trials: list[FrozenTrial], objectives: list[str], budgets: dict[str, float | None],
+                  deployed: int | None = None) -> list[Panel]:
+    """The panels of the Pareto plot: one per pair of ``objectives`` (accuracy on the y axis where it is one of
+    the pair), with each panel's own non-dominated front and the budgets (``budgets``: by trial attribute,
+    e.g. ``sram_bytes``; None or 0: none) of its axes. PRUNED trials (successive halving) have no comparable
+    accuracy and are left out; over-budget trials are not scored and sit at accuracy 0."""
     from tinynas.search import is_scored
+
+    unknown = [o for o in objectives if o not in AXES]
+    if unknown:
+        raise ValueError(f"objectives {unknown} have no plot axis; known: {', '.join(AXES)}")
+    ordered = sorted(objectives, key=lambda o: (o != "accuracy", objectives.index(o)))
+    pairs = [(b, a) if a == "accuracy" else (a, b) for i, a in enumerate(ordered) for b in ordered[i + 1:]]
+    scored = [t for t in trials if is_scored(t) and "accuracy" in t.user_attrs and not t.user_attrs.get("infeasible")]
+    over = [t for t in trials if t.user_attrs.get("infeasible")]
+
+    def point(t, x, y):
+        (kx, _, fx), (ky, _, fy) = AXES[x], AXES[y]
+        return t.number, float(t.user_attrs.get(kx, 0.0)) * fx, float(t.user_attrs.get(ky, 0.0)) * fy
+
+    panels = []
+    for x, y in pairs:
+        pts = [point(t, x, y) for t in scored]
+        lines = {o: float(budgets[AXES[o][0]]) * AXES[o][2] for o in (x, y) if budgets.get(AXES[o][0])}
+        dep = next((p for p in pts if p[0] == deployed), None)
+        panels.append(Panel(x, y, tuple(pts), tuple(point(t, x, y) for t in over), tuple(non_dominated(pts, x, y)),
+                            lines, dep))
+    return panels
+
+
+def draw_pareto(panels: list[Panel], title: str = ""):
+    """The matplotlib figure of ``panels`` (one axes per panel, three to a row) with one legend outside them
+    all, so no point hides under it."""
+    import math
+
+    import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    trained = [t for t in trials if is_scored(t) and "accuracy" in t.user_attrs]
-    infeasible = [t for t in trials if t.user_attrs.get("infeasible")]
-    ax.scatter([t.user_attrs["sram_bytes"] / 1024 for t in trained], [t.user_attrs["accuracy"] for t in trained],
-               s=18, c="#9db4c0", label="scored candidates")
-    if infeasible:
-        ax.scatter([t.user_attrs["sram_bytes"] / 1024 for t in infeasible], [0.0] * len(infeasible), marker="x",
-                   s=18, c="#c44e52", label="over budget (not scored)")
-    front = sorted(pareto, key=lambda r: r["sram_bytes"])
-    ax.step([r["sram_bytes"] / 1024 for r in front], [r["accuracy"] for r in front], where="post", c="#2a6f97",
-            marker="o", label="Pareto front")
-    if deployed is not None:
-        d = next((r for r in pareto if r["trial"] == deployed), None)
-        if d:
-            ax.scatter([d["sram_bytes"] / 1024], [d["accuracy"]], s=120, facecolors="none", edgecolors="k",
-                       label=f"deployed (trial {deployed})")
-    ax.axvline(sram_budget / 1024, ls="--", c="#c44e52", lw=1, label="SRAM budget")
-    ax.set_title(title, fontsize=9)
-    return save_axes(fig, ax, path, "estimated peak SRAM (kB)", "validation accuracy")
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.8 * rows), dpi=120, squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.remove()
+    for ax, p in zip(axes.flat, panels):
+        if p.scored:
+            ax.scatter([q[1] for q in p.scored], [q[2] for q in p.scored], s=18, c="#9db4c0", label="scored candidates")
+        if p.over_budget:
+            ax.scatter([q[1] for q in p.over_budget], [q[2] for q in p.over_budget], marker="x", s=18, c="#c44e52",
+                       label="over budget (not scored)")
+        if p.front:
+            ax.step([q[1] for q in p.front], [q[2] for q in p.front], where="post", c="#2a6f97", marker="o",
+                    label="Pareto front (this pair)")
+        if p.deployed:
+            ax.scatter([p.deployed[1]], [p.deployed[2]], s=120, facecolors="none", edgecolors="k",
+                       label=f"deployed (trial {p.deployed[0]})")
+        for o, v in p.budgets.items():
+            label = f"{o} budget"
+            (ax.axvline if o == p.x else ax.axhline)(v, ls="--", c="#c44e52", lw=1, label=label)
+        ax.set_xlabel(AXES[p.x][1])
+        ax.set_ylabel(AXES[p.y][1])
+        ax.grid(alpha=0.3)
+    handles = {}
+    for ax in fig.axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.legend(handles.values(), handles.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 0.95))
+    return fig
+
+
+def plot_pareto(path: Path, trials: list[FrozenTrial], objectives: list[str], budgets: dict[str, float | None],
+                deployed: int | None = None, title: str = "") -> Path:
+    """pareto.png: the chosen objectives pairwise (:func:`pareto_panels`), saved to ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = draw_pareto(pareto_panels(trials, objectives, budgets, deployed), title)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path
 
 
 def save_axes(fig, ax, path: Path, xlabel: str, ylabel: str) -> Path:
@@ -104,18 +199,29 @@ def summary_markdown(results: dict[str, Any]) -> str:
                      f"{r['macs'] / 1e6:.2f} | {r['params']:,} |")
     d = results.get("deployed")
     if d:
+        fp = d.get("model_fingerprints") or {}
+
+        def model(key: str) -> str:  # which weights an accuracy was measured on
+            return f" (model `{fp[key]}`)" if key in fp else ""
+
+        same = fp.get("exported") is not None and fp.get("exported") == fp.get("student_kd")
+        on = f"test, {d['test_samples']} samples" if d.get("test_samples") else "test"
         lines += [
             "",
             f"## Deployed: trial {d['trial']}",
             "",
+            "Each accuracy names the model it was measured on (a hash of its weights): equal accuracies of "
+            "different models are a tie on the test split, not one model counted twice.",
+            "",
             "| | value |",
             "|---|---:|",
-            f"| teacher accuracy (test) | {d['teacher_accuracy']:.3f} |",
-            *([f"| student without KD, fp32 (test) | {d['student_no_kd_accuracy']:.3f} |"]
+            f"| teacher accuracy ({on}){model('teacher')} | {d['teacher_accuracy']:.3f} |",
+            *([f"| student without KD, fp32 ({on}){model('student_no_kd')} | {d['student_no_kd_accuracy']:.3f} |"]
               if d.get("student_no_kd_accuracy") is not None else []),
-            *([f"| student with KD, fp32 (test) | {d['student_kd_accuracy']:.3f} |"]
+            *([f"| student with KD, fp32 ({on}){model('student_kd')} | {d['student_kd_accuracy']:.3f} |"]
               if d.get("student_kd_accuracy") is not None else []),
-            f"| exported student fp32 accuracy (test){' after QAT' if d.get('qat') else ''} | {d['fp32_accuracy']:.3f} |",
+            f"| exported student fp32 accuracy ({on}){' after QAT' if d.get('qat') else ''}{model('exported')}"
+            f"{' = the KD student (no pruning or QAT)' if same else ''} | {d['fp32_accuracy']:.3f} |",
             f"| student int8 accuracy in TFLM (test) | {d['int8_accuracy']:.3f} |",
             f"| .tflite bytes: measured (estimated) | {d['tflite_bytes']:,} ({d['estimated_flash_bytes']:,}) |",
             f"| TFLM arena on the host: measured (estimated) | {d['tflm_arena_bytes']:,} ({d['estimated_sram_bytes']:,}) |",

@@ -30,7 +30,11 @@ def load_mcu_cfg(cfg) -> MCU:
 
 
 def load_space(cfg) -> SearchSpace:
+    """The configured search space, or the one an ``arch=FILE.json`` names (:mod:`tinynas.commands.arch_space`)."""
+    from tinynas.commands.arch_space import explicit_search_space, space_config
+
     ss = OmegaConf.to_container(cfg.search_space, resolve=True)
+    ss = space_config(cfg.get("arch"), ss, explicit_search_space())
     return get_space(ss["name"], ss.get("options"))
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 from estimators import Estimate, estimate
+from estimators.flash import with_model_file
 from tinynas.commands.common import check_runtime, load_arch, load_mcu_cfg, load_space
 from tinynas.errors import ConfigError
 from tinynas.report import write_json
@@ -68,11 +70,22 @@ def kb(n: int) -> str:
     return f"{n / 1024:,.1f} kB"
 
 
-def table(est: Estimate) -> str:
-    rows = [f"{'#':>3}  {'layer':<28} {'op':<18} {'output':<16} {'MACs':>11} {'params':>9} {'live':>10} {'ms':>8}"]
+LEGEND = ("kB = 1024 bytes. live: activation bytes held in SRAM while the layer runs (its inputs, outputs, "
+          "tensors kept for later layers and kernel scratch, as the runtime plans them); * marks the peak layer.")
+
+
+def table(est: Estimate, mcu=None) -> str:
+    """The text report of ``est``; ``mcu`` (its board) tells which figures apply: without a clock there is no
+    latency, without a power figure no energy, without budgets no verdict (printed as n/a)."""
+    timed = mcu is None or mcu.clock_mhz > 0
+    powered = timed and (mcu is None or mcu.active_power_mw > 0)
+    peak = est.peak_layer
+    rows = [LEGEND, "",
+            f"{'#':>3}  {'layer':<28} {'op':<18} {'output':<16} {'MACs':>11} {'params':>9} {'live':>11} {'ms':>8}"]
     for i, l in enumerate(est.layers):
+        ms = f"{l.latency_ms:>8.2f}" if timed else f"{'n/a':>8}"
         rows.append(f"{i:>3}  {l.name[:28]:<28} {l.op:<18} {'x'.join(map(str, l.output_shape)):<16} "
-                    f"{l.macs:>11,} {l.params:>9,} {kb(l.live_bytes):>10} {l.latency_ms:>8.2f}")
+                    f"{l.macs:>11,} {l.params:>9,} {kb(l.live_bytes):>10}{'*' if i == peak else ' '} {ms}")
     s, f = est.sram, est.flash
 
     def verdict(used: int, budget: int) -> str:
@@ -80,6 +93,8 @@ def table(est: Estimate) -> str:
             return "(no budget)"
         return f"{100 * used / budget:5.1f}% of {kb(budget)}  {'fits' if used <= budget else 'DOES NOT FIT'}"
 
+    model = "model file" if f.model_source == "file" else "model"
+    no_clock = f"n/a ({est.mcu} has no clock)"
     rows += [
         "",
         f"model {est.model} on {est.mcu} ({est.runtime})",
@@ -87,11 +102,11 @@ def table(est: Estimate) -> str:
         f"params      {est.params:,}",
         f"SRAM        {kb(s.total_bytes)} = activations {kb(s.activation_bytes)} + persistent "
         f"{kb(s.persistent_bytes)}   {verdict(s.total_bytes, est.sram_budget_bytes)}",
-        f"flash       {kb(f.total_bytes)} = model {kb(f.model_bytes)} + runtime {kb(f.runtime_bytes)}   "
+        f"flash       {kb(f.total_bytes)} = {model} {kb(f.model_bytes)} + runtime {kb(f.runtime_bytes)}   "
         f"{verdict(f.total_bytes, est.flash_budget_bytes)}",
-        f"latency     {est.latency_ms:,.2f} ms",
-        f"energy      {est.energy_mj:,.3f} mJ",
-        f"fits        {est.fits}",
+        f"latency     {f'{est.latency_ms:,.2f} ms' if timed else no_clock}",
+        f"energy      {f'{est.energy_mj:,.3f} mJ' if powered else (no_clock if not timed else 'n/a (no power figure)')}",
+        f"fits        {'n/a (no budget)' if est.fits is None else est.fits}",
     ]
     return "\n".join(rows)
 
@@ -101,14 +116,18 @@ def run(cfg) -> Estimate:
         raise ConfigError(f"format={cfg.format!r} is unknown; allowed: table, json")
     patch = load_patch(cfg.patch)
     graph = load_graph(cfg)
+    mcu = load_mcu_cfg(cfg)
     try:
-        est = estimate(graph, load_mcu_cfg(cfg), check_runtime(cfg.runtime), patch=patch)
+        est = estimate(graph, mcu, check_runtime(cfg.runtime), patch=patch)
     except ValueError as e:
         if patch is None:
             raise
         raise ConfigError(f"patch={{patches: {patch.patches}, layers: {patch.layers}}}: {e}") from e
+    if cfg.model is not None and Path(cfg.model).suffix.lower() == ".tflite":
+        # A real .tflite is what goes into flash: its size, not the estimate from its graph.
+        est = dataclasses.replace(est, flash=with_model_file(est.flash, Path(cfg.model).stat().st_size))
     doc = est.to_dict()
     if cfg.out:
         write_json(Path(cfg.out), doc)
-    print(json.dumps(doc, indent=1) if cfg.format == "json" else table(est), file=sys.stdout)
+    print(json.dumps(doc, indent=1) if cfg.format == "json" else table(est, mcu), file=sys.stdout)
     return est

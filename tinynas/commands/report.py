@@ -9,7 +9,7 @@ import optuna
 from optuna.trial import TrialState
 
 from tinynas.errors import ConfigError
-from tinynas.report import hypervolume, pareto_row, plot_pareto, write_pareto_csv
+from tinynas.report import AXES, hypervolume, pareto_row, plot_pareto, write_pareto_csv
 from tinynas.search import is_feasible, is_scored, pareto_trials
 from tinynas.storage import make_storage
 
@@ -67,17 +67,17 @@ def study_document(study: optuna.Study) -> dict:
 FORMATS = ("json", "md", "html")
 
 
-def markdown(doc: dict) -> str:
-    return (f"# {doc['study']}\n\n{doc['n_trials']} trials {doc['states']}, {doc['n_infeasible']} over budget; "
+def markdown(doc: dict, about: list[str] = ()) -> str:
+    """The study as markdown; ``about``: :func:`settings_lines` (board, runtime, objectives, budgets)."""
+    return (f"# {doc['study']}\n\n" + "".join(f"- {line}\n" for line in about) + ("\n" if about else "")
+            + f"{doc['n_trials']} trials {doc['states']}, {doc['n_infeasible']} over budget; "
             f"hypervolume {doc['hypervolume']:.4f}\n\n| trial | accuracy | SRAM kB | flash kB | latency ms |\n"
             "|---:|---:|---:|---:|---:|\n" + "\n".join(
                 f"| {r['trial']} | {r['accuracy']:.3f} | {r['sram_bytes'] / 1024:.1f} | "
                 f"{r['flash_bytes'] / 1024:.1f} | {r['latency_ms']:.1f} |" for r in doc["pareto"]))
 
 
-COST_AXES = {"sram": ("sram_bytes", "peak SRAM (kB)", 1 / 1024), "flash": ("flash_bytes", "flash (kB)", 1 / 1024),
-             "latency": ("latency_ms", "latency (ms)", 1.0), "energy": ("energy_mj", "energy (mJ)", 1.0),
-             "macs": ("macs", "MACs (M)", 1e-6)}
+COST_AXES = {k: v for k, v in AXES.items() if k != "accuracy"}  # cost objective → (attribute, label, scale)
 
 
 def figures(study: optuna.Study) -> list:
@@ -103,11 +103,29 @@ def figures(study: optuna.Study) -> list:
                 sub, target_names=["validation accuracy", label],
                 targets=lambda t, key=key, scale=scale: (t.user_attrs["accuracy"], t.user_attrs[key] * scale))
             fig.update_layout(title=f"accuracy vs {label} (infeasible: over budget, not scored)")
-            figs.append(fig)
+            figs.append(name_trial_colours(fig))
         if study.trials:
             figs.append(hypervolume_figure(hypervolume_history(study)))
             figs.append(plot_timeline(study))
     return figs
+
+
+#: Optuna's names for its Pareto-plot traces → ours (its colour bars show trial numbers, not "best" ones).
+TRACE_NAMES = {"Best Trial": "Pareto front", "Feasible Trial": "feasible, dominated",
+               "Infeasible Trial": "over budget"}
+
+
+def name_trial_colours(fig):
+    """``fig`` (Optuna's Pareto front) with colour bars titled by what they show, the trial number, and
+    hover labels that say which set a point is in."""
+    for trace in fig.data:
+        extra = (trace.hovertemplate or "").rpartition("<extra>")[2].removesuffix("</extra>")
+        if extra in TRACE_NAMES:
+            trace.hovertemplate = trace.hovertemplate.replace(f"<extra>{extra}</extra>",
+                                                              f"<extra>{TRACE_NAMES[extra]}</extra>")
+        if trace.marker.colorbar and trace.marker.colorbar.title.text:
+            trace.marker.colorbar.title.text = f"trial number ({TRACE_NAMES.get(extra, extra)})"
+    return fig
 
 
 def hypervolume_figure(history: list[tuple[int, float]]):
@@ -121,28 +139,67 @@ def hypervolume_figure(history: list[tuple[int, float]]):
     return fig
 
 
+def _arch_cells(study: optuna.Study, rows: list[dict]) -> dict[int, tuple[str, str]]:
+    """(arch hash, arch summary) of each Pareto row's trial; the arch as its fields where its space cannot read it."""
+    from search_spaces import arch_summary
+
+    attrs = {t.number: t.user_attrs for t in study.get_trials(deepcopy=False)}
+    cells = {}
+    for r in rows:
+        try:
+            summary = arch_summary(r["arch"])
+        except (KeyError, TypeError, ValueError):
+            summary = " ".join(f"{k} {v}" for k, v in r["arch"].items() if k != "space")
+        cells[r["trial"]] = (str(attrs.get(r["trial"], {}).get("arch_hash", "")), f"{r['arch'].get('space', '?')}: {summary}")
+    return cells
+
+
+def settings_lines(study: optuna.Study) -> list[str]:
+    """What the study is about, from the settings its search stored: board, runtime, space, objectives, budgets."""
+    from tinynas.search import OBJECTIVES
+
+    s = study.user_attrs.get("settings", {})
+    b = s.get("budgets", {})
+
+    def budget(key: str, unit: str, scale: float) -> str:
+        return f"{b[key] * scale:,.1f} {unit}" if b.get(key) else "none"
+
+    objectives = ", ".join(f"{o} ({OBJECTIVES[o][1][:3]})" if o in OBJECTIVES else o
+                           for o in s.get("objectives", ["accuracy", "sram"]))
+    return [f"MCU: {s.get('mcu', 'not recorded')}; runtime: {s.get('runtime', 'not recorded')}; "
+            f"search space: {s.get('search_space', 'not recorded')}",
+            f"objectives: {objectives}",
+            f"budgets: SRAM {budget('sram_bytes', 'kB', 1 / 1024)}, flash {budget('flash_bytes', 'kB', 1 / 1024)}, "
+            f"latency {budget('latency_ms', 'ms', 1.0)} (kB = 1024 B)"]
+
+
 def write_html(path: Path, study: optuna.Study, doc: dict) -> Path:
-    """One self-contained page (plotly.js inlined: it opens offline): counts, hypervolume, the Pareto table and
-    the plots."""
+    """One self-contained page (plotly.js inlined once: it opens offline): what the study is about (board,
+    runtime, objectives, budgets), counts, hypervolume, the Pareto table with each arch and the plots."""
     import html
 
     states = "".join(f"<td>{n}</td>" for n in doc["states"].values())
+    arch = _arch_cells(study, doc["pareto"])
     rows = "".join(
-        f"<tr><td>{r['trial']}</td><td>{r['accuracy']:.3f}</td><td>{r['sram_bytes'] / 1024:.1f}</td>"
+        f"<tr><td>{r['trial']}</td><td><code>{html.escape(arch[r['trial']][0])}</code></td>"
+        f"<td style=\"text-align:left\">{html.escape(arch[r['trial']][1])}</td>"
+        f"<td>{r['accuracy']:.3f}</td><td>{r['sram_bytes'] / 1024:.1f}</td>"
         f"<td>{r['flash_bytes'] / 1024:.1f}</td><td>{r['latency_ms']:.1f}</td><td>{r['energy_mj']:.3f}</td>"
         f"<td>{r['macs'] / 1e6:.2f}</td><td>{r['params']:,}</td></tr>" for r in doc["pareto"])
     plots = "".join(f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figures(study)))
     name = html.escape(doc["study"])
+    about = "".join(f"<li>{html.escape(line)}</li>" for line in settings_lines(study))
     page = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{name}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:right}}</style></head><body>
 <h1>Study {name}</h1>
+<ul class="settings">{about}</ul>
 <p>{doc['n_trials']} trials, {doc['n_infeasible']} over budget (not scored), {doc['states']['PRUNED']} pruned (stopped early); hypervolume {doc['hypervolume']:.4f}</p>
 <table><tr>{"".join(f"<th>{s}</th>" for s in doc["states"])}</tr><tr>{states}</tr></table>
 <h2>Pareto front (feasible, scored)</h2>
-<table><tr><th>trial</th><th>accuracy</th><th>SRAM kB</th><th>flash kB</th><th>latency ms</th><th>energy mJ</th>
-<th>MMACs</th><th>params</th></tr>{rows}</table>
+<table><tr><th>trial</th><th>arch hash</th><th>arch</th><th>accuracy</th><th>SRAM kB</th><th>flash kB</th>
+<th>latency ms</th><th>energy mJ</th><th>MMACs</th><th>params</th></tr>{rows}</table>
 {plots}
 </body></html>
 """
@@ -179,13 +236,13 @@ def run(cfg) -> dict:
         out = Path(cfg.out)
         out.mkdir(parents=True, exist_ok=True)
         write_pareto_csv(out / "pareto.csv", doc["pareto"])
-        budget = study.user_attrs.get("settings", {}).get("budgets", {}).get("sram_bytes") or 0
-        plot_pareto(out / "pareto.png", study.get_trials(deepcopy=False), doc["pareto"], budget,
-                    title=study.study_name)
+        settings = study.user_attrs.get("settings", {})
+        plot_pareto(out / "pareto.png", study.get_trials(deepcopy=False), settings.get("objectives", ["accuracy", "sram"]),
+                    settings.get("budgets", {}), title=study.study_name)
     if cfg.format == "json":
         print(json.dumps(doc, indent=1))
     elif cfg.format == "md":
-        print(markdown(doc))
+        print(markdown(doc, settings_lines(study)))
     else:
         out = Path(cfg.out or ".")
         out.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 import optuna
 from omegaconf import OmegaConf
 
+from search_spaces import arch_summary
 from tinynas.commands.common import load_common, run_dir
 from tinynas.errors import ConfigError
 from tinynas.evaluators import EvaluationContext, make_evaluator
@@ -42,8 +43,8 @@ def check_budget_reachable(objective: CandidateObjective) -> None:
 def trial_line(n_trials: int):
     def show(number: int, a: dict) -> None:
         arch = a["arch"]
-        head = (f"trial {number + 1:>3}/{n_trials}  {a['arch_hash'][:8]}  res {arch.get('resolution', '-')} "
-                f"w {arch.get('width', '-')}  SRAM {a['sram_bytes'] / 1024:6.1f} kB  flash {a['flash_bytes'] / 1024:6.1f} kB"
+        head = (f"trial {number + 1:>3}/{n_trials}  {a['arch_hash'][:8]}  {arch_summary(arch)}  "
+                f"SRAM {a['sram_bytes'] / 1024:6.1f} kB  flash {a['flash_bytes'] / 1024:6.1f} kB"
                 f"  {a['latency_ms']:7.1f} ms")
         if a.get("infeasible"):
             log.info("%s  over budget (%s): not scored%s", head, a["infeasible"],
@@ -105,8 +106,7 @@ def run(cfg) -> Path:
         return all(v <= 0 for v in violations.values()), attrs["macs"]
 
     for arch in enqueue_warm_start(study, ctx.space, cfg.search.get("enqueue"), fits_and_macs):
-        log.info("warm start: enqueued %s (res %s, w %s)", arch.hash[:8], getattr(arch, "resolution", "-"),
-                 getattr(arch, "width", "-"))
+        log.info("warm start: enqueued %s (%s)", arch.hash[:8], arch.summary())
     log.info("search %s: %d trials on %s (%s), SRAM ≤ %.0f kB, flash ≤ %.0f kB, storage %s", cfg.study_name,
              cfg.n_trials, ctx.mcu.name, ctx.runtime, budgets.sram_bytes / 1024, budgets.flash_bytes / 1024,
              storage_url)
@@ -160,10 +160,11 @@ def run(cfg) -> Path:
             # Side by side (distill.baseline_without_kd), and the optional pruning / QAT stages.
             "student_no_kd_accuracy": dep.student_no_kd_accuracy, "student_kd_accuracy": dep.student_kd_accuracy,
             "pruning": dep.pruning, "qat": dep.qat,
+            "model_fingerprints": dep.fingerprints, "test_samples": dep.test_samples,
         }
     results_path = write_json(out / "results.json", results)
     write_pareto_csv(out / "pareto.csv", pareto)
-    plot = plot_pareto(out / "pareto.png", trials, pareto, budgets.sram_bytes,
+    plot = plot_pareto(out / "pareto.png", trials, list(cfg.objectives), dataclasses.asdict(budgets),
                        deployed=(results["deployed"] or {}).get("trial"),
                        title=f"{cfg.study_name}: {ctx.mcu.name}, {ctx.runtime}")
     (out / "summary.md").write_text(summary_markdown(results))
