@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from estimators.builder import GraphWriter
+from estimators.builder import GraphWriter, tf_same_pads
 from estimators.ir import Graph, Op, Tensor
 
 SUPPORTED_OPS = (
@@ -37,12 +37,6 @@ _ACTIVATION_OPS = {"relu": "RELU", "relu6": "RELU6", "relu_n1_to_1": "RELU_N1_TO
 _CLIP_RANGES = {(0.0, 6.0): "relu6", (0.0, float("inf")): "relu", (-1.0, 1.0): "relu_n1_to_1"}
 _FUSES_ACTIVATION = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD")
 _NCHW_TO_NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}
-
-
-def _tf_same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
 
 
 def _nhwc(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -148,8 +142,8 @@ class _Reader:
             return x, "valid"
         top, left, bottom, right = (int(p) for p in a.get("pads", [0, 0, 0, 0]))
         _, h, w, _ = self.g.tensors[x].shape
-        if _tf_same_pads(h, kernel[0], stride[0]) == (top, bottom) and \
-                _tf_same_pads(w, kernel[1], stride[1]) == (left, right):
+        if tf_same_pads(h, kernel[0], stride[0]) == (top, bottom) and \
+                tf_same_pads(w, kernel[1], stride[1]) == (left, right):
             return x, "same"
         if not any((top, left, bottom, right)):
             return x, "valid"
