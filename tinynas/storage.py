@@ -36,6 +36,7 @@ GRACE_PERIOD_S = 180        # ... and is failed (then retried) when its last one
 MAX_RETRY = 3               # retries of one trial whose worker died, then its FAIL stands
 UNMARKED_GRACE_S = 60       # journal: a RUNNING trial that never recorded its worker is dead after this
 WORKER_ATTR = "worker"
+CONSTRAINT_PREFIX = "constraints:"  # how Optuna's Trial.set_constraint keys its system attrs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +145,7 @@ def _open_rdb(url: str, engine_kwargs: dict, heartbeat_interval: int, grace_peri
                 return optuna.storages.RDBStorage(
                     url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
                     grace_period=grace_period,
-                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry))
+                    heartbeat_stale_trial_callback=RetryFreshCallback(max_retry=max_retry))
         except (IntegrityError, ProgrammingError) as e:
             if attempt == attempts - 1 or isinstance(e, OperationalError):
                 raise
@@ -223,8 +224,19 @@ def _fail_and_retry(study: optuna.Study, t: FrozenTrial, max_retry: int) -> bool
             return False
     except UpdateFinishedTrialError:  # another worker got there first
         return False
-    RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, copy.deepcopy(storage.get_trial(t._trial_id)))
+    RetryFreshCallback(max_retry=max_retry)(study, copy.deepcopy(storage.get_trial(t._trial_id)))
     return True
+
+
+class RetryFreshCallback(RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a stale trial, without what the dead attempt measured: its constraint values (Optuna
+    copies every system attr, so the retry would start with ``constraints:sram`` already set and its own
+    ``set_constraint`` would be ignored with a warning)."""
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        trial = copy.copy(trial)
+        trial.system_attrs = {k: v for k, v in trial.system_attrs.items() if not k.startswith(CONSTRAINT_PREFIX)}
+        super().__call__(study, trial)
 
 
 def retried_numbers(trials: list[FrozenTrial]) -> set[int]:
