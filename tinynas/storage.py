@@ -153,7 +153,7 @@ def _open_rdb(url: str, engine_kwargs: dict, heartbeat_interval: int, grace_peri
 
 # --- workers and the trials they leave behind -------------------------------------------------------------------
 
-def _process_start(pid: int) -> float | None:
+def process_start(pid: int) -> float | None:
     import psutil
 
     try:
@@ -164,7 +164,7 @@ def _process_start(pid: int) -> float | None:
 
 def worker_mark(trial_number: int) -> dict:
     """What a trial records about the process running it (journal storage's stand-in for a heartbeat)."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "started": _process_start(os.getpid()),
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": process_start(os.getpid()),
             "trial": trial_number}
 
 
@@ -188,7 +188,7 @@ def is_dead(t: FrozenTrial, now: datetime.datetime | None = None) -> bool:
         return (now - start).total_seconds() > UNMARKED_GRACE_S
     if mark.get("host") != socket.gethostname():
         return False
-    started = _process_start(int(mark["pid"]))
+    started = process_start(int(mark["pid"]))
     return started is None or mark.get("started") is None or abs(started - float(mark["started"])) > 1.0
 
 

@@ -18,7 +18,8 @@ from tinynas.report import (pareto_row, plot_pareto, summary_markdown, write_jso
 from tinynas.samplers import make_sampler
 from tinynas.search import (Budgets, CandidateObjective, objective_directions, pareto_trials, run_study,
                             study_counts)
-from tinynas.storage import StorageOptions, make_storage
+from tinynas.storage import StorageOptions, counted_trials, make_storage
+from tinynas.workers import Worker, retire, sampler_seed
 from tinynas.train import TrainConfig
 from tinynas.warm_start import enqueue_warm_start
 
@@ -38,10 +39,14 @@ def check_budget_reachable(objective: CandidateObjective) -> None:
             f"shrink the space (search_space.options.resolutions / widths).")
 
 
-def trial_line(n_trials: int):
+def trial_line(n_trials: int, study: optuna.Study):
+    """The console line of a finished trial: Optuna's trial number (the one summary.md, results.json, reports
+    and W&B use), the arch hash, and how many of the study's ``n_trials`` are done with it."""
     def show(number: int, a: dict) -> None:
         arch = a["arch"]
-        head = (f"trial {number + 1:>3}/{n_trials}  {a['arch_hash'][:8]}  res {arch.get('resolution', '-')} "
+        done = counted_trials(study.get_trials(deepcopy=False)) + 1  # this one is still RUNNING
+        retry = f" (retry of {a['retry_of']})" if a.get("retry_of") is not None else ""
+        head = (f"trial {number:>3}{retry}  {a['arch_hash'][:8]}  [{done}/{n_trials}]  res {arch.get('resolution', '-')} "
                 f"w {arch.get('width', '-')}  SRAM {a['sram_bytes'] / 1024:6.1f} kB  flash {a['flash_bytes'] / 1024:6.1f} kB"
                 f"  {a['latency_ms']:7.1f} ms")
         if a.get("infeasible"):
@@ -52,8 +57,8 @@ def trial_line(n_trials: int):
             log.info("%s  stopped after %s epochs (successive halving), acc %s  (%.1f s)", head,
                      a.get("stopped_at_epoch", "?"), ", ".join(f"{v:.3f}@{k}" for k, v in rungs.items()), a["seconds"])
         else:
-            log.info("%s  acc %.3f%s  (%.1f s)", head, a["accuracy"], " (reused)" if a.get("reused") else "",
-                     a["seconds"])
+            reused = f" (reused from trial {a['reused_from']})" if a.get("reused") else ""
+            log.info("%s  acc %.3f%s  (%.1f s)", head, a["accuracy"], reused, a["seconds"])
 
     return show
 
@@ -85,12 +90,19 @@ def run(cfg) -> Path:
         raise ConfigError(f"study {cfg.study_name!r} in {storage_url} was scored with evaluator={earlier}, not "
                           f"evaluator={evaluator.name}: their accuracies do not compare; use evaluator={earlier} "
                           f"or another study_name")
+    me = Worker.this(cfg.run_id)
+    seed, peers = sampler_seed(study, cfg.seed, me)
+    if peers:  # beside other live workers: a seed of its own, so that they do not draw the same archs
+        study.sampler = make_sampler(OmegaConf.to_container(cfg.search), seed, space=ctx.space)
+        log.info("worker %s (pid %d on %s) joins %d other live worker(s) of study %s: sampler seed %d, derived "
+                 "from seed=%d and its identity", me.run_id, me.pid, me.host, len(peers), cfg.study_name, seed,
+                 cfg.seed)
     study.set_user_attr("settings", {"objectives": list(cfg.objectives), "mcu": ctx.mcu.name, "runtime": ctx.runtime,
                                      "budgets": dataclasses.asdict(budgets), "search_space": ctx.space.name,
                                      "evaluator": evaluator_cfg})
     logger = make_logger(OmegaConf.to_container(cfg.logger), out, cfg.study_name,
                          OmegaConf.to_container(cfg, resolve=True))
-    show = trial_line(cfg.n_trials)
+    show = trial_line(cfg.n_trials, study)
 
     def on_trial(number, attrs):
         show(number, attrs)
@@ -108,7 +120,10 @@ def run(cfg) -> Path:
     log.info("search %s: %d trials on %s (%s), SRAM ≤ %.0f kB, flash ≤ %.0f kB, storage %s", cfg.study_name,
              cfg.n_trials, ctx.mcu.name, ctx.runtime, budgets.sram_bytes / 1024, budgets.flash_bytes / 1024,
              storage_url)
-    run_study(study, objective, cfg.n_trials, max_retry=storage_options.max_retry)
+    try:
+        run_study(study, objective, cfg.n_trials, max_retry=storage_options.max_retry)
+    finally:
+        retire(study, me)
 
     trials = study.get_trials(deepcopy=False)
     front = pareto_trials(study)
@@ -134,7 +149,7 @@ def run(cfg) -> Path:
                      seed=cfg.seed)
         ex = dep.export
         results["deployed"] = {
-            "trial": chosen.number, "arch": arch.to_dict(),
+            "trial": chosen.number, "arch_hash": arch.hash, "arch": arch.to_dict(),
             "tflite": str(Path(ex.tflite_path).resolve().relative_to(out.resolve())),
             "c_source": str(Path(ex.model_data_cc).resolve().relative_to(out.resolve())),
             "tflite_bytes": ex.tflite_bytes, "tflm_arena_bytes": ex.arena.total_bytes,
