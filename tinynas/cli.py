@@ -66,7 +66,13 @@ def check_composes(command: str, overrides: list[str], conf_dir) -> None:
 
 def _task(command: str):
     def task(cfg) -> None:
+        import warnings
+
+        from optuna.exceptions import ExperimentalWarning
+
         from tinynas.errors import TinyNASError
+
+        warnings.filterwarnings("ignore", category=ExperimentalWarning)  # again here: a launcher's worker process
 
         module = importlib.import_module(f"tinynas.commands.{command}")
         try:
@@ -96,7 +102,9 @@ def main(argv: list[str] | None = None) -> None:
 
     check_group_choices(argv[1:], CONF_DIR)
     check_composes(command, argv[1:], CONF_DIR)
-    sys.argv = [f"tinynas {command}", *argv[1:]]
+    # The job name as a plain value: Hydra's launchers (joblib, submitit) read hydra.job.name in the worker process
+    # before HydraConfig is set there, where base.yaml's ${hydra:job.config_name} cannot resolve.
+    sys.argv = [f"tinynas {command}", *argv[1:], f"hydra.job.name={command}"]
     app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=command)(_task(command))
     app()
 

@@ -63,9 +63,31 @@ def trial_line(n_trials: int, study: optuna.Study):
     return show
 
 
+def worker_index(cfg) -> int:
+    w = cfg.get("worker", 0)
+    if isinstance(w, bool) or not isinstance(w, int) or w < 0:
+        raise ConfigError(f"worker={w!r} must be an integer ≥ 0 (this worker's index; worker 0 deploys)")
+    return w
+
+
+def storage_url_of(cfg) -> str | None:
+    """``storage=``; unset in a multirun that sweeps ``worker`` (a Hydra launcher starting N workers), a journal
+    in the sweep dir, so that every job of the sweep works on the same study. Otherwise ``None``: the run dir's."""
+    if cfg.storage:
+        return cfg.storage
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN and any(o.split("=", 1)[0].lstrip("+") == "worker" for o in hc.overrides.task):
+        return f"journal://{(Path(hc.sweep.dir) / 'study.journal').resolve()}"
+    return None
+
+
 def run(cfg) -> Path:
     ctx = load_common(cfg)
     out = run_dir()
+    worker = worker_index(cfg)
     budgets = Budgets.resolve(OmegaConf.to_container(cfg.budgets, resolve=True), ctx.mcu)
     directions = objective_directions(list(cfg.objectives))
     evaluator_cfg = OmegaConf.to_container(cfg.evaluator, resolve=True)
@@ -77,7 +99,7 @@ def run(cfg) -> Path:
                                    max_trials=cfg.n_trials)
     check_budget_reachable(objective)
     storage_options = StorageOptions.from_cfg(OmegaConf.to_container(cfg.get("storage_options") or {}))
-    storage, storage_url = make_storage(cfg.storage, out, **dataclasses.asdict(storage_options))
+    storage, storage_url = make_storage(storage_url_of(cfg), out, **dataclasses.asdict(storage_options))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=cfg.study_name, storage=storage, directions=directions,
                                 sampler=make_sampler(OmegaConf.to_container(cfg.search), cfg.seed, space=ctx.space),
@@ -90,7 +112,7 @@ def run(cfg) -> Path:
         raise ConfigError(f"study {cfg.study_name!r} in {storage_url} was scored with evaluator={earlier}, not "
                           f"evaluator={evaluator.name}: their accuracies do not compare; use evaluator={earlier} "
                           f"or another study_name")
-    me = Worker.this(cfg.run_id)
+    me = Worker.this(f"{cfg.run_id}#{worker}" if worker else cfg.run_id)
     seed, peers = sampler_seed(study, cfg.seed, me)
     if peers:  # beside other live workers: a seed of its own, so that they do not draw the same archs
         study.sampler = make_sampler(OmegaConf.to_container(cfg.search), seed, space=ctx.space)
@@ -139,7 +161,9 @@ def run(cfg) -> Path:
     if not front:
         raise ConfigError(f"the search finished {len(trials)} trials but none was feasible and scored; "
                           f"raise n_trials or the budgets")
-    if cfg.deploy:
+    if cfg.deploy and worker:
+        log.info("worker %d: the study is complete; worker 0 deploys its best point", worker)
+    if cfg.deploy and not worker:
         from tinynas.deploy import deploy
 
         chosen = front[0]
