@@ -102,9 +102,7 @@ def main(argv: list[str] | None = None) -> None:
 
     check_group_choices(argv[1:], CONF_DIR)
     check_composes(command, argv[1:], CONF_DIR)
-    # The job name as a plain value: Hydra's launchers (joblib, submitit) read hydra.job.name in the worker process
-    # before HydraConfig is set there, where base.yaml's ${hydra:job.config_name} cannot resolve.
-    sys.argv = [f"tinynas {command}", *argv[1:], f"hydra.job.name={command}"]
+    sys.argv = [f"tinynas {command}", *argv[1:]]
     app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=command)(_task(command))
     app()
 
