@@ -93,7 +93,9 @@ class CandidateObjective:
     evaluation. With ``max_trials`` set, nothing is enqueued once the study holds that many trials, so no
     WAITING trial outlives the search.
 
-    A feasible arch scored before by the same evaluator (same ``arch_hash``) reuses that trial's accuracy.
+    A feasible arch scored before by the same evaluator (same ``arch_hash``) reuses that trial's accuracy; one
+    that a lower-numbered trial is evaluating now (another worker: each trial records its ``arch_hash`` before
+    evaluating) is waited for, then reused (``reused_from``), so concurrent workers never evaluate an arch twice.
     An evaluator may stop a trial with ``optuna.TrialPruned`` (successive halving): its figures are recorded
     and it ends PRUNED; the same arch sampled again is evaluated again (it meets other competitors).
     """
