@@ -57,21 +57,33 @@ def test_a_resumed_fit_reports_only_the_epochs_it_runs(tmp_path, caplog):
     assert progress_lines(caplog) == []
 
 
-def test_every_training_stage_names_itself():
-    """The stages that train through fit pass their own name (teacher, KD student, baseline, pruning, QAT,
-    search trials): read from the calls, with fit itself replaced by a recorder."""
-    import inspect
+def test_every_deploy_stage_reports_its_epochs(digits, caplog):
+    """Teacher, KD student, baseline, pruning fine-tune and QAT, one epoch each on digits: each stage logs its
+    own line, in the order deploy runs them."""
+    import random
 
-    import tinynas.deploy as deploy
-    import tinynas.distill as distill
-    import tinynas.evaluators.train as evaluator
-    import tinynas.qat as qat
+    from estimators import load_mcu
+    from tinynas.deploy import distill_student, prune_student, qat_student, train_teacher, train_without_kd
+    from tinynas.paths import MCU_DIR
 
-    stages = set()
-    for module in (deploy, distill, evaluator, qat):
-        stages |= set(re.findall(r'stage=f?"([^"]+)"', inspect.getsource(module)))
-    assert stages == {"teacher", "baseline (student without KD)", "pruning fine-tune", "student (KD)", "QAT",
-                      "trial {trial.number}"}
+    space = get_space("mcunet", {"resolutions": [8], "widths": [0.3, 0.5], "depth_choices": [1],
+                                 "head_channels": 32})
+    arch = space.random(random.Random(0))
+    cfg = dataclasses.replace(CFG, epochs=1, max_train_samples=64)
+    dcfg = {"teacher": {"arch": "largest", "epochs": 1}, "student_epochs": 1, "temperature": 4.0, "alpha": 0.7,
+            "max_train_samples": 64, "qat": {"epochs": 1, "lr": 0.001},
+            "prune": {"target": {"ratio": 0.9}, "epochs": 1, "lr": None}}
+    caplog.set_level(logging.INFO, logger="tinynas.progress")
+    teacher = train_teacher(space, arch, digits, cfg, dcfg, "cpu")
+    student = distill_student(space, arch, teacher, digits, cfg, dcfg, "cpu")
+    train_without_kd(space, arch, digits, cfg, dcfg, "cpu")
+    pruned = prune_student(student, arch, space, teacher, digits, load_mcu("stm32f446", MCU_DIR), "tflm", cfg,
+                           dcfg, "cpu")
+    qat_student(pruned.model, space.input_size(pruned.arch), teacher, digits, cfg, dcfg, "cpu")
+    lines = progress_lines(caplog)
+    assert [m["stage"] for m in lines] == ["teacher", "student (KD)", "baseline (student without KD)",
+                                           "pruning fine-tune", "QAT"]
+    assert all((m["k"], m["n"]) == ("1", "1") and m["acc"] and m["eta"] == "0.0 s" for m in lines)
 
 
 def test_supernet_epochs_are_reported_by_the_same_helper(digits, caplog):

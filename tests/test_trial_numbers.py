@@ -38,6 +38,7 @@ def test_console_summary_and_results_agree_after_a_retry(tmp_path):
     out = finish(start_search(tmp_path, storage, study, 5, run), tmp_path, run)
     log = (tmp_path / f"{run}.log").read_text()
     assert "already set" not in log  # the retry sets its own constraints once
+    assert "trial 0: epoch 1/1  loss " in log  # a search trial's training reports its epochs too
 
     trials = load(storage, study, tmp_path)
     retry = [t for t in trials if t.system_attrs.get("failed_trial") == dead]
