@@ -42,8 +42,8 @@ def test_last_line_is_results_json_and_it_follows_the_contract(run):
     assert s["n_trials"] == 4 and s["storage"].startswith("journal:///")
     assert r["pareto"], "at least one feasible trained candidate"
     for p in r["pareto"]:
-        assert set(p) == {"trial", "arch_hash", "arch", "accuracy", "sram_bytes", "flash_bytes", "latency_ms", "energy_mj",
-                          "macs", "params"}
+        assert set(p) == {"trial", "arch_hash", "arch", "accuracy", "sram_bytes", "flash_bytes", "latency_ms",
+                          "energy_mj", "macs", "params"}
         assert 0 <= p["accuracy"] <= 1
         assert p["sram_bytes"] <= r["budgets"]["sram_bytes"] and p["flash_bytes"] <= r["budgets"]["flash_bytes"]
     d = r["deployed"]

@@ -271,7 +271,8 @@ def test_wandb_logger_writes_a_trial_table_and_a_pareto_scatter(tmp_path, monkey
     logger = WandbLogger(tmp_path, "p", "n", "offline", {})
     logger.log_trial(4, {"accuracy": 0.5, "arch_hash": "h4", "retry_of": 3, "arch": {}})
     assert logged[-1] == {"trial": 4, "accuracy": 0.5, "arch_hash": "h4", "retry_of": 3}  # as the console names it
-    logger.log_results({"pareto": [{"trial": 0, "arch_hash": "h0", "accuracy": 0.9, "sram_bytes": 2048, "flash_bytes": 1,
+    logger.log_results({"pareto": [{"trial": 0, "arch_hash": "h0", "accuracy": 0.9, "sram_bytes": 2048,
+                                    "flash_bytes": 1,
                                     "latency_ms": 1.0, "energy_mj": 1.0, "macs": 1, "params": 1}]}, None, rows)
     payload = logged[-1]
     assert [r[0] for r in payload["trials"].data] == [0, 1, 2, 3]

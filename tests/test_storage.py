@@ -14,8 +14,8 @@ from optuna.trial import TrialState
 
 from tinynas.errors import ConfigError
 from tinynas.search import run_study
-from tinynas.storage import (CONSTRAINT_PREFIX, WORKER_ATTR, counted_trials, fail_dead_trials, is_dead, make_storage, public_url,
-                             worker_mark)
+from tinynas.storage import (CONSTRAINT_PREFIX, WORKER_ATTR, counted_trials, fail_dead_trials, is_dead, make_storage,
+                             public_url, worker_mark)
 
 
 def dead_pid() -> int:

@@ -62,7 +62,8 @@ class WandbLogger(NullLogger):
     def log_results(self, results: dict[str, Any], plot: Path | None = None,
                     trials: list[dict[str, Any]] | None = None) -> None:
         wandb = self._wandb
-        cols = ["trial", "arch_hash", "accuracy", "sram_bytes", "flash_bytes", "latency_ms", "energy_mj", "macs", "params"]
+        cols = ["trial", "arch_hash", "accuracy", "sram_bytes", "flash_bytes", "latency_ms", "energy_mj", "macs",
+                "params"]
         table = wandb.Table(columns=cols, data=[[r[c] for c in cols] for r in results["pareto"]])
         payload: dict[str, Any] = {"pareto": table}
         if plot is not None:

@@ -9,13 +9,14 @@ from typing import Any
 
 from optuna.trial import FrozenTrial
 
-PARETO_FIELDS = ("trial", "arch_hash", "accuracy", "sram_bytes", "flash_bytes", "latency_ms", "energy_mj", "macs", "params")
+PARETO_FIELDS = ("trial", "arch_hash", "accuracy", "sram_bytes", "flash_bytes", "latency_ms", "energy_mj", "macs",
+                 "params")
 
 
 def pareto_row(t: FrozenTrial) -> dict[str, Any]:
     a = t.user_attrs
-    return {"trial": t.number, "arch_hash": a["arch_hash"], "arch": a["arch"], "accuracy": float(a["accuracy"]), "sram_bytes": int(a["sram_bytes"]),
-            "flash_bytes": int(a["flash_bytes"]), "latency_ms": float(a["latency_ms"]),
+    return {"trial": t.number, "arch_hash": a["arch_hash"], "arch": a["arch"], "accuracy": float(a["accuracy"]),
+            "sram_bytes": int(a["sram_bytes"]), "flash_bytes": int(a["flash_bytes"]), "latency_ms": float(a["latency_ms"]),
             "energy_mj": float(a["energy_mj"]), "macs": int(a["macs"]), "params": int(a["params"])}
 
 

@@ -226,7 +226,8 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, device: torch.device, 
                                      "scheduler": sched.state_dict(), "rng": _rng_state(g),
                                      "loss": extra.state_dict() if extra is not None else {}})
 
-    with EpochProgress(stage, cfg.epochs, steps_per_epoch, done=len(history) if not stopped else cfg.epochs) as progress:
+    done = cfg.epochs if stopped else len(history)
+    with EpochProgress(stage, cfg.epochs, steps_per_epoch, done=done) as progress:
         while len(history) < cfg.epochs and not stopped:
             order = torch.randperm(len(y), generator=g)
             total, count, correct = 0.0, 0, 0

@@ -46,7 +46,8 @@ def trial_line(n_trials: int, study: optuna.Study):
         arch = a["arch"]
         done = counted_trials(study.get_trials(deepcopy=False)) + 1  # this one is still RUNNING
         retry = f" (retry of {a['retry_of']})" if a.get("retry_of") is not None else ""
-        head = (f"trial {number:>3}{retry}  {a['arch_hash'][:8]}  [{done}/{n_trials}]  res {arch.get('resolution', '-')} "
+        head = (f"trial {number:>3}{retry}  {a['arch_hash'][:8]}  [{done}/{n_trials}]  "
+                f"res {arch.get('resolution', '-')} "
                 f"w {arch.get('width', '-')}  SRAM {a['sram_bytes'] / 1024:6.1f} kB  flash {a['flash_bytes'] / 1024:6.1f} kB"
                 f"  {a['latency_ms']:7.1f} ms")
         if a.get("infeasible"):
