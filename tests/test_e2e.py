@@ -37,16 +37,17 @@ def test_last_line_is_results_json_and_it_follows_the_contract(run):
     assert r["experiment"] == "mnist" and r["mcu"] == "stm32f446" and r["runtime"] == "tflm"
     assert r["budgets"] == {"sram_bytes": 128 * 1024, "flash_bytes": 512 * 1024, "latency_ms": None}
     s = r["study"]
-    assert set(s) == {"name", "storage", "n_trials", "n_complete", "n_infeasible", "n_pruned", "n_failed"}
+    assert set(s) == {"name", "storage", "n_trials", "n_complete", "n_infeasible", "n_pruned", "n_failed",
+                      "n_retried"}
     assert s["n_trials"] == 4 and s["storage"].startswith("journal:///")
     assert r["pareto"], "at least one feasible trained candidate"
     for p in r["pareto"]:
-        assert set(p) == {"trial", "arch", "accuracy", "sram_bytes", "flash_bytes", "latency_ms", "energy_mj",
-                          "macs", "params"}
+        assert set(p) == {"trial", "arch_hash", "arch", "accuracy", "sram_bytes", "flash_bytes", "latency_ms",
+                          "energy_mj", "macs", "params"}
         assert 0 <= p["accuracy"] <= 1
         assert p["sram_bytes"] <= r["budgets"]["sram_bytes"] and p["flash_bytes"] <= r["budgets"]["flash_bytes"]
     d = r["deployed"]
-    assert set(d) == {"trial", "arch", "tflite", "c_source", "tflite_bytes", "tflm_arena_bytes",
+    assert set(d) == {"trial", "arch_hash", "arch", "tflite", "c_source", "tflite_bytes", "tflm_arena_bytes",
                       "estimated_sram_bytes", "estimated_flash_bytes", "target_sram_bytes", "target_flash_bytes",
                       "teacher_accuracy", "fp32_accuracy", "int8_accuracy", "student_no_kd_accuracy",
                       "student_kd_accuracy", "pruning", "qat", "model_fingerprints", "test_samples"}

@@ -269,11 +269,64 @@ def test_wandb_logger_writes_a_trial_table_and_a_pareto_scatter(tmp_path, monkey
     rows = trial_rows(study.trials)
     assert [r["state"] for r in rows] == ["COMPLETE"] * 3 + ["PRUNED"] and set(rows[0]) == set(TRIAL_COLUMNS)
     logger = WandbLogger(tmp_path, "p", "n", "offline", {})
-    logger.log_results({"pareto": [{"trial": 0, "accuracy": 0.9, "sram_bytes": 2048, "flash_bytes": 1,
+    logger.log_trial(4, {"accuracy": 0.5, "arch_hash": "h4", "retry_of": 3, "arch": {}})
+    assert logged[-1] == {"trial": 4, "accuracy": 0.5, "arch_hash": "h4", "retry_of": 3}  # as the console names it
+    logger.log_results({"pareto": [{"trial": 0, "arch_hash": "h0", "accuracy": 0.9, "sram_bytes": 2048,
+                                    "flash_bytes": 1,
                                     "latency_ms": 1.0, "energy_mj": 1.0, "macs": 1, "params": 1}]}, None, rows)
     payload = logged[-1]
     assert [r[0] for r in payload["trials"].data] == [0, 1, 2, 3]
+    assert payload["pareto"].columns[:2] == ["trial", "arch_hash"] and payload["pareto"].data[0][:2] == [0, "h0"]
     assert [r[-1] for r in payload["trials"].data] == [True, False, False, False]  # the front flag
     kind, table, x, y = payload["pareto_scatter"]
     assert (kind, x, y) == ("scatter", "sram_kB", "accuracy")
     assert table.data == [[2.0, 0.9, 0, True], [1.0, 0.5, 1, False]]  # scored, complete trials only
+
+
+def _running_elsewhere(study, arch):
+    """A trial of ``arch`` RUNNING as if in another worker (what CandidateObjective records before evaluating)."""
+    t = study.ask()
+    assert SPACE.sample(t).hash == arch.hash
+    t.set_user_attr("arch_hash", arch.hash)
+    return t
+
+
+def test_running_duplicate_waits_for_the_other_workers_result(tmp_path, digits, counted_fit):
+    import threading
+
+    study = make_study(tmp_path)
+    arch = SPACE.random(random.Random(0))
+    for _ in range(2):
+        study.enqueue_trial(SPACE.params(arch))
+    other = _running_elsewhere(study, arch)
+    obj = objective(digits, Budgets(10**9, 10**9))
+    obj.poll_s = 0.05
+    mine = study.ask()
+
+    def other_worker_finishes():  # once trial 1 has drawn the same arch, trial 0's worker reports its result
+        while study.get_trials()[mine.number].user_attrs.get("arch_hash") != arch.hash:
+            threading.Event().wait(0.02)
+        for k, v in {"accuracy": 0.77, "scored": True, "evaluator": "train"}.items():
+            other.set_user_attr(k, v)
+        study.tell(other, (0.77, 1.0))
+
+    helper = threading.Thread(target=other_worker_finishes)
+    helper.start()
+    values = obj(mine)
+    helper.join()
+    assert values[0] == 0.77 and len(counted_fit) == 0  # reused, not trained again
+    assert study.get_trials()[mine.number].user_attrs["reused_from"] == other.number
+
+
+def test_a_later_running_duplicate_is_not_waited_for(tmp_path, digits, counted_fit, monkeypatch):
+    # Two workers drew the same arch at once: the lower trial number evaluates, only the higher one waits.
+    study = make_study(tmp_path)
+    arch = SPACE.random(random.Random(0))
+    for _ in range(2):
+        study.enqueue_trial(SPACE.params(arch))
+    mine = study.ask()
+    _running_elsewhere(study, arch)
+    obj = objective(digits, Budgets(10**9, 10**9))
+    monkeypatch.setattr(obj, "poll_s", None)  # time.sleep(None) raises: any wait fails the test
+    obj(mine)
+    assert len(counted_fit) == 1 and not study.get_trials()[mine.number].user_attrs.get("reused")

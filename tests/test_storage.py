@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 
 import optuna
 import pytest
@@ -13,8 +14,8 @@ from optuna.trial import TrialState
 
 from tinynas.errors import ConfigError
 from tinynas.search import run_study
-from tinynas.storage import (WORKER_ATTR, counted_trials, fail_dead_trials, is_dead, make_storage, public_url,
-                             worker_mark)
+from tinynas.storage import (CONSTRAINT_PREFIX, WORKER_ATTR, counted_trials, fail_dead_trials, is_dead, make_storage,
+                             public_url, worker_mark)
 
 
 def dead_pid() -> int:
@@ -138,3 +139,43 @@ def test_default_is_a_journal_in_the_run_dir(tmp_path):
     assert (tmp_path / "study.journal").is_file()
     assert isinstance(storage, optuna.storages.JournalStorage)
     assert os.path.isabs(url[len("journal://"):])
+
+
+def _dead_constrained_trial(study):
+    trial = study.ask()
+    trial.suggest_int("x", 0, 1000)
+    trial.set_constraint("sram", 0.5)  # what CandidateObjective records right after sampling
+    trial.set_user_attr(WORKER_ATTR, {**worker_mark(trial.number), "pid": dead_pid()})
+    return trial.number
+
+
+def _run_retry_warning_free(study, failed_number):
+    """Run the queued retry as a resumed search does: its constraints must be its own, set without a warning."""
+    retry = study.ask()
+    attrs = study._storage.get_trial_system_attrs(retry._trial_id)
+    assert attrs["failed_trial"] == failed_number
+    assert not any(k.startswith(CONSTRAINT_PREFIX) for k in attrs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Optuna's "constraint value is ignored ... already set" would raise
+        retry.set_constraint("sram", -0.25)
+    study.tell(retry, 1.0)
+    assert study.trials[retry.number].constraints == {"sram": -0.25}
+    assert study.trials[failed_number].constraints == {"sram": 0.5}  # the dead attempt keeps what it measured
+
+
+def test_journal_retry_sets_its_constraints_once(tmp_path):
+    study = journal_study(tmp_path)
+    dead = _dead_constrained_trial(study)
+    assert fail_dead_trials(study) == [dead]
+    _run_retry_warning_free(study, dead)
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_rdb_retry_sets_its_constraints_once(tmp_path):
+    storage, _ = make_storage(f"sqlite:///{tmp_path / 's.db'}", tmp_path, heartbeat_interval=1, grace_period=1)
+    study = optuna.create_study(study_name="s", storage=storage)
+    dead = _dead_constrained_trial(study)
+    storage.record_heartbeat(study.trials[dead]._trial_id)
+    time.sleep(2.5)
+    assert fail_dead_trials(study) == [dead]
+    _run_retry_warning_free(study, dead)

@@ -14,6 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from tinynas.search import is_scored
 from tinynas.storage import WORKER_ATTR, counted_trials, make_storage
 
 # A study small enough for 8×8 digits on 2 cores: a few seconds a trial.
@@ -40,9 +41,13 @@ def finish(p: subprocess.Popen, tmp_path: Path, run_id: str, timeout=900) -> str
     return out
 
 
+TRIAL_LINE = re.compile(r"trial +(\d+)(?: \(retry of (\d+)\))?  ([0-9a-f]{8})  \[(\d+)/(\d+)\] .*?"
+                        r"(?:acc (\d\.\d{3})(?: \(reused from trial (\d+)\))?|over budget|stopped)")
+
+
 def logged_trials(log: str) -> list[int]:
-    """Trial numbers a worker's log says it ran ("trial   3/8 ..." is trial number 2)."""
-    return [int(n) - 1 for n in re.findall(r"trial +(\d+)/\d+ ", log)]
+    """Optuna trial numbers a worker's log says it ran ("trial   2  1a2b3c4d  [3/8] ...")."""
+    return [int(m.group(1)) for m in TRIAL_LINE.finditer(log)]
 
 
 def load(storage_url: str, study: str, tmp_path: Path) -> list[optuna.trial.FrozenTrial]:
@@ -72,7 +77,7 @@ def check_two_workers(tmp_path: Path, storage: str, n_trials: int = 8) -> None:
         assert mine == set(ran[f"w{i}"])
     # Each worker returned with the whole study, not just its share.
     for r in results:
-        assert json.loads(r.read_text())["study"]["n_trials"] == len(trials)
+        assert json.loads(r.read_text())["study"]["n_trials"] == counted_trials(trials)
 
 
 @pytest.mark.slow
@@ -85,6 +90,32 @@ def test_two_workers_share_a_journal_study(tmp_path):
                                              "sets it: postgresql://postgres@127.0.0.1:PORT/tinynas)")
 def test_two_workers_share_a_postgres_study(tmp_path):
     check_two_workers(tmp_path, POSTGRES_URL)
+
+
+@pytest.mark.slow
+def test_three_workers_evaluate_distinct_archs(tmp_path):
+    # The README's recipe: workers started together on one journal, same seed. Each draws from its own seed
+    # (derived from seed= and its identity) and no arch is evaluated twice (a duplicate reuses the result).
+    storage, study, n = f"journal://{tmp_path / 'shared.journal'}", "three", 9
+    workers = [start_search(tmp_path, storage, study, n, f"w{i}") for i in range(3)]
+    for i, p in enumerate(workers):
+        finish(p, tmp_path, f"w{i}")
+    trials = load(storage, study, tmp_path)
+    logs = [(tmp_path / f"w{i}.log").read_text() for i in range(3)]
+    assert sum("joins" in log and "other live worker" in log for log in logs) >= 2  # the later two derive seeds
+    scored = [t for t in trials if t.state == TrialState.COMPLETE and is_scored(t)]
+    evaluated = [t for t in scored if not t.user_attrs.get("reused")]
+    hashes = [t.user_attrs["arch_hash"] for t in evaluated]
+    assert evaluated and len(set(hashes)) == len(hashes), hashes  # every evaluation a distinct arch
+    # ... and the workers did not draw the same archs: as many distinct archs as trials scored (with one seed
+    # for all three, 9 trials drew 6 distinct archs).
+    assert len({t.user_attrs["arch_hash"] for t in scored}) == len(scored) == n
+    for t in scored:  # a reused result is the evaluated one's
+        if t.user_attrs.get("reused"):
+            source = trials[t.user_attrs["reused_from"]]
+            assert source.user_attrs["arch_hash"] == t.user_attrs["arch_hash"] and source.values == t.values
+    print(f"three workers: {len(trials)} trials, {len(scored)} scored, {len(evaluated)} evaluated, "
+          f"{len({t.user_attrs['arch_hash'] for t in trials})} distinct archs")
 
 
 @pytest.mark.slow
@@ -101,3 +132,34 @@ def test_same_seed_same_budget_one_worker_same_pareto_front(tmp_path):
         fronts.append([(t.params, t.values) for t in trials])  # every trial: same arch, same accuracy
     assert fronts[0], "a feasible trained front"
     assert fronts[0] == fronts[2] and fronts[1] == fronts[3]
+
+
+# --- which seed a worker draws from (in-process, fast) -------------------------------------------------------
+
+def _journal_study(tmp_path):
+    storage, _ = make_storage(None, tmp_path)
+    return optuna.create_study(study_name="s", storage=storage, load_if_exists=True)
+
+
+def test_a_lone_worker_keeps_the_seed_and_peers_derive_their_own(tmp_path):
+    from tinynas.storage import process_start
+    from tinynas.workers import Worker, derived_seed, retire, sampler_seed
+
+    study = _journal_study(tmp_path)
+    me = Worker.this("w0")
+    assert sampler_seed(study, 7, me) == (7, [])  # alone: the study's seed, as a single worker always drew
+    peer_proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        peer = Worker("w1", me.host, peer_proc.pid, process_start(peer_proc.pid))
+        seed, peers = sampler_seed(study, 7, peer)
+        assert peers == [me] and seed == derived_seed(7, peer) != 7
+        seed_me, peers_me = sampler_seed(study, 7, me)  # me again (a resume): the peer is live now
+        assert peers_me == [peer] and seed_me == derived_seed(7, me) not in (7, seed)
+        assert derived_seed(7, peer) != derived_seed(8, peer)  # the study seed still matters
+        retire(study, peer)
+        assert sampler_seed(study, 7, me) == (7, [])  # a retired peer does not count
+        sampler_seed(study, 7, peer)
+    finally:
+        peer_proc.kill()
+        peer_proc.wait()
+    assert sampler_seed(study, 7, me) == (7, [])  # nor does one whose process is gone (it never retired)

@@ -97,8 +97,14 @@ def hydra_writes(cfg, run_dir) -> list:
 
 def _task(command: str):
     def task(cfg) -> None:
+        import warnings
+
+        from optuna.exceptions import ExperimentalWarning
+
         from tinynas.config_check import validate
         from tinynas.errors import TinyNASError
+
+        warnings.filterwarnings("ignore", category=ExperimentalWarning)  # again here: a launcher's worker process
 
         module = importlib.import_module(f"tinynas.commands.{command}")
         try:

@@ -83,7 +83,7 @@ def train_teacher(space: SearchSpace, student: ArchSpec, data: Dataset, train_cf
     teacher = space.build_torch(teacher_arch, data.in_channels, data.num_classes)
     train, _, _ = splits_at(data, space.input_size(student))
     fit(teacher, train, distill_train_cfg(train_cfg, distill_cfg, epochs), device, seed=seed,
-        checkpoint=_ckpt(workdir, "teacher"))
+        checkpoint=_ckpt(workdir, "teacher"), stage="teacher")
     return teacher
 
 
@@ -113,7 +113,7 @@ def train_without_kd(space: SearchSpace, arch: ArchSpec, data: Dataset, train_cf
     model = _student(space, arch, data, seed)
     fit(model, splits_at(data, space.input_size(arch))[0],
         distill_train_cfg(train_cfg, distill_cfg, int(distill_cfg["student_epochs"])), device, seed=seed,
-        checkpoint=_ckpt(workdir, "student_no_kd"))
+        checkpoint=_ckpt(workdir, "student_no_kd"), stage="baseline (student without KD)")
     return model
 
 
@@ -141,7 +141,8 @@ def prune_student(student: nn.Module, arch: ArchSpec, space: SearchSpace, teache
     train = splits_at(data, space.input_size(arch))[0]
     cfg = distill_train_cfg(train_cfg, distill_cfg, int(pcfg.get("epochs", 2)), pcfg.get("lr"))
     loss = kd_loss_for(res.model, teacher, distill_cfg, cfg, device)
-    fit(res.model, train, cfg, device, seed=seed, loss_fn=loss, checkpoint=_ckpt(workdir, "pruned"))
+    fit(res.model, train, cfg, device, seed=seed, loss_fn=loss, checkpoint=_ckpt(workdir, "pruned"),
+        stage="pruning fine-tune")
     return res
 
 

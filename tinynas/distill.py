@@ -139,7 +139,8 @@ def distill(student: nn.Module, teacher: nn.Module, train: Split, val: Split, cf
     loss = DistillLoss(student, teacher.to(device), temperature, alpha, cfg.label_smoothing, feature_weight,
                        torch.from_numpy(train.x[:2]).to(device))
     try:
-        fit(student, train, cfg, device, seed=seed, teacher=teacher, loss_fn=loss, checkpoint=checkpoint)
+        fit(student, train, cfg, device, seed=seed, teacher=teacher, loss_fn=loss, checkpoint=checkpoint,
+            stage="student (KD)")
     finally:
         loss.close()
     return DistillResult(accuracy(teacher, val, device), accuracy(student, val, device))

@@ -54,13 +54,16 @@ class WandbLogger(NullLogger):
                               reinit="finish_previous")
 
     def log_trial(self, number: int, attrs: dict[str, Any]) -> None:
+        """One row per trial, keyed by Optuna's trial number (as the console, summary.md and results.json)."""
         self.run.log({k: attrs[k] for k in ("accuracy", "sram_bytes", "flash_bytes", "latency_ms", "energy_mj",
-                                            "macs", "params") if k in attrs} | {"trial": number})
+                                            "macs", "params", "arch_hash", "retry_of") if k in attrs}
+                     | {"trial": number})
 
     def log_results(self, results: dict[str, Any], plot: Path | None = None,
                     trials: list[dict[str, Any]] | None = None) -> None:
         wandb = self._wandb
-        cols = ["trial", "accuracy", "sram_bytes", "flash_bytes", "latency_ms", "energy_mj", "macs", "params"]
+        cols = ["trial", "arch_hash", "accuracy", "sram_bytes", "flash_bytes", "latency_ms", "energy_mj", "macs",
+                "params"]
         table = wandb.Table(columns=cols, data=[[r[c] for c in cols] for r in results["pareto"]])
         payload: dict[str, Any] = {"pareto": table}
         if plot is not None:

@@ -105,7 +105,7 @@ def qat_finetune(model: nn.Module, train: Split, cfg: TrainConfig, device: torch
     returns it as a plain float model ready for export."""
     qat = prepare_qat(model)
     try:
-        fit(model, train, cfg, device, seed=seed, loss_fn=loss_fn, checkpoint=checkpoint)
+        fit(model, train, cfg, device, seed=seed, loss_fn=loss_fn, checkpoint=checkpoint, stage="QAT")
     finally:
         qat.remove()
     return model

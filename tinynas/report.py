@@ -10,13 +10,14 @@ from typing import Any
 
 from optuna.trial import FrozenTrial
 
-PARETO_FIELDS = ("trial", "accuracy", "sram_bytes", "flash_bytes", "latency_ms", "energy_mj", "macs", "params")
+PARETO_FIELDS = ("trial", "arch_hash", "accuracy", "sram_bytes", "flash_bytes", "latency_ms", "energy_mj", "macs",
+                 "params")
 
 
 def pareto_row(t: FrozenTrial) -> dict[str, Any]:
     a = t.user_attrs
-    return {"trial": t.number, "arch": a["arch"], "accuracy": float(a["accuracy"]), "sram_bytes": int(a["sram_bytes"]),
-            "flash_bytes": int(a["flash_bytes"]), "latency_ms": float(a["latency_ms"]),
+    return {"trial": t.number, "arch_hash": a["arch_hash"], "arch": a["arch"], "accuracy": float(a["accuracy"]),
+            "sram_bytes": int(a["sram_bytes"]), "flash_bytes": int(a["flash_bytes"]), "latency_ms": float(a["latency_ms"]),
             "energy_mj": float(a["energy_mj"]), "macs": int(a["macs"]), "params": int(a["params"])}
 
 
@@ -186,15 +187,16 @@ def summary_markdown(results: dict[str, Any]) -> str:
         + (f", latency {b['latency_ms']} ms" if b["latency_ms"] else "") + ".",
         f"Study `{s['name']}`: {s['n_trials']} trials — {s['n_complete']} complete "
         f"({s['n_infeasible']} over budget, not scored), {s['n_pruned']} pruned (stopped early, off the front), "
-        f"{s['n_failed']} failed.",
+        f"{s['n_failed']} failed" + (f", {s['n_retried']} retried (a worker died; not counted)"
+                                     if s.get("n_retried") else "") + ".",
         "",
         "## Pareto front",
         "",
-        "| trial | val acc | SRAM kB | flash kB | latency ms | energy mJ | MMACs | params |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| trial | arch | val acc | SRAM kB | flash kB | latency ms | energy mJ | MMACs | params |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results["pareto"]:
-        lines.append(f"| {r['trial']} | {r['accuracy']:.3f} | {r['sram_bytes'] / 1024:.1f} | "
+        lines.append(f"| {r['trial']} | `{r['arch_hash'][:8]}` | {r['accuracy']:.3f} | {r['sram_bytes'] / 1024:.1f} | "
                      f"{r['flash_bytes'] / 1024:.1f} | {r['latency_ms']:.1f} | {r['energy_mj']:.3f} | "
                      f"{r['macs'] / 1e6:.2f} | {r['params']:,} |")
     d = results.get("deployed")
@@ -208,6 +210,7 @@ def summary_markdown(results: dict[str, Any]) -> str:
         on = f"test, {d['test_samples']} samples" if d.get("test_samples") else "test"
         lines += [
             "",
+            f"## Deployed: trial {d['trial']} (`{d['arch_hash'][:8]}`)" if d.get("arch_hash") else
             f"## Deployed: trial {d['trial']}",
             "",
             "Each accuracy names the model it was measured on (a hash of its weights): equal accuracies of "

@@ -16,7 +16,7 @@ from search_spaces.base import ArchSpec, SearchSpace
 from tinynas.data import Dataset
 from tinynas.errors import ConfigError
 from tinynas.evaluators import BaseEvaluator
-from tinynas.storage import MAX_RETRY, counted_trials, fail_dead_trials, mark_trial
+from tinynas.storage import MAX_RETRY, counted_trials, fail_dead_trials, mark_trial, retried_numbers
 
 log = logging.getLogger("tinynas.search")
 
@@ -93,7 +93,9 @@ class CandidateObjective:
     evaluation. With ``max_trials`` set, nothing is enqueued once the study holds that many trials, so no
     WAITING trial outlives the search.
 
-    A feasible arch scored before by the same evaluator (same ``arch_hash``) reuses that trial's accuracy.
+    A feasible arch scored before by the same evaluator (same ``arch_hash``) reuses that trial's accuracy; one
+    that a lower-numbered trial is evaluating now (another worker: each trial records its ``arch_hash`` before
+    evaluating) is waited for, then reused (``reused_from``), so concurrent workers never evaluate an arch twice.
     An evaluator may stop a trial with ``optuna.TrialPruned`` (successive halving): its figures are recorded
     and it ends PRUNED; the same arch sampled again is evaluated again (it meets other competitors).
     """
@@ -107,16 +109,32 @@ class CandidateObjective:
         self.evaluator, self.objectives, self.seed = evaluator, objectives, seed
         self.on_trial = on_trial
         self.resample_attempts, self.max_trials = int(resample_attempts), max_trials
-        self._prepared = False
+        self.poll_s = 1.0  # how often a trial waiting for another worker's result of the same arch looks again
+        self._prepared, self._waited = False, False
 
-    def _reuse(self, trial: optuna.Trial, arch_hash: str) -> float | None:
-        """The accuracy of an earlier trial of the same arch scored by the same evaluator, if any."""
+    def _reuse(self, trial: optuna.Trial, arch_hash: str) -> dict[str, Any] | None:
+        """The accuracy of another trial of the same arch scored by the same evaluator, if any: a finished one,
+        or one that a lower-numbered trial is evaluating now (in another worker): that one is waited for. The
+        lower number breaks the tie when two workers draw the same arch at once (the later waits, never both)."""
         name = self.evaluator.name
-        for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if (t.user_attrs.get("arch_hash") == arch_hash and is_scored(t)
-                    and t.user_attrs.get("evaluator", "train") == name):
-                return float(t.user_attrs["accuracy"])
-        return None
+        while True:
+            running = None
+            for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+                if t.user_attrs.get("arch_hash") != arch_hash or t.number == trial.number:
+                    continue
+                if (t.state == TrialState.COMPLETE and is_scored(t) and not t.user_attrs.get("reused")
+                        and t.user_attrs.get("evaluator", "train") == name):
+                    return {"accuracy": float(t.user_attrs["accuracy"]), "reused": True, "reused_from": t.number}
+                if t.state == TrialState.RUNNING and t.number < trial.number and running is None:
+                    running = t.number
+            if running is None:
+                return None
+            if not self._waited:
+                log.info("trial %d: arch %s is being evaluated by trial %d; waiting for its result", trial.number,
+                         arch_hash[:8], running)
+            self._waited = True
+            time.sleep(self.poll_s)
+            fail_dead_trials(trial.study)  # a waited-for trial whose worker died is failed: then evaluate here
 
     def measure(self, arch: ArchSpec) -> tuple[dict[str, Any], dict[str, float]]:
         """The arch's estimated figures (user attrs) and its constraint values (feasible when all ≤ 0)."""
@@ -133,9 +151,10 @@ class CandidateObjective:
     def score(self, trial: optuna.Trial, arch: ArchSpec) -> dict[str, Any]:
         """Accuracy attrs of a feasible arch: reused from an earlier trial of the same arch, else evaluated."""
         base = {"scored": True, "evaluator": self.evaluator.name}
-        acc = self._reuse(trial, arch.hash)
-        if acc is not None:
-            return {"accuracy": acc, **base, "reused": True}
+        self._waited = False
+        earlier = self._reuse(trial, arch.hash)
+        if earlier is not None:
+            return {**earlier, **base}
         if not self._prepared:
             self.evaluator.prepare()
             self._prepared = True
@@ -159,7 +178,11 @@ class CandidateObjective:
     def __call__(self, trial: optuna.Trial):
         start = time.perf_counter()
         arch = self.space.sample(trial)
+        trial.set_user_attr("arch_hash", arch.hash)  # before evaluating: other workers see what is running
         attrs, violations = self.measure(arch)
+        retry_of = trial.storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
+        if retry_of is not None:
+            attrs["retry_of"] = retry_of
         for k, v in violations.items():
             trial.set_constraint(k, v)
         over = [k for k, v in violations.items() if v > 0]
@@ -254,12 +277,16 @@ def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
 
 
 def study_counts(study: optuna.Study) -> dict[str, int]:
+    """Trials by outcome. ``n_trials`` counts as ``n_trials=`` does (complete + pruned + failed); an attempt
+    whose worker died and that was retried is no trial of its own but ``n_retried`` (its retry is counted)."""
     trials = study.get_trials(deepcopy=False)
+    retried = retried_numbers(trials)
     by = {s: sum(t.state == s for t in trials) for s in TrialState}
     return {
-        "n_trials": len(trials),
+        "n_trials": counted_trials(trials),
         "n_complete": by[TrialState.COMPLETE],
         "n_infeasible": sum(t.state == TrialState.COMPLETE and not is_feasible(t) for t in trials),
         "n_pruned": by[TrialState.PRUNED],
-        "n_failed": by[TrialState.FAIL],
+        "n_failed": sum(t.state == TrialState.FAIL and t.number not in retried for t in trials),
+        "n_retried": len(retried),
     }

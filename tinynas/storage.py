@@ -37,6 +37,7 @@ GRACE_PERIOD_S = 180        # ... and is failed (then retried) when its last one
 MAX_RETRY = 3               # retries of one trial whose worker died, then its FAIL stands
 UNMARKED_GRACE_S = 60       # journal: a RUNNING trial that never recorded its worker is dead after this
 WORKER_ATTR = "worker"
+CONSTRAINT_PREFIX = "constraints:"  # how Optuna's Trial.set_constraint keys its system attrs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,7 +147,7 @@ def _open_rdb(url: str, engine_kwargs: dict, heartbeat_interval: int, grace_peri
                 return optuna.storages.RDBStorage(
                     url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
                     grace_period=grace_period,
-                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry))
+                    heartbeat_stale_trial_callback=RetryFreshCallback(max_retry=max_retry))
         except (IntegrityError, ProgrammingError) as e:
             if attempt == attempts - 1 or isinstance(e, OperationalError):
                 raise
@@ -154,7 +155,7 @@ def _open_rdb(url: str, engine_kwargs: dict, heartbeat_interval: int, grace_peri
 
 # --- workers and the trials they leave behind -------------------------------------------------------------------
 
-def _process_start(pid: int) -> float | None:
+def process_start(pid: int) -> float | None:
     import psutil
 
     try:
@@ -165,7 +166,7 @@ def _process_start(pid: int) -> float | None:
 
 def worker_mark(trial_number: int) -> dict:
     """What a trial records about the process running it (journal storage's stand-in for a heartbeat)."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "started": _process_start(os.getpid()),
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": process_start(os.getpid()),
             "trial": trial_number}
 
 
@@ -189,7 +190,7 @@ def is_dead(t: FrozenTrial, now: datetime.datetime | None = None) -> bool:
         return (now - start).total_seconds() > UNMARKED_GRACE_S
     if mark.get("host") != socket.gethostname():
         return False
-    started = _process_start(int(mark["pid"]))
+    started = process_start(int(mark["pid"]))
     return started is None or mark.get("started") is None or abs(started - float(mark["started"])) > 1.0
 
 
@@ -225,8 +226,19 @@ def _fail_and_retry(study: optuna.Study, t: FrozenTrial, max_retry: int) -> bool
             return False
     except UpdateFinishedTrialError:  # another worker got there first
         return False
-    RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, copy.deepcopy(storage.get_trial(t._trial_id)))
+    RetryFreshCallback(max_retry=max_retry)(study, copy.deepcopy(storage.get_trial(t._trial_id)))
     return True
+
+
+class RetryFreshCallback(RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a stale trial, without what the dead attempt measured: its constraint values (Optuna
+    copies every system attr, so the retry would start with ``constraints:sram`` already set and its own
+    ``set_constraint`` would be ignored with a warning)."""
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        trial = copy.copy(trial)
+        trial.system_attrs = {k: v for k, v in trial.system_attrs.items() if not k.startswith(CONSTRAINT_PREFIX)}
+        super().__call__(study, trial)
 
 
 def retried_numbers(trials: list[FrozenTrial]) -> set[int]:

@@ -17,6 +17,7 @@ from torch import nn
 from tinynas.augment import make_augment
 from tinynas.data import Split
 from tinynas.errors import ConfigError, check_options
+from tinynas.progress import EpochProgress
 
 log = logging.getLogger("tinynas.train")
 SCHEDULES = ("onecycle", "cosine", "constant")
@@ -175,7 +176,7 @@ def _load_state(path: Path | None, fingerprint: str) -> dict[str, Any] | None:
 def fit(model: nn.Module, train: Split, cfg: TrainConfig, device: torch.device, seed: int = 0,
         loss_fn: LossFn | None = None, teacher: nn.Module | None = None,
         on_epoch_end: Callable[[int, float], bool | None] | None = None,
-        checkpoint: Path | None = None) -> list[float]:
+        checkpoint: Path | None = None, stage: str = "train") -> list[float]:
     """Train ``model`` in place; returns the mean loss of each epoch.
 
     ``loss_fn(student_logits, labels, inputs)`` replaces cross-entropy (distillation uses it with ``teacher``);
@@ -185,6 +186,7 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, device: torch.device, 
     ``checkpoint``: after every epoch the model, optimizer, schedule, loss history and every RNG state are
     written there atomically; a later call with the same settings continues after the last finished epoch and
     ends with the weights an uninterrupted run would have (one written for other settings is ignored).
+    ``stage`` names the training in its per-epoch progress lines (:class:`tinynas.progress.EpochProgress`).
     Raises FloatingPointError when the loss becomes NaN or infinite.
     """
     g = torch.Generator().manual_seed(seed)
@@ -224,31 +226,36 @@ def fit(model: nn.Module, train: Split, cfg: TrainConfig, device: torch.device, 
                                      "scheduler": sched.state_dict(), "rng": _rng_state(g),
                                      "loss": extra.state_dict() if extra is not None else {}})
 
-    while len(history) < cfg.epochs and not stopped:
-        order = torch.randperm(len(y), generator=g)
-        total, count = 0.0, 0
-        for i in range(0, len(y), cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
-            if len(idx) < 2:  # batch norm needs two samples
-                continue
-            xb, yb = x[idx].to(device), y[idx].to(device)
-            if augment is not None:
-                xb = augment(xb)
-            logits = model(xb)
-            loss = loss_fn(logits, yb, xb) if loss_fn is not None else ce(logits, yb)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training diverged: loss is {loss.item()} (try a lower train.lr)")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
-            count += len(idx)
-        history.append(total / max(count, 1))
-        save(False)
-        if on_epoch_end is not None and on_epoch_end(len(history) - 1, history[-1]) is False:
-            stopped = True
-            save(True)
+    done = cfg.epochs if stopped else len(history)
+    with EpochProgress(stage, cfg.epochs, steps_per_epoch, done=done) as progress:
+        while len(history) < cfg.epochs and not stopped:
+            order = torch.randperm(len(y), generator=g)
+            total, count, correct = 0.0, 0, 0
+            for i in range(0, len(y), cfg.batch_size):
+                idx = order[i:i + cfg.batch_size]
+                progress.step()
+                if len(idx) < 2:  # batch norm needs two samples
+                    continue
+                xb, yb = x[idx].to(device), y[idx].to(device)
+                if augment is not None:
+                    xb = augment(xb)
+                logits = model(xb)
+                loss = loss_fn(logits, yb, xb) if loss_fn is not None else ce(logits, yb)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"training diverged: loss is {loss.item()} (try a lower train.lr)")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += loss.item() * len(idx)
+                count += len(idx)
+                correct += int((logits.detach().argmax(1) == yb).sum())
+            history.append(total / max(count, 1))
+            save(False)
+            progress.epoch(len(history), history[-1], correct / max(count, 1))
+            if on_epoch_end is not None and on_epoch_end(len(history) - 1, history[-1]) is False:
+                stopped = True
+                save(True)
     recalibrate_bn(model, x, device, cfg.batch_size)
     return history
 

@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 from tinynas.errors import ConfigError
 from tinynas.report import AXES, hypervolume, pareto_row, plot_pareto, write_pareto_csv
 from tinynas.search import is_feasible, is_scored, pareto_trials
-from tinynas.storage import make_storage
+from tinynas.storage import counted_trials, make_storage
 
 
 def open_study(storage_url: str | None, study_name: str | None) -> optuna.Study:
@@ -55,7 +55,7 @@ def study_document(study: optuna.Study) -> dict:
     objectives, scales = _objectives_and_scales(study, pareto)
     return {
         "study": study.study_name,
-        "n_trials": len(trials),
+        "n_trials": counted_trials(trials),  # as n_trials= counts: a retried attempt is not a trial
         "states": {s: sum(t.state == TrialState[s] for t in trials)
                    for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")},
         "n_infeasible": sum(t.state == TrialState.COMPLETE and not is_feasible(t) for t in trials),

@@ -20,7 +20,8 @@ from tinynas.run_lock import check_run_dir_free, hold_run_dir
 from tinynas.samplers import make_sampler
 from tinynas.search import (Budgets, CandidateObjective, objective_directions, pareto_trials, run_study,
                             study_counts)
-from tinynas.storage import StorageOptions, make_storage
+from tinynas.storage import StorageOptions, counted_trials, make_storage
+from tinynas.workers import Worker, retire, sampler_seed
 from tinynas.train import TrainConfig
 from tinynas.warm_start import enqueue_warm_start
 
@@ -40,10 +41,14 @@ def check_budget_reachable(objective: CandidateObjective) -> None:
             f"shrink the space (search_space.options.resolutions / widths).")
 
 
-def trial_line(n_trials: int):
+def trial_line(n_trials: int, study: optuna.Study):
+    """The console line of a finished trial: Optuna's trial number (the one summary.md, results.json, reports
+    and W&B use), the arch hash, and how many of the study's ``n_trials`` are done with it."""
     def show(number: int, a: dict) -> None:
         arch = a["arch"]
-        head = (f"trial {number + 1:>3}/{n_trials}  {a['arch_hash'][:8]}  {arch_summary(arch)}  "
+        done = counted_trials(study.get_trials(deepcopy=False)) + 1  # this one is still RUNNING
+        retry = f" (retry of {a['retry_of']})" if a.get("retry_of") is not None else ""
+        head = (f"trial {number:>3}{retry}  {a['arch_hash'][:8]}  [{done}/{n_trials}]  {arch_summary(arch)}  "
                 f"SRAM {a['sram_bytes'] / 1024:6.1f} kB  flash {a['flash_bytes'] / 1024:6.1f} kB"
                 f"  {a['latency_ms']:7.1f} ms")
         if a.get("infeasible"):
@@ -54,15 +59,30 @@ def trial_line(n_trials: int):
             log.info("%s  stopped after %s epochs (successive halving), acc %s  (%.1f s)", head,
                      a.get("stopped_at_epoch", "?"), ", ".join(f"{v:.3f}@{k}" for k, v in rungs.items()), a["seconds"])
         else:
-            log.info("%s  acc %.3f%s  (%.1f s)", head, a["accuracy"], " (reused)" if a.get("reused") else "",
-                     a["seconds"])
+            reused = f" (reused from trial {a['reused_from']})" if a.get("reused") else ""
+            log.info("%s  acc %.3f%s  (%.1f s)", head, a["accuracy"], reused, a["seconds"])
 
     return show
+
+
+def storage_url_of(cfg) -> str | None:
+    """``storage=``; unset in a multirun that sweeps ``worker`` (a Hydra launcher starting N workers), a journal
+    in the sweep dir, so that every job of the sweep works on the same study. Otherwise ``None``: the run dir's."""
+    if cfg.storage:
+        return cfg.storage
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN and any(o.split("=", 1)[0].lstrip("+") == "worker" for o in hc.overrides.task):
+        return f"journal://{(Path(hc.sweep.dir) / 'study.journal').resolve()}"
+    return None
 
 
 def run(cfg) -> Path:
     out = run_dir()
     check_run_dir_free(out, "tinynas search")  # a second writer of the outputs stops before any work
+    worker = int(cfg.get("worker", 0))
     ctx = load_common(cfg)
     budgets = Budgets.resolve(OmegaConf.to_container(cfg.budgets, resolve=True), ctx.mcu)
     directions = objective_directions(list(cfg.objectives))
@@ -75,7 +95,7 @@ def run(cfg) -> Path:
                                    max_trials=cfg.n_trials)
     check_budget_reachable(objective)
     storage_options = StorageOptions.from_cfg(OmegaConf.to_container(cfg.get("storage_options") or {}))
-    storage, storage_url = make_storage(cfg.storage, out, **dataclasses.asdict(storage_options))
+    storage, storage_url = make_storage(storage_url_of(cfg), out, **dataclasses.asdict(storage_options))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=cfg.study_name, storage=storage, directions=directions,
                                 sampler=make_sampler(OmegaConf.to_container(cfg.search), cfg.seed, space=ctx.space),
@@ -88,12 +108,19 @@ def run(cfg) -> Path:
         raise ConfigError(f"study {cfg.study_name!r} in {storage_url} was scored with evaluator={earlier}, not "
                           f"evaluator={evaluator.name}: their accuracies do not compare; use evaluator={earlier} "
                           f"or another study_name")
+    me = Worker.this(f"{cfg.run_id}#{worker}" if worker else cfg.run_id)
+    seed, peers = sampler_seed(study, cfg.seed, me)
+    if peers:  # beside other live workers: a seed of its own, so that they do not draw the same archs
+        study.sampler = make_sampler(OmegaConf.to_container(cfg.search), seed, space=ctx.space)
+        log.info("worker %s (pid %d on %s) joins %d other live worker(s) of study %s: sampler seed %d, derived "
+                 "from seed=%d and its identity", me.run_id, me.pid, me.host, len(peers), cfg.study_name, seed,
+                 cfg.seed)
     study.set_user_attr("settings", {"objectives": list(cfg.objectives), "mcu": ctx.mcu.name, "runtime": ctx.runtime,
                                      "budgets": dataclasses.asdict(budgets), "search_space": ctx.space.name,
                                      "evaluator": evaluator_cfg})
     logger = make_logger(OmegaConf.to_container(cfg.logger), out, cfg.study_name,
                          OmegaConf.to_container(cfg, resolve=True))
-    show = trial_line(cfg.n_trials)
+    show = trial_line(cfg.n_trials, study)
 
     def on_trial(number, attrs):
         show(number, attrs)
@@ -110,15 +137,18 @@ def run(cfg) -> Path:
     log.info("search %s: %d trials on %s (%s), SRAM ≤ %.0f kB, flash ≤ %.0f kB, storage %s", cfg.study_name,
              cfg.n_trials, ctx.mcu.name, ctx.runtime, budgets.sram_bytes / 1024, budgets.flash_bytes / 1024,
              storage_url)
-    if cfg.n_trials == 0:  # no new trial: rebuild the outputs (and deploy) from the trials the study holds
-        held = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
-        if not held:
-            raise ConfigError(f"n_trials=0 runs no new trial, and study {cfg.study_name!r} in {storage_url} holds "
-                              f"none to report or deploy; set n_trials to the study's total (≥ 1)")
-        log.info("n_trials=0: no new trial; the outputs come from the %d finished trials of study %s", held,
-                 cfg.study_name)
-    else:
-        run_study(study, objective, cfg.n_trials, max_retry=storage_options.max_retry)
+    try:
+        if cfg.n_trials == 0:  # no new trial: rebuild the outputs (and deploy) from the trials the study holds
+            held = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+            if not held:
+                raise ConfigError(f"n_trials=0 runs no new trial, and study {cfg.study_name!r} in {storage_url} "
+                                  f"holds none to report or deploy; set n_trials to the study's total (≥ 1)")
+            log.info("n_trials=0: no new trial; the outputs come from the %d finished trials of study %s", held,
+                     cfg.study_name)
+        else:
+            run_study(study, objective, cfg.n_trials, max_retry=storage_options.max_retry)
+    finally:
+        retire(study, me)
 
     trials = study.get_trials(deepcopy=False)
     front = pareto_trials(study)
@@ -135,7 +165,9 @@ def run(cfg) -> Path:
         raise ConfigError(f"the search finished {len(trials)} trials but none was feasible and scored; "
                           f"raise n_trials or the budgets")
     outputs = hold_run_dir(out, "tinynas search writing its outputs")  # until they are all written
-    if cfg.deploy:
+    if cfg.deploy and worker:
+        log.info("worker %d: the study is complete; worker 0 deploys its best point", worker)
+    if cfg.deploy and not worker:
         from tinynas.deploy import deploy
 
         chosen = front[0]
@@ -145,7 +177,7 @@ def run(cfg) -> Path:
                      seed=cfg.seed)
         ex = dep.export
         results["deployed"] = {
-            "trial": chosen.number, "arch": arch.to_dict(),
+            "trial": chosen.number, "arch_hash": arch.hash, "arch": arch.to_dict(),
             "tflite": str(Path(ex.tflite_path).resolve().relative_to(out.resolve())),
             "c_source": str(Path(ex.model_data_cc).resolve().relative_to(out.resolve())),
             "tflite_bytes": ex.tflite_bytes, "tflm_arena_bytes": ex.arena.total_bytes,

@@ -88,7 +88,8 @@ class TrainEvaluator(BaseEvaluator):
         model = self.ctx.space.build_torch(arch, self.ctx.data.in_channels, self.ctx.data.num_classes)
         stop = _Rungs(self, trial, model, train, val) if self.rungs else None
         try:
-            fit(model, train, self.train_cfg, self.ctx.device, seed=seed, on_epoch_end=stop)
+            fit(model, train, self.train_cfg, self.ctx.device, seed=seed, on_epoch_end=stop,
+                stage=f"trial {trial.number}")
         except Exception as e:  # recorded as FAIL with its reason; the study goes on
             trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}")
             raise

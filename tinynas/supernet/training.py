@@ -44,6 +44,7 @@ from search_spaces.supernet import MCUNetSupernet, largest_arch
 from tinynas.checkpoint import load_checkpoint, save_checkpoint
 from tinynas.data import Dataset, resize
 from tinynas.errors import ConfigError, check_options
+from tinynas.progress import epoch_done
 from tinynas.train import cap_samples, make_optimizer, seed_everything
 
 log = logging.getLogger("tinynas.supernet")
@@ -186,7 +187,7 @@ def train_supernet(space: MCUNetSpace, data: Dataset, cfg: SupernetConfig, devic
                 count += len(idx)
             opt.step()
         losses.append(total / max(count, 1))
-        log.info("supernet: epoch %d/%d loss %.4f", epoch + 1, cfg.total_epochs, losses[-1])
+        epoch_done("supernet", epoch + 1, cfg.total_epochs, losses[-1])
         if checkpoint is not None:
             net.set_active(largest)
             save_checkpoint(Path(checkpoint), net, largest, data.in_channels, data.num_classes,
