@@ -61,12 +61,14 @@ def test_summaries_tell_archs_apart_where_their_fields_differ(name):
 
 
 def test_trial_line_shows_the_space_summary(caplog):
+    import optuna
+
     from tinynas.commands.search import trial_line
 
     arch = _space("dscnn").smallest()
     attrs = {"arch": arch.to_dict(), "arch_hash": arch.hash, "sram_bytes": 1024, "flash_bytes": 2048,
              "latency_ms": 1.0, "accuracy": 0.5, "seconds": 1.0}
     with caplog.at_level(logging.INFO):
-        trial_line(3)(0, attrs)
+        trial_line(3, optuna.create_study())(0, attrs)
     line = caplog.records[-1].getMessage()
     assert arch.summary() in line and "res -" not in line and "w -" not in line
