@@ -160,3 +160,31 @@ def test_an_unbuilt_core_is_refused(target, tinynas_cli, mlperf_tiny):
            "PYTHONPATH": str(ROOT)}
     p = tinynas_cli("firmware", f"model={mlperf_tiny['kws']}", "mcu=stm32f746", env=env)
     assert p.returncode == 2 and "cortex-m7" in p.stderr and "supported cores: cortex-m4f" in p.stderr
+
+
+@pytest.mark.slow
+def test_arch_is_exported_and_its_firmware_recorded(target, tinynas_cli, tmp_path):
+    """arch=FILE.json: `tinynas export` first (which records firmware.json beside the .tflite), then the report;
+    run=DIR finds the same export."""
+    import random
+
+    from search_spaces import get_space
+
+    opts = ["dataset=digits", "search_space.options.resolutions=[32]", "search_space.options.widths=[0.3]"]
+    arch = get_space("mcunet", {"resolutions": [32], "widths": [0.3]}).random(random.Random(3))
+    spec = tmp_path / "arch.json"
+    spec.write_text(json.dumps(arch.to_dict()))
+    env = {"TINYNAS_TFLM_ROOT": str(target.root), "TINYNAS_TFLM_DOWNLOADS": str(target.downloads),
+           "PYTHONPATH": str(ROOT)}
+    p = tinynas_cli("firmware", f"arch={spec}", f"mcu={MCU}", "format=json", *opts, env=env, timeout=1200)
+    assert p.returncode == 0, p.stderr[-3000:]
+    r = json.loads(p.stdout)
+    assert r["outputs_match_interpreter"] is True
+    assert r["estimate"]["sram_head_bytes"] == r["arena"]["head"]
+    export_dir = Path(r["model"]).parent
+    recorded = json.loads((export_dir / "firmware.json").read_text())  # written by the export step
+    assert recorded["elf"] == "firmware.elf" and (export_dir / "firmware.elf").is_file()
+    assert (recorded["instructions"], recorded["arena"]) == (r["instructions"], r["arena"])
+    again = tinynas_cli("firmware", f"run={export_dir}", f"mcu={MCU}", "format=json", env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads(again.stdout)["instructions"] == r["instructions"]

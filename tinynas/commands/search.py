@@ -125,7 +125,7 @@ def run(cfg) -> Path:
         raise ConfigError(f"the search finished {len(trials)} trials but none was feasible and scored; "
                           f"raise n_trials or the budgets")
     if cfg.deploy:
-        from tinynas.deploy import deploy
+        from tinynas.deploy import deploy, run_target
 
         chosen = front[0]
         arch = ctx.space.decode(chosen.user_attrs["arch"])
@@ -149,6 +149,8 @@ def run(cfg) -> Path:
             # Side by side (distill.baseline_without_kd), and the optional pruning / QAT stages.
             "student_no_kd_accuracy": dep.student_no_kd_accuracy, "student_kd_accuracy": dep.student_kd_accuracy,
             "pruning": dep.pruning, "qat": dep.qat,
+            # The firmware built for the MCU's core and run in QEMU (null with no TFLM tree configured).
+            "target": run_target(Path(ex.tflite_path), ctx.mcu, OmegaConf.to_container(cfg.tflm, resolve=True), out),
         }
     results_path = write_json(out / "results.json", results)
     write_pareto_csv(out / "pareto.csv", pareto)
