@@ -103,6 +103,8 @@ def build_firmware(src: Sources, core_name: str, tflite_path: Path, arena_bytes:
     if elf.is_file():
         return elf
     with tree.locked():
+        if elf.is_file():  # another process built it while this one waited
+            return elf
         tree.prepare()
         lib_objs = tree.core_objs() + tree.kernel_objs(ops)
         tree.build(lib_objs, "TFLM runtime and kernel")
