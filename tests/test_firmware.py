@@ -188,3 +188,16 @@ def test_arch_is_exported_and_its_firmware_recorded(target, tinynas_cli, tmp_pat
     again = tinynas_cli("firmware", f"run={export_dir}", f"mcu={MCU}", "format=json", env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads(again.stdout)["instructions"] == r["instructions"]
+
+
+@pytest.mark.slow
+def test_kernel_files_an_op_needs_beyond_its_own_are_found_by_the_link(target, tmp_path):
+    """DEPTHWISE_CONV_2D alone: its kernel uses conv_common.cc's tensor indices, which the link asks for."""
+    from tests.tflite_models import _keras, convert_int8
+    from tinynas.target.firmware import run_firmware
+
+    tf, L = _keras()
+    inp = tf.keras.Input((8, 8, 4), batch_size=1)
+    path = convert_int8(tf.keras.Model(inp, L.DepthwiseConv2D(3, padding="same")(inp)), tmp_path / "dw.tflite")
+    r = run_firmware(path, load_mcu(MCU, MCU_DIR), target)
+    assert [o["kind"] for o in r["per_op"]] == ["DEPTHWISE_CONV_2D"] and r["outputs_match_interpreter"] is True

@@ -4,7 +4,7 @@ The read-only tree is copied once per tree digest into the cache (the Makefile w
 tree); its ``downloads/`` links to ``tflm.downloads`` and ``gcc_embedded/bin`` to the system's Arm GCC.
 ``make -f Makefile -f tinynas.mk`` then prints the Makefile's flags and object lists and builds the objects
 asked for, with the Makefile's own rules: the core runtime, the kernel files that register the model's ops
-and the CMSIS-NN files the link asks for. Objects stay in the copy's ``gen/``: later builds reuse them.
+and the CMSIS-NN and kernel files the link asks for. Objects stay in the copy's ``gen/``: later builds reuse them.
 """
 
 from __future__ import annotations
@@ -191,6 +191,19 @@ class Tree:
             if p.is_file():
                 return p
         return None
+
+    def kernel_objs_defining(self, symbols: set[str]) -> list[str]:
+        """TFLM kernel objects whose sources define, at file scope, any of the (demangled) ``symbols``."""
+        names = {re.sub(r"\(.*", "", s).split("::")[-1] for s in symbols if not s.startswith("arm_")}
+        if not names:
+            return []
+        pattern = re.compile(rf"^(?!extern\b)[A-Za-z_][^;\n]*\b({'|'.join(map(re.escape, names))})\s*[=(\[]", re.M)
+        found = []
+        for o in self.flags().kernel_objs:
+            src = self._source_of(o)
+            if src is not None and src.suffix == ".cc" and pattern.search(src.read_text(errors="replace")):
+                found.append(o)
+        return found
 
     def cmsis_objs_defining(self, symbols: set[str]) -> list[str]:
         """CMSIS-NN objects whose sources define any of ``symbols`` (undefined at link)."""

@@ -116,15 +116,16 @@ def build_firmware(src: Sources, core_name: str, tflite_path: Path, arena_bytes:
         _write_sources(tmp, tflite_path, tflite, ops, arena_bytes, x)
         own = _compile(tree, tmp)
         cmsis: list[str] = []
-        for _ in range(8):  # each round adds the CMSIS-NN files that define what the link still misses
+        for _ in range(8):  # each round adds the CMSIS-NN and kernel files that define what the link still misses
             proc = _link(tree, tmp, own, lib_objs + cmsis)
             if proc.returncode == 0:
                 break
             missing = undefined_symbols(proc.stderr)
-            more = [o for o in tree.cmsis_objs_defining(missing) if o not in cmsis]
+            more = [o for o in tree.cmsis_objs_defining(missing) + tree.kernel_objs_defining(missing)
+                    if o not in cmsis and o not in lib_objs]
             if not more:
                 raise RuntimeError(f"linking {tflite_path.name} failed:\n{proc.stderr[-3000:]}")
-            tree.build(more, "CMSIS-NN")
+            tree.build(more, "more kernel")
             cmsis += more
         else:
             raise RuntimeError(f"linking {tflite_path.name} did not converge:\n{proc.stderr[-3000:]}")
