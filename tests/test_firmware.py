@@ -201,3 +201,37 @@ def test_kernel_files_an_op_needs_beyond_its_own_are_found_by_the_link(target, t
     path = convert_int8(tf.keras.Model(inp, L.DepthwiseConv2D(3, padding="same")(inp)), tmp_path / "dw.tflite")
     r = run_firmware(path, load_mcu(MCU, MCU_DIR), target)
     assert [o["kind"] for o in r["per_op"]] == ["DEPTHWISE_CONV_2D"] and r["outputs_match_interpreter"] is True
+
+
+# -- parsing, without a target ------------------------------------------------------------------------
+def test_spans_take_invoke_and_op_markers_in_order():
+    from tinynas.target.emulate import _spans
+
+    # (marker, instructions so far): an op before Invoke (Prepare) is ignored; two ops inside it.
+    entries = [(2, 5), (3, 9), (0, 100), (2, 110), (3, 150), (2, 160), (3, 200), (1, 230), (2, 300), (3, 310)]
+    assert _spans(entries) == (130, [40, 40])
+
+
+def test_sections_group_loaded_sections_by_kind(monkeypatch):
+    import subprocess
+
+    from tinynas.target import firmware
+
+    readelf = """  [Nr] Name              Type            Addr     Off    Size   ES Flg Lk Inf Al
+  [ 0]                   NULL            00000000 000000 000000 00      0   0  0
+  [ 1] .text             PROGBITS        00000000 010000 001000 00  AX  0   0  8
+  [ 2] .rodata           PROGBITS        00001000 011000 000200 00   A  0   0  16
+  [ 3] .data             PROGBITS        20000000 020000 000010 00  WA  0   0  4
+  [ 4] .bss              NOBITS          21000000 030000 000400 00  WA  0   0 16
+  [ 5] .comment          PROGBITS        00000000 020010 00001e 01  MS  0   0  1
+"""
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, readelf, ""))
+    assert firmware.sections(Path("x.elf")) == {"text": 0x1000, "rodata": 0x200, "data": 0x10, "bss": 0x400}
+
+
+def test_undefined_symbols_from_the_linker():
+    from tinynas.target.build import undefined_symbols
+
+    err = ("ld: conv.cc:(.text+0x1): undefined reference to `arm_convolve_s8'\n"
+           "ld: dw.cc:(.text+0x2): undefined reference to `tflite::kConvBiasTensor'\n")
+    assert undefined_symbols(err) == {"arm_convolve_s8", "tflite::kConvBiasTensor"}
