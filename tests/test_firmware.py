@@ -236,3 +236,14 @@ def test_undefined_symbols_from_the_linker():
     err = ("ld: conv.cc:(.text+0x1): undefined reference to `arm_convolve_s8'\n"
            "ld: dw.cc:(.text+0x2): undefined reference to `tflite::kConvBiasTensor'\n")
     assert undefined_symbols(err) == {"arm_convolve_s8", "tflite::kConvBiasTensor"}
+
+
+@pytest.mark.slow
+def test_armv6m_firmware_on_the_m4_board_matches_the_estimate(target, mlperf_tiny):
+    """Cortex-M0+ (stm32g0b1): CMSIS-NN's plain-C paths. Its depthwise convs ask for no scratch at all."""
+    from tinynas.target.firmware import run_firmware
+
+    r = run_firmware(mlperf_tiny["kws"], load_mcu("stm32g0b1", MCU_DIR), target)
+    assert r["core"] == "cortex-m0plus" and r["outputs_match_interpreter"] is True
+    assert r["estimate"]["sram_head_bytes"] == r["arena"]["head"]
+    assert abs(r["estimate"]["sram_total_bytes"] - r["arena_used_bytes"]) <= 0.005 * r["arena_used_bytes"]

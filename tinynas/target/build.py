@@ -44,10 +44,11 @@ class Core:
     board: str        # qemu-system-arm -M
 
 
-# Cores with a tested build and board. ARMv6-M, M7, M33, M55 builds follow the same path once tested.
+# Cores with a tested build and board (ARMv6-M code runs on the M4 board). M7, M33, M55 follow once tested.
 CORES = {
     "cortex-m4f": Core("cortex-m4f", "cortex-m4", "mps2-an386"),
     "cortex-m4": Core("cortex-m4", "cortex-m4", "mps2-an386"),
+    "cortex-m0plus": Core("cortex-m0plus", "cortex-m0plus", "mps2-an386"),
 }
 
 
