@@ -6,6 +6,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 PYTEST_ARGS ?=
+# The pinned TFLite Micro tree beside the clone (CI): `make run` and `make test` build and emulate the firmware
+# with it unless TINYNAS_TFLM_ROOT / TINYNAS_TFLM_DOWNLOADS already say otherwise.
+SHARED_TFLM := $(abspath $(wildcard ../shared/third_party/tflite-micro))
+SHARED_DOWNLOADS := $(abspath $(wildcard ../shared/third_party/downloads))
+TFLM_ENV := $(if $(and $(SHARED_TFLM),$(SHARED_DOWNLOADS)),TINYNAS_TFLM_ROOT=$${TINYNAS_TFLM_ROOT:-$(SHARED_TFLM)} TINYNAS_TFLM_DOWNLOADS=$${TINYNAS_TFLM_DOWNLOADS:-$(SHARED_DOWNLOADS)})
 
 .PHONY: run test test-fast venv clean bench
 
@@ -20,7 +25,7 @@ $(STAMP): pyproject.toml requirements.lock estimators/_planner.c
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/tinynas search
+	$(TFLM_ENV) $(BIN)/tinynas search
 
 # Tests marked `kernel_paths` (training whose outcome rests on floating-point numerics) run first under PyTorch's
 # AVX2 and scalar CPU kernels, then the whole suite under the machine's default (AVX-512 where the CPU has it):
@@ -33,7 +38,7 @@ test: $(STAMP)
 	  ATEN_CPU_CAPABILITY=$$cap $(BIN)/python -m pytest -q -m kernel_paths -p no:cacheprovider $(PYTEST_ARGS) \
 	    || [ $$? -eq 5 ] || exit 1; \
 	done
-	$(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
+	$(TFLM_ENV) $(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)

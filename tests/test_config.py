@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 
 from tinynas.paths import CONF_DIR
 
-COMMANDS = ["search", "estimate", "sample", "train", "distill", "export", "report", "rank_space"]
+COMMANDS = ["search", "estimate", "sample", "train", "distill", "export", "report", "rank_space", "firmware"]
 GROUPS = ["dataset", "search_space", "mcu", "search", "evaluator", "train", "distill", "export", "logger", "experiment"]
 
 

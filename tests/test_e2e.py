@@ -50,7 +50,7 @@ def test_last_line_is_results_json_and_it_follows_the_contract(run):
     assert set(d) == {"trial", "arch_hash", "arch", "tflite", "c_source", "tflite_bytes", "tflm_arena_bytes",
                       "estimated_sram_bytes", "estimated_flash_bytes", "target_sram_bytes", "target_flash_bytes",
                       "teacher_accuracy", "fp32_accuracy", "int8_accuracy", "student_no_kd_accuracy",
-                      "student_kd_accuracy", "pruning", "qat", "model_fingerprints", "test_samples"}
+                      "student_kd_accuracy", "pruning", "qat", "model_fingerprints", "test_samples", "target"}
     assert d["trial"] in [p["trial"] for p in r["pareto"]]
     fp = d["model_fingerprints"]  # four accuracies, measured on three models: the export is the KD student
     assert len({fp["teacher"], fp["student_no_kd"], fp["student_kd"]}) == 3 and fp["exported"] == fp["student_kd"]
@@ -61,6 +61,24 @@ def test_last_line_is_results_json_and_it_follows_the_contract(run):
     for f in ("pareto.csv", "pareto.png", "summary.md", d["tflite"], d["c_source"]):
         assert (run_dir / f).is_file(), f
     assert not Path(d["tflite"]).is_absolute()
+
+
+def test_firmware_is_recorded_when_a_tflm_tree_is_configured(run):
+    """deployed.target: the firmware report (tinynas/target) when TINYNAS_TFLM_ROOT is set (.ci/run sets it),
+    paths relative to the run dir; null otherwise, and summary.md says how to turn it on."""
+    import os
+
+    _, _, results_path = run
+    d = json.loads(results_path.read_text())["deployed"]
+    summary = (results_path.parent / "summary.md").read_text()
+    if not os.environ.get("TINYNAS_TFLM_ROOT"):
+        assert d["target"] is None and "Firmware: not built (no TFLite Micro tree configured" in summary
+        return
+    t = d["target"]
+    assert "error" not in t, t
+    assert (results_path.parent / t["elf"]).is_file() and t["model"] == d["tflite"]
+    assert t["outputs_match_interpreter"] is True and t["arena"]["head"] == t["estimate"]["sram_head_bytes"]
+    assert f"{t['instructions']:,} instructions per inference" in summary
 
 
 def test_tflite_runs_in_tflm_and_matches_the_recorded_figures(run):

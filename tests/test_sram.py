@@ -71,6 +71,7 @@ def test_cmsis_scratch_rules():
     assert cmsis_nn_scratch("dsp")(op_facts(g, conv)) == [2 * 28 * 2]             # 2 × align4(3·3·3) × 2 B
     assert cmsis_nn_scratch("mve")(op_facts(g, conv)) == [4 * 32]                  # 4 × ceil16(27)
     assert cmsis_nn_scratch("dsp")(op_facts(g, dw)) == []                         # 3×3 fast path
+    assert cmsis_nn_scratch("generic")(op_facts(g, dw)) == []                     # no DSP: none at all
     assert cmsis_nn_scratch("mve")(op_facts(g, g.ops[-1])) == [16]                 # FC: Cout·4 B on MVE
     assert estimate_sram(g, "tflm", mcu("cortex-m4")).activation_bytes >= \
         estimate_sram(g, "tflm-reference", mcu("cortex-m4")).activation_bytes

@@ -15,6 +15,7 @@ COMMANDS = {
     "distill": "distil one arch from a teacher and save its checkpoint",
     "export": "export an arch (and checkpoint) to int8 TFLite + firmware files, verified in TFLite Micro",
     "report": "rebuild the Pareto front, counts and plots of a study from its storage; page=NAME renders a paper reproduction (published vs ours)",
+    "firmware": "build TFLite Micro firmware for the MCU's core, run it in QEMU: arena, sections, instructions",
     "rank_space": "rank the (width, resolution) sub-spaces by the MACs of random archs that fit the MCU",
 }
 

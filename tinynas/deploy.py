@@ -183,6 +183,37 @@ def export_checked(model: nn.Module, arch: ArchSpec, space: SearchSpace, data: D
     return result, on_host, target
 
 
+def run_target(tflite_path: Path, mcu: MCU, tflm_cfg: dict[str, Any] | None, run_dir: Path) -> dict | None:
+    """The firmware report (:mod:`tinynas.target`) of the exported model on ``mcu``'s core, paths relative to
+    ``run_dir`` and the ELF copied beside the .tflite; None (one log line says how to turn it on) with no TFLM
+    tree configured; {"error": ...} when the tree, the tools or the core are not usable."""
+    import shutil
+
+    from tinynas.target.sources import TargetUnavailable, configured_root, resolve
+
+    tflm_cfg = tflm_cfg or {}
+    if not configured_root(tflm_cfg.get("root")):
+        log.info("firmware: no TFLite Micro tree configured; pass tflm.root=DIR (or set TINYNAS_TFLM_ROOT) to "
+                 "build the firmware and run it in QEMU")
+        return None
+    from tinynas.target.firmware import run_firmware
+
+    try:
+        report = run_firmware(tflite_path, mcu, resolve(tflm_cfg.get("root"), tflm_cfg.get("downloads")))
+    except (TargetUnavailable, RuntimeError) as e:  # RuntimeError: a failed build or emulation
+        log.warning("firmware: %s", e)
+        return {"error": str(e)}
+    elf = Path(tflite_path).parent / "firmware.elf"
+    shutil.copyfile(report["elf"], elf)
+    base = Path(run_dir).resolve()
+    report["elf"] = str(elf.resolve().relative_to(base))
+    report["model"] = str(Path(tflite_path).resolve().relative_to(base))
+    from tinynas.report import firmware_verdict
+
+    log.info("firmware: %s", firmware_verdict(report))
+    return report
+
+
 @dataclasses.dataclass(frozen=True)
 class Deployment:
     arch: ArchSpec  # the exported arch (the pruned one when pruning is on)

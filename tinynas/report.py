@@ -178,6 +178,18 @@ def save_axes(fig, ax, path: Path, xlabel: str, ylabel: str) -> Path:
     return path
 
 
+def firmware_verdict(report: dict | None) -> str:
+    """One line on the emulated firmware, for logs and summary.md."""
+    if report is None:
+        return "not built (no TFLite Micro tree configured: tflm.root=DIR or TINYNAS_TFLM_ROOT)"
+    if "error" in report:
+        return f"not built: {report['error']}"
+    est = report.get("estimate") or {}
+    return (f"{report['core']} in {report['emulator'].split(' (')[0]}: arena {report['arena_used_bytes']:,} B "
+            f"(estimated {est.get('sram_total_bytes', 0):,}), {report['instructions']:,} instructions per inference, "
+            f"outputs {'bit-exact' if report['outputs_match_interpreter'] else 'DIFFER from the interpreter'}")
+
+
 def summary_markdown(results: dict[str, Any]) -> str:
     b, s = results["budgets"], results["study"]
     lines = [
@@ -232,6 +244,8 @@ def summary_markdown(results: dict[str, Any]) -> str:
             f"{d['target_sram_bytes']:,}, {d['target_flash_bytes']:,} |",
             "",
             f"Files: `{d['tflite']}`, `{d['c_source']}`.",
+            "",
+            f"Firmware: {firmware_verdict(d.get('target'))}.",
         ]
         if d.get("pruning"):
             lines += ["", "Structured pruning (estimated on the target; accuracy on test):", "",

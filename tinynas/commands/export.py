@@ -13,7 +13,8 @@ from omegaconf import OmegaConf
 from search_spaces.named import find
 from tinynas.checkpoint import load_checkpoint
 from tinynas.commands.common import load_arch, load_common, run_dir
-from tinynas.deploy import export_checked
+from tinynas.deploy import export_checked, run_target
+from tinynas.report import write_json
 from tinynas.train import seed_everything
 
 
@@ -29,5 +30,8 @@ def run(cfg):
     out = Path(cfg.out) if cfg.out else run_dir() / "export"
     result, _, _ = export_checked(model, arch, space, ctx.data, ctx.mcu, ctx.host, ctx.runtime,
                                   OmegaConf.to_container(cfg.export, resolve=True), out, cfg.seed)
+    target = run_target(Path(result.tflite_path), ctx.mcu, OmegaConf.to_container(cfg.tflm, resolve=True), out)
+    if target is not None:
+        write_json(out / "firmware.json", target)
     print((out / "export.json").resolve(), file=sys.stdout)
     return result

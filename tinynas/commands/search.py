@@ -168,7 +168,7 @@ def run(cfg) -> Path:
     if cfg.deploy and worker:
         log.info("worker %d: the study is complete; worker 0 deploys its best point", worker)
     if cfg.deploy and not worker:
-        from tinynas.deploy import deploy
+        from tinynas.deploy import deploy, run_target
 
         chosen = front[0]
         arch = ctx.space.decode(chosen.user_attrs["arch"])
@@ -193,6 +193,8 @@ def run(cfg) -> Path:
             "student_no_kd_accuracy": dep.student_no_kd_accuracy, "student_kd_accuracy": dep.student_kd_accuracy,
             "pruning": dep.pruning, "qat": dep.qat,
             "model_fingerprints": dep.fingerprints, "test_samples": dep.test_samples,
+            # The firmware built for the MCU's core and run in QEMU (null with no TFLM tree configured).
+            "target": run_target(Path(ex.tflite_path), ctx.mcu, OmegaConf.to_container(cfg.tflm, resolve=True), out),
         }
     results_path = write_json(out / "results.json", results)
     write_pareto_csv(out / "pareto.csv", pareto)

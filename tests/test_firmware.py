@@ -1,0 +1,249 @@
+"""The target in the loop: TFLite Micro + CMSIS-NN firmware for Cortex-M4, run in qemu-system-arm.
+
+Ground truth for the runtime=tflm estimators: the emulated 32-bit target's arena (TFLM's RecordingMicroAllocator
+on the board) and outputs bit-identical to the tflite-micro Python interpreter. Needs a TFLM tree
+($TINYNAS_TFLM_ROOT, else ../shared/third_party/tflite-micro beside the clone) and the Arm GCC + QEMU tools
+(.ci/run installs them); skips otherwise. The first build compiles TFLM's runtime and the kernels these models
+use (minutes on 2 cores) into $TINYNAS_CACHE; later runs reuse it and take seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from estimators import load_mcu
+from tinynas.paths import MCU_DIR
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "third_party"
+MCU = "stm32f412"  # Cortex-M4F: mps2-an386
+
+
+def _tree() -> tuple[str, str | None]:
+    root = os.environ.get("TINYNAS_TFLM_ROOT") or str(SHARED / "tflite-micro")
+    downloads = os.environ.get("TINYNAS_TFLM_DOWNLOADS") or (str(SHARED / "downloads") if
+                                                             (SHARED / "downloads").is_dir() else None)
+    return root, downloads
+
+
+@pytest.fixture(scope="session")
+def target():
+    from tinynas.target.sources import TargetUnavailable, resolve
+
+    try:
+        return resolve(*_tree())
+    except TargetUnavailable as e:
+        pytest.skip(f"no firmware target here: {e}")
+
+
+@pytest.fixture(scope="session")
+def mlperf_tiny(tmp_path_factory) -> dict[str, Path]:
+    from tests.tflite_models import build_mlperf_tiny
+
+    return build_mlperf_tiny(tmp_path_factory.mktemp("mlperf_tiny"))
+
+
+@pytest.fixture(scope="session")
+def exported_mcunet(tmp_path_factory):
+    """A random MCUNet arch through our export pipeline: its .tflite and its IR."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from search_spaces import get_space
+    from tinynas.export import export_model
+
+    space = get_space("mcunet", {"resolutions": [32, 40, 48], "widths": [0.3, 0.5]})
+    arch = space.random(random.Random(0))
+    torch.manual_seed(0)
+    model = space.build_torch(arch, 1, 10)
+    torch.nn.init.normal_(model.classifier.bias)
+    calib = np.random.default_rng(0).standard_normal((16, 1, arch.resolution, arch.resolution)).astype(np.float32)
+    result = export_model(model, calib, tmp_path_factory.mktemp("mcunet") / "export")
+    return Path(result.tflite_path), space.to_ir(arch, 1, 10)
+
+
+@pytest.fixture(scope="session")
+def reports(target, mlperf_tiny, exported_mcunet):
+    """Firmware reports by model name, built and emulated on first use."""
+    from tinynas.target.firmware import run_firmware
+
+    paths = {**mlperf_tiny, "mcunet": exported_mcunet[0]}
+    done: dict[str, dict] = {}
+
+    def get(name: str) -> dict:
+        if name not in done:
+            done[name] = run_firmware(paths[name], load_mcu(MCU, MCU_DIR), target)
+        return done[name]
+
+    return get
+
+
+MODELS = ["kws", "vww", "ic", "ad", "mcunet"]
+# Measured on the emulated M4 (TFLM 90b983c, CMSIS-NN 4ab83cc): the AD autoencoder's tail is 15,172 B, the
+# estimate's 15,312 B (+140 B, +0.88% of 15,940 B), all in its ten FULLY_CONNECTED ops: one FC op adds 208 B to the
+# board's tail and 224 B to the estimate (conv and depthwise match to the byte). The board's recorded allocations
+# show CMSIS-NN's FC OpData at 72 B (the model: 56) and sizeof(TfLiteFullyConnectedParams) is 16 B (the model: 32),
+# which alone do not add up to 208 B; not yet understood, so not fitted. Strict: the test says when it passes.
+_AD_TAIL = pytest.mark.xfail(strict=True, reason="CMSIS-NN FULLY_CONNECTED tail: estimate +140 B (0.88%) on AD")
+ARENA_MODELS = [pytest.param(m, marks=_AD_TAIL) if m == "ad" else m for m in MODELS]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MODELS)
+def test_firmware_outputs_are_bit_exact(reports, name):
+    assert reports(name)["outputs_match_interpreter"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ARENA_MODELS)
+def test_tflm_estimate_is_the_emulated_cortex_m4_arena(reports, name):
+    """runtime=tflm (4-byte pointers, CMSIS-NN scratch): head exactly, total within 0.5% of the board's arena."""
+    r = reports(name)
+    est, arena = r["estimate"], r["arena"]
+    assert est["sram_head_bytes"] == arena["head"]
+    assert abs(est["sram_total_bytes"] - r["arena_used_bytes"]) <= 0.005 * r["arena_used_bytes"], (est, arena)
+
+
+@pytest.mark.slow
+def test_to_ir_estimate_of_an_exported_arch_is_the_emulated_arena(reports, exported_mcunet):
+    from estimators import estimate
+
+    est = estimate(exported_mcunet[1], load_mcu(MCU, MCU_DIR), "tflm")
+    r = reports("mcunet")
+    assert est.sram.activation_bytes == r["arena"]["head"]
+    assert abs(est.sram.total_bytes - r["arena_used_bytes"]) <= 0.005 * r["arena_used_bytes"]
+
+
+@pytest.mark.slow
+def test_report_contract_from_the_cli(target, mlperf_tiny, tinynas_cli, tmp_path):
+    from tinynas.target.firmware import op_kinds
+
+    model = mlperf_tiny["kws"]
+    out = tmp_path / "fw.json"
+    env = {"TINYNAS_TFLM_ROOT": str(target.root), "TINYNAS_TFLM_DOWNLOADS": str(target.downloads),
+           "PYTHONPATH": str(ROOT)}
+    p = tinynas_cli("firmware", f"model={model}", f"mcu={MCU}", "format=json", f"out={out}", env=env)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert r == json.loads(out.read_text())
+    assert {"emulator", "core", "elf", "sections", "arena_used_bytes", "arena", "instructions", "per_op",
+            "outputs_match_interpreter", "estimate"} <= set(r)
+    assert "mps2-an386" in r["emulator"] and r["core"] == "cortex-m4" and Path(r["elf"]).is_file()
+    assert set(r["sections"]) == {"text", "rodata", "data", "bss"} and all(v > 0 for v in r["sections"].values())
+    assert r["sections"]["rodata"] > model.stat().st_size  # the model lives in .rodata
+    assert r["arena_used_bytes"] == r["arena"]["head"] + r["arena"]["tail"]
+    kinds = op_kinds(model.read_bytes())
+    assert [(o["index"], o["kind"]) for o in r["per_op"]] == list(enumerate(kinds))
+    assert all(o["instructions"] > 0 for o in r["per_op"])
+    assert sum(o["instructions"] for o in r["per_op"]) < r["instructions"]  # plus the interpreter's own loop
+    assert {"sram_total_bytes", "flash_bytes", "latency_ms"} <= set(r["estimate"])
+    text = tinynas_cli("firmware", f"model={model}", f"mcu={MCU}", env=env)
+    assert text.returncode == 0 and "DEPTHWISE_CONV_2D" in text.stdout and f"{r['instructions']:,}" in text.stdout
+
+
+def test_without_a_tree_one_line_says_what_to_clone(tinynas_cli, tmp_path):
+    env = {"TINYNAS_TFLM_ROOT": "", "PYTHONPATH": str(ROOT)}
+    p = tinynas_cli("firmware", f"model={tmp_path / 'm.tflite'}", f"mcu={MCU}", env=env)
+    assert p.returncode == 2
+    assert p.stderr.strip().count("\n") == 0 and "tflite-micro" in p.stderr and "tflm.root" in p.stderr
+    p = tinynas_cli("firmware", f"model={tmp_path / 'm.tflite'}", f"mcu={MCU}", f"tflm.root={tmp_path}", env=env)
+    assert p.returncode == 2 and "not a tflite-micro checkout" in p.stderr
+
+
+def test_an_unbuilt_core_is_refused(target, tinynas_cli, tmp_path):
+    env = {"TINYNAS_TFLM_ROOT": str(target.root), "TINYNAS_TFLM_DOWNLOADS": str(target.downloads),
+           "PYTHONPATH": str(ROOT)}
+    p = tinynas_cli("firmware", f"model={tmp_path / 'm.tflite'}", "mcu=stm32f746", env=env)
+    assert p.returncode == 2 and "cortex-m7" in p.stderr and "supported cores: cortex-m4f" in p.stderr
+
+
+@pytest.mark.slow
+def test_arch_is_exported_and_its_firmware_recorded(target, tinynas_cli, tmp_path):
+    """arch=FILE.json: `tinynas export` first (which records firmware.json beside the .tflite), then the report;
+    run=DIR finds the same export."""
+    import random
+
+    from search_spaces import get_space
+
+    opts = ["dataset=digits", "search_space.options.resolutions=[32]", "search_space.options.widths=[0.3]"]
+    arch = get_space("mcunet", {"resolutions": [32], "widths": [0.3]}).random(random.Random(3))
+    spec = tmp_path / "arch.json"
+    spec.write_text(json.dumps(arch.to_dict()))
+    env = {"TINYNAS_TFLM_ROOT": str(target.root), "TINYNAS_TFLM_DOWNLOADS": str(target.downloads),
+           "PYTHONPATH": str(ROOT)}
+    p = tinynas_cli("firmware", f"arch={spec}", f"mcu={MCU}", "format=json", *opts, env=env, timeout=1200)
+    assert p.returncode == 0, p.stderr[-3000:]
+    r = json.loads(p.stdout)
+    assert r["outputs_match_interpreter"] is True
+    assert r["estimate"]["sram_head_bytes"] == r["arena"]["head"]
+    export_dir = Path(r["model"]).parent
+    recorded = json.loads((export_dir / "firmware.json").read_text())  # written by the export step
+    assert recorded["elf"] == "firmware.elf" and (export_dir / "firmware.elf").is_file()
+    assert (recorded["instructions"], recorded["arena"]) == (r["instructions"], r["arena"])
+    again = tinynas_cli("firmware", f"run={export_dir}", f"mcu={MCU}", "format=json", env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads(again.stdout)["instructions"] == r["instructions"]
+
+
+@pytest.mark.slow
+def test_kernel_files_an_op_needs_beyond_its_own_are_found_by_the_link(target, tmp_path):
+    """DEPTHWISE_CONV_2D alone: its kernel uses conv_common.cc's tensor indices, which the link asks for."""
+    from tests.tflite_models import _keras, convert_int8
+    from tinynas.target.firmware import run_firmware
+
+    tf, L = _keras()
+    inp = tf.keras.Input((8, 8, 4), batch_size=1)
+    path = convert_int8(tf.keras.Model(inp, L.DepthwiseConv2D(3, padding="same")(inp)), tmp_path / "dw.tflite")
+    r = run_firmware(path, load_mcu(MCU, MCU_DIR), target)
+    assert [o["kind"] for o in r["per_op"]] == ["DEPTHWISE_CONV_2D"] and r["outputs_match_interpreter"] is True
+
+
+# -- parsing, without a target ------------------------------------------------------------------------
+def test_spans_take_invoke_and_op_markers_in_order():
+    from tinynas.target.emulate import _spans
+
+    # (marker, instructions so far): an op before Invoke (Prepare) is ignored; two ops inside it.
+    entries = [(2, 5), (3, 9), (0, 100), (2, 110), (3, 150), (2, 160), (3, 200), (1, 230), (2, 300), (3, 310)]
+    assert _spans(entries) == (130, [40, 40])
+
+
+def test_sections_group_loaded_sections_by_kind(monkeypatch):
+    import subprocess
+
+    from tinynas.target import firmware
+
+    readelf = """  [Nr] Name              Type            Addr     Off    Size   ES Flg Lk Inf Al
+  [ 0]                   NULL            00000000 000000 000000 00      0   0  0
+  [ 1] .text             PROGBITS        00000000 010000 001000 00  AX  0   0  8
+  [ 2] .rodata           PROGBITS        00001000 011000 000200 00   A  0   0  16
+  [ 3] .data             PROGBITS        20000000 020000 000010 00  WA  0   0  4
+  [ 4] .bss              NOBITS          21000000 030000 000400 00  WA  0   0 16
+  [ 5] .comment          PROGBITS        00000000 020010 00001e 01  MS  0   0  1
+"""
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, readelf, ""))
+    assert firmware.sections(Path("x.elf")) == {"text": 0x1000, "rodata": 0x200, "data": 0x10, "bss": 0x400}
+
+
+def test_undefined_symbols_from_the_linker():
+    from tinynas.target.build import undefined_symbols
+
+    err = ("ld: conv.cc:(.text+0x1): undefined reference to `arm_convolve_s8'\n"
+           "ld: dw.cc:(.text+0x2): undefined reference to `tflite::kConvBiasTensor'\n")
+    assert undefined_symbols(err) == {"arm_convolve_s8", "tflite::kConvBiasTensor"}
+
+
+@pytest.mark.slow
+def test_armv6m_firmware_on_the_m4_board_matches_the_estimate(target, mlperf_tiny):
+    """Cortex-M0+ (stm32g0b1): CMSIS-NN's plain-C paths. Its depthwise convs ask for no scratch at all."""
+    from tinynas.target.firmware import run_firmware
+
+    r = run_firmware(mlperf_tiny["kws"], load_mcu("stm32g0b1", MCU_DIR), target)
+    assert r["core"] == "cortex-m0plus" and r["outputs_match_interpreter"] is True
+    assert r["estimate"]["sram_head_bytes"] == r["arena"]["head"]
+    assert abs(r["estimate"]["sram_total_bytes"] - r["arena_used_bytes"]) <= 0.005 * r["arena_used_bytes"]
