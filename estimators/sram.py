@@ -17,6 +17,7 @@ from typing import Sequence
 from estimators.ir import Graph
 from estimators.mcu import MCU
 from estimators.mcunet_memory import analytic_live, tinyengine_plan
+from estimators.op_support import check_supported
 from estimators.table import OpTable, table_of
 from estimators.tflm_memory import (cmsis_nn_scratch, head_bytes_and_live, head_scratch, reference_scratch,
                                     scratch_count, tail_bytes_of)

@@ -47,6 +47,13 @@ def reference_scratch(op: OpFacts) -> list[int]:
         return [4 * op.out_numel, 4 * len(op.in_shape), 4 * op.aux_numel]
     if kind in ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN"):
         return [4 * len(op.in_shape), 4 * op.aux_numel]
+    if kind == "SVDF":  # svdf_common.cc: int32 rows of batch × filters (and batch × units when int8)
+        batch, filters = op.in_shape[0], op.aux_numel // op.in_shape[-1]
+        return [4 * batch * filters] + ([4 * batch * op.out_shape[-1]] if op.in_dtype == "int8" else [])
+    if kind == "TRANSPOSE_CONV":  # transpose_conv.cc: an int32 (int8) or int64 (int16) accumulator per output
+        return {"int8": [4 * op.out_numel], "int16": [8 * op.out_numel]}.get(op.in_dtype, [])
+    if kind == "UNIDIRECTIONAL_SEQUENCE_LSTM":  # unidirectional_sequence_lstm.cc: four gate rows
+        return [op.cell_bytes] * 4
     return []
 
 
@@ -150,12 +157,27 @@ _OP_DATA = {
     "LOGISTIC": ({8: 24, 4: 24}, False),
     "QUANTIZE": ({8: 32, 4: 24}, False),
     "DEQUANTIZE": ({8: 32, 4: 24}, False),
+    # sizeof on x86-64 and arm-none-eabi (Cortex-M4) of OpDataSvdf, transpose_conv.cc's OpData, OpDataLSTM,
+    # StridedSliceParams.
+    "SVDF": ({8: 36, 4: 36}, False),
+    "TRANSPOSE_CONV": ({8: 80, 4: 72}, True),
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": ({8: 688, 4: 688}, False),
+    "STRIDED_SLICE": ({8: 84, 4: 84}, False),
+    "RELU": ({8: 28, 4: 28}, False),  # ReluOpData, Relu6OpData (activations.h)
+    "RELU6": ({8: 8, 4: 8}, False),
 }
 # The parsed builtin options (TfLite*Params, no pointers), as the tail grows by them.
 _BUILTIN_DATA = {"CONV_2D": 28, "DEPTHWISE_CONV_2D": 28, "FULLY_CONNECTED": 32, "AVERAGE_POOL_2D": 40,
                  "MAX_POOL_2D": 40, "ADD": 8, "MUL": 8, "MEAN": 8, "SUM": 8, "SOFTMAX": 4, "RESHAPE": 36,
-                 "CONCATENATION": 8}
+                 "CONCATENATION": 8, "SVDF": 12, "TRANSPOSE_CONV": 20, "UNIDIRECTIONAL_SEQUENCE_LSTM": 16,
+                 "STRIDED_SLICE": 24}
 
+
+# The kinds whose tail and scratch this module models (every kind with kernel data or builtin options, RESHAPE
+# included); :mod:`estimators.op_support` refuses any other.
+MODELLED_KINDS = frozenset(_OP_DATA) | frozenset(_BUILTIN_DATA)
+# Kinds whose CMSIS-NN kernel allocates differently from the reference kernel and is not modelled here.
+CMSIS_NN_UNMODELLED = frozenset({"SVDF", "TRANSPOSE_CONV", "UNIDIRECTIONAL_SEQUENCE_LSTM"})
 
 _OP_DATA_BYTES = {p: {kind: size[p] for kind, (size, _) in _OP_DATA.items()} for p in _STRUCTS}
 _PER_CHANNEL_KINDS = frozenset(kind for kind, (_, per_channel) in _OP_DATA.items() if per_channel)
@@ -228,17 +250,13 @@ def _fixed_runs(pointer_bytes: int, input_channels: tuple[int, ...], output_chan
         for i, channels in enumerate(channels_of):
             def label(g: Graph, role=role, i=i) -> str:
                 return f"{role} {(g.inputs if role == 'input' else g.outputs)[i]}"
+            if not channels:  # a float tensor: no quantization to copy (AllocatePersistentTfLiteTensor)
+                io.append(_run(p, [s["tflite_tensor"]], lambda g, label=label: [f"{label(g)} tensor"]))
+                continue
             io += [_run(p, [s["tflite_tensor"], s["affine_quant"]],
                         lambda g, label=label: [f"{label(g)} tensor", f"{label(g)} quantization"]),
-                   _run(4, [4 + 4 * max(1, channels)], lambda g, label=label: [f"{label(g)} zero points"])]
+                   _run(4, [4 + 4 * channels], lambda g, label=label: [f"{label(g)} zero points"])]
     return head, tuple(io)
-
-
-def _named(graph: Graph, sizes_by_kind) -> list[str]:  # the ops with an allocation of this kind, for reports
-    return [op.name for op in graph.ops if sizes_by_kind.get(op.kind)]
-
-
-_PER_CHANNEL_NAMES = dict.fromkeys(_PER_CHANNEL_KINDS, True)
 
 
 def _tail_runs(table: OpTable, pointer_bytes: int, n_scratch: int) -> list[_Run]:
@@ -256,15 +274,19 @@ def _tail_runs(table: OpTable, pointer_bytes: int, n_scratch: int) -> list[_Run]
     def tails() -> list[tuple[int, ...]]:  # per op, for reports
         return per_op(table, _TAIL_KEYS[p], lambda op: _op_tail(op, p))
 
+    def named(k: int, *what: str) -> Callable[[Graph], list[str]]:  # the ops with a tail allocation k, for reports
+        return lambda g: [f"{op.name} {w}" for op, t in zip(g.ops, tails(), strict=True) if t[k] for w in what]
+
     runs = [*head, (p, nodes[0], -(-nodes[0] // p) * p + -(-nodes[1] // p) * p, lambda: nodes,
                     lambda g: ["node and registration structs", "eval tensors"]),
-            _per_op_run(4, summary, tails, 0, False, lambda g: [f"{n} builtin data" for n in _named(g, _BUILTIN_DATA)]),
-            _per_op_run(ARENA_ALIGNMENT, summary, tails, 1, False,
-                        lambda g: [f"{n} op data" for n in _named(g, _OP_DATA_BYTES[p])]),
-            _per_op_run(ARENA_ALIGNMENT, summary, tails, 2, True,
-                        lambda g: [f"{n} {w}" for n in _named(g, _PER_CHANNEL_NAMES) for w in ("multipliers", "shifts")])]
+            _per_op_run(4, summary, tails, 0, False, named(0, "builtin data")),
+            _per_op_run(ARENA_ALIGNMENT, summary, tails, 1, False, named(1, "op data")),
+            _per_op_run(ARENA_ALIGNMENT, summary, tails, 2, True, named(2, "multipliers", "shifts"))]
     if n_scratch:
         runs.append(_run(p, [p * n_scratch], lambda g: ["scratch buffer handles"]))
+    if table.variable_sizes:  # AllocateVariables, in CommitStaticMemoryPlan: after the handles
+        runs.append(_run(ARENA_ALIGNMENT, list(table.variable_sizes),
+                         lambda g: [f"variable {n}" for n in g.variables if g.tensors[n].nbytes]))
     runs += io
     return runs
 
