@@ -45,7 +45,10 @@ def _tflm(table: OpTable, mcu: MCU, scratch) -> SramEstimate:
 
 def estimate_sram(graph: Graph, runtime: str, mcu: MCU, table: OpTable | None = None) -> SramEstimate:
     """Peak SRAM of ``graph`` on ``mcu`` under ``runtime`` (one of :data:`RUNTIMES`); ``table``: the
-    graph's :func:`~estimators.table.table_of`, when the caller has it."""
+    graph's :func:`~estimators.table.table_of`, when the caller has it. An op ``runtime`` does not model is
+    refused (:class:`~estimators.op_support.UnsupportedOps`), never counted as zero."""
+    if runtime in RUNTIMES:
+        check_supported(graph, runtime, table)
     if runtime == "tflm-reference":
         return _tflm(table or table_of(graph), mcu, reference_scratch)
     if runtime == "tflm":

@@ -125,7 +125,8 @@ def read_tflite(path: str | Path) -> Graph:
         for i in range(sub.OperatorsLength()):
             op = sub.Operators(i)
             code = model.OperatorCodes(op.OpcodeIndex())
-            kind = op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
+            number = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+            kind = op_names.get(number) or f"UNKNOWN_BUILTIN_{number}"  # a newer schema's op: refused by name
             inputs = tuple(names[j] for j in op.InputsAsNumpy() if j >= 0) if op.InputsLength() else ()
             outputs = tuple(names[j] for j in op.OutputsAsNumpy()) if op.OutputsLength() else ()
             weight_shape = graph.tensors[inputs[1]].shape if len(inputs) > 1 else ()
