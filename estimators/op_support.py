@@ -2,7 +2,8 @@
 
 ``tflm-reference``  the kinds whose kernel data, builtin options and scratch :mod:`estimators.tflm_memory`
                     models from TFLite Micro's reference kernels (their ``Init`` and ``Prepare``).
-``tflm``            the same, less the kinds whose CMSIS-NN kernel allocates otherwise and is not modelled.
+``tflm``            the same, less the kinds whose CMSIS-NN kernel allocates otherwise and is not modelled
+                    (``tflm_memory.CMSIS_NN_UNMODELLED``).
 ``tinyengine``      the kinds the search spaces and the ONNX reader emit (TinyEngine's kernels).
 ``analytic``        any kind but CUSTOM: it counts the activations alive at each op, whatever the op.
 

@@ -19,8 +19,8 @@ from estimators.mcu import MCU
 from estimators.mcunet_memory import analytic_live, tinyengine_plan
 from estimators.op_support import check_supported
 from estimators.table import OpTable, table_of
-from estimators.tflm_memory import (cmsis_nn_scratch, head_bytes_and_live, head_scratch, reference_scratch,
-                                    scratch_count, tail_bytes_of)
+from estimators.tflm_memory import (cmsis_nn_scratch, head_bytes_and_live, head_scratch, kernels_of,
+                                    reference_scratch, scratch_count, tail_bytes_of)
 
 RUNTIMES = ("tflm-reference", "tflm", "tinyengine", "analytic")
 
@@ -39,7 +39,7 @@ class SramEstimate:
 def _tflm(table: OpTable, mcu: MCU, scratch) -> SramEstimate:
     run_scratch = head_scratch(table, scratch)
     head, live = head_bytes_and_live(table, run_scratch)
-    tail = tail_bytes_of(table, mcu.pointer_bytes, scratch_count(run_scratch))
+    tail = tail_bytes_of(table, mcu.pointer_bytes, scratch_count(run_scratch), kernels_of(scratch))
     return SramEstimate(head, tail, head + tail, live)
 
 

@@ -167,7 +167,7 @@ class OpTable(NamedTuple):
                    sum(t.quant_channels for t in tensors.values()),
                    tuple(tensors[n].quant_channels for n in graph.inputs),
                    tuple(tensors[n].quant_channels for n in graph.outputs), (OpRun(ops),),
-                   tuple(tensors[n].nbytes for n in tensors if n in variables))
+                   tuple(tensors[n].nbytes for n in tensors if n in variables and tensors[n].nbytes))
 
 
 def _lifetimes(graph: Graph) -> tuple[dict[str, int], dict[str, int]]:
