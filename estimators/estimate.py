@@ -96,7 +96,8 @@ def estimate(graph: Graph, mcu: MCU, runtime: str = "tflm", patch: PatchConfig |
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; allowed: {', '.join(RUNTIMES)}")
     table = table_of(graph)
-    check_supported(graph, runtime, table)
+    if patch:
+        check_supported(graph, runtime, table)  # estimate_sram checks the other path
     sram = patch_sram(graph, patch, runtime) if patch else estimate_sram(graph, runtime, mcu, table)
     flash = estimate_flash(graph, runtime, mcu, table)
     layer_ms = estimate_latency(graph, mcu, runtime, table)

@@ -96,6 +96,16 @@ def test_cmsis_nn_runtime_refuses_what_it_does_not_model(name):
         assert estimate_sram(graph, "tflm", m4).total_bytes > 0
 
 
+def test_other_runtimes_refuse_what_they_do_not_model():
+    graph = read_tflite(_model("keyword_scrambled"))
+    assert unsupported_ops(graph, "tinyengine") == {SVDF}
+    with pytest.raises(UnsupportedOps, match="runtime=tinyengine does not model the ops SVDF,"):
+        estimate_sram(graph, "tinyengine", HOST)
+    assert unsupported_ops(graph, "analytic") == set()  # it counts the activations of any op
+    vela = read_tflite(_model("person_detect_vela"))
+    assert unsupported_ops(vela, "analytic") == {"CUSTOM(ethos-u)"}
+
+
 def test_recurrent_state_lives_in_the_tail_and_scratch_in_the_head():
     """SVDF's activation state is a variable tensor: TFLM allocates it in the persistent tail."""
     from estimators.table import table_of
