@@ -10,6 +10,7 @@ from estimators.flash import FlashEstimate, estimate_flash
 from estimators.ir import Graph, LazyTuple
 from estimators.latency import estimate_latency
 from estimators.mcu import MCU
+from estimators.op_support import check_supported
 from estimators.patch import PatchConfig, patch_sram
 from estimators.sram import RUNTIMES, SramEstimate, estimate_sram
 from estimators.table import table_of
@@ -90,10 +91,13 @@ _MACS, _PARAMS = operator.attrgetter("macs"), operator.attrgetter("params")  # o
 
 def estimate(graph: Graph, mcu: MCU, runtime: str = "tflm", patch: PatchConfig | None = None) -> Estimate:
     """Peak SRAM, flash, latency, energy, MACs and params of ``graph`` on ``mcu`` under ``runtime``
-    (``patch``: MCUNetV2 patch-based inference of the first layers, SRAM only; see :mod:`estimators.patch`)."""
+    (``patch``: MCUNetV2 patch-based inference of the first layers, SRAM only; see :mod:`estimators.patch`).
+    A graph with an op the runtime does not model is refused (:class:`~estimators.op_support.UnsupportedOps`)."""
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; allowed: {', '.join(RUNTIMES)}")
     table = table_of(graph)
+    if patch:
+        check_supported(graph, runtime, table)  # estimate_sram checks the other path
     sram = patch_sram(graph, patch, runtime) if patch else estimate_sram(graph, runtime, mcu, table)
     flash = estimate_flash(graph, runtime, mcu, table)
     layer_ms = estimate_latency(graph, mcu, runtime, table)

@@ -17,6 +17,13 @@ Op kinds and the attributes the estimators read:
 ``MEAN``               axes (global average pooling)
 ``RESHAPE``            aliases its input (no copy in TFLite Micro)
 ``PAD``, ``SOFTMAX``, ``HARD_SWISH``, ``LOGISTIC``, ``CONCATENATION``, ``QUANTIZE``, ``DEQUANTIZE``
+``TRANSPOSE_CONV``     inputs (output shape, weight, input[, bias]), kernel, stride, padding
+``SVDF``               rank, activation (its activation state is a variable tensor)
+``UNIDIRECTIONAL_SEQUENCE_LSTM``  cell_bytes: batch × hidden width × the cell state's item size
+``STRIDED_SLICE``      (no attributes read)
+
+A graph's ``variables`` are its variable tensors (recurrent state): TFLite Micro keeps them in the
+persistent arena, not in the planned head.
 """
 
 from __future__ import annotations
@@ -26,7 +33,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-DTYPE_BYTES = {"int8": 1, "uint8": 1, "int16": 2, "int32": 4, "int64": 8, "float32": 4, "float16": 2, "bool": 1}
+# Bytes per element, as TFLite Micro sizes tensors (``TfLiteTypeSizeOf``). ``int4`` constants are stored
+# packed, two per byte, as in the file; an ``int4`` activation takes a byte per element, as TFLM unpacks it.
+DTYPE_BYTES = {"int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "int32": 4, "uint32": 4, "int64": 8, "uint64": 8,
+               "float16": 2, "bfloat16": 2, "float32": 4, "float64": 8, "complex64": 8, "complex128": 16,
+               "bool": 1, "int4": 1, "resource": 4}
 
 CONV_KINDS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D"})
 WEIGHTED_KINDS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"})
@@ -83,7 +94,19 @@ def make_tensor(name: str, shape: tuple[int, ...], dtype: str = "int8", const: b
             if d <= 0:
                 raise ValueError(f"tensor {name!r}: every dimension must be positive, got {shape}")
             numel *= d
-    return _tuple_new(Tensor, (name, shape, dtype, const, quant_channels, numel, numel * itemsize))
+    nbytes = (numel + 1) // 2 if dtype == "int4" and const else numel * itemsize
+    return _tuple_new(Tensor, (name, shape, dtype, const, quant_channels, numel, nbytes))
+
+
+def empty_tensor(name: str, shape: tuple[int, ...], dtype: str, const: bool = False, quant_channels: int = 0) -> Tensor:
+    """A tensor with a zero dimension, as a ``.tflite`` file may hold one (an LSTM's unused intermediates):
+    no elements, no bytes. Builders get only :func:`make_tensor`'s positive dimensions."""
+    if dtype not in DTYPE_BYTES:
+        raise ValueError(f"tensor {name!r}: unknown dtype {dtype!r}; allowed: {sorted(DTYPE_BYTES)}")
+    shape = tuple(map(int, shape))
+    if 0 not in shape or min(shape) < 0:
+        raise ValueError(f"tensor {name!r}: an empty tensor has a zero dimension and no negative one, got {shape}")
+    return _tuple_new(Tensor, (name, shape, dtype, const, quant_channels, 0, 0))
 
 
 class Op(namedtuple("OpFields", "name kind inputs outputs attrs")):
@@ -129,6 +152,7 @@ class Graph:
     ops: list[Op] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
+    variables: list[str] = field(default_factory=list)
 
     def add_tensor(self, tensor: Tensor) -> Tensor:
         if tensor.name in self.tensors:
@@ -243,7 +267,7 @@ class LazyGraph(Graph):
     written then. Once written they are an ordinary graph's, and the table is re-read from them (an owner
     may edit them)."""
 
-    _LAZY_FIELDS = frozenset({"tensors", "ops", "inputs", "outputs"})
+    _LAZY_FIELDS = frozenset({"tensors", "ops", "inputs", "outputs", "variables"})
 
     def __init__(self, name: str, table: Any, materialize: Callable[[], Graph]) -> None:
         self.name = name
@@ -254,6 +278,7 @@ class LazyGraph(Graph):
         if attr in LazyGraph._LAZY_FIELDS and "_materialize" in self.__dict__:
             graph = self.__dict__.pop("_materialize")()
             self.tensors, self.ops, self.inputs, self.outputs = graph.tensors, graph.ops, graph.inputs, graph.outputs
+            self.variables = graph.variables
             self._table = None
             return self.__dict__[attr]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")

@@ -17,9 +17,10 @@ from typing import Sequence
 from estimators.ir import Graph
 from estimators.mcu import MCU
 from estimators.mcunet_memory import analytic_live, tinyengine_plan
+from estimators.op_support import check_supported
 from estimators.table import OpTable, table_of
-from estimators.tflm_memory import (cmsis_nn_scratch, head_bytes_and_live, head_scratch, reference_scratch,
-                                    scratch_count, tail_bytes_of)
+from estimators.tflm_memory import (cmsis_nn_scratch, head_bytes_and_live, head_scratch, kernels_of,
+                                    reference_scratch, scratch_count, tail_bytes_of)
 
 RUNTIMES = ("tflm-reference", "tflm", "tinyengine", "analytic")
 
@@ -38,13 +39,16 @@ class SramEstimate:
 def _tflm(table: OpTable, mcu: MCU, scratch) -> SramEstimate:
     run_scratch = head_scratch(table, scratch)
     head, live = head_bytes_and_live(table, run_scratch)
-    tail = tail_bytes_of(table, mcu.pointer_bytes, scratch_count(run_scratch))
+    tail = tail_bytes_of(table, mcu.pointer_bytes, scratch_count(run_scratch), kernels_of(scratch))
     return SramEstimate(head, tail, head + tail, live)
 
 
 def estimate_sram(graph: Graph, runtime: str, mcu: MCU, table: OpTable | None = None) -> SramEstimate:
     """Peak SRAM of ``graph`` on ``mcu`` under ``runtime`` (one of :data:`RUNTIMES`); ``table``: the
-    graph's :func:`~estimators.table.table_of`, when the caller has it."""
+    graph's :func:`~estimators.table.table_of`, when the caller has it. An op ``runtime`` does not model is
+    refused (:class:`~estimators.op_support.UnsupportedOps`), never counted as zero."""
+    if runtime in RUNTIMES:
+        check_supported(graph, runtime, table)
     if runtime == "tflm-reference":
         return _tflm(table or table_of(graph), mcu, reference_scratch)
     if runtime == "tflm":

@@ -26,7 +26,7 @@ from estimators.ir import WEIGHTED_KINDS, Graph, Op
 from estimators.macs import op_macs, op_params
 
 _FIELDS = ("kind", "out_shape", "out_numel", "macs", "params", "out_channels", "in_shape", "in_dtype", "aux_numel",
-           "kernel", "stride", "padding", "depth_multiplier")
+           "kernel", "stride", "padding", "depth_multiplier", "cell_bytes")
 
 
 class OpFacts:
@@ -36,7 +36,9 @@ class OpFacts:
     reduction's axes; 0 without one); ``out_channels``: a weighted op's output channels (conv: its
     weight's Cout, depthwise: its channels, fully connected: its output width; 0 for other kinds);
     ``kernel`` / ``stride`` / ``padding`` / ``depth_multiplier``: its window attributes, with TFLite's
-    defaults. ``memo`` caches what estimators derive from the facts (scratch requests per rule, tail sizes
+    defaults; ``cell_bytes``: an LSTM's batch × hidden width × cell state item size (0 for other kinds).
+    A per-channel weight gives ``out_channels`` (fully connected: only when quantized per channel, as TFLM keeps
+    per-channel multipliers only then; transpose conv: its weight's Cout). ``memo`` caches what estimators derive from the facts (scratch requests per rule, tail sizes
     per pointer width): facts are shared by every graph that holds the same layer, so each derivation runs
     once per layer configuration.
     """
@@ -45,10 +47,12 @@ class OpFacts:
 
     def __init__(self, kind: str, out_shape: tuple[int, ...], out_numel: int, macs: int, params: int,
                  out_channels: int, in_shape: tuple[int, ...], in_dtype: str, aux_numel: int,
-                 kernel: tuple[int, ...], stride: tuple[int, ...], padding: str, depth_multiplier: int) -> None:
+                 kernel: tuple[int, ...], stride: tuple[int, ...], padding: str, depth_multiplier: int,
+                 cell_bytes: int = 0) -> None:
         self.kind, self.out_shape, self.out_numel, self.macs, self.params = kind, out_shape, out_numel, macs, params
         self.out_channels, self.in_shape, self.in_dtype, self.aux_numel = out_channels, in_shape, in_dtype, aux_numel
         self.kernel, self.stride, self.padding, self.depth_multiplier = kernel, stride, padding, depth_multiplier
+        self.cell_bytes = cell_bytes
         self.memo: dict[Any, Any] = {}
 
     def key(self) -> tuple:
@@ -67,22 +71,26 @@ class OpFacts:
 def op_facts(graph: Graph, op: Op) -> OpFacts:
     """The :class:`OpFacts` of ``op`` in ``graph``."""
     tensors, inputs, attrs = graph.tensors, op.inputs, op.attrs
-    x = tensors[inputs[0]] if inputs else None
-    out = tensors[op.outputs[0]]
     kind = op.kind
-    if kind not in WEIGHTED_KINDS:
+    x = tensors[inputs[0 if kind != "TRANSPOSE_CONV" else 2]] if inputs else None  # TRANSPOSE_CONV: (shape, w, x)
+    out = tensors[op.outputs[0]]
+    if kind == "TRANSPOSE_CONV":
+        channels = tensors[inputs[1]].shape[0]
+    elif kind not in WEIGHTED_KINDS:
         channels = 0
     else:
         weight = graph.op_weight(op)
-        if kind == "FULLY_CONNECTED" or weight is None:
+        if weight is None:
             channels = out.shape[-1]
+        elif kind == "FULLY_CONNECTED":
+            channels = out.shape[-1] if weight.quant_channels > 1 else 0
         else:
             channels = weight.shape[0] if kind == "CONV_2D" else weight.shape[-1]
     return OpFacts(kind, out.shape, out.numel, op_macs(graph, op), op_params(graph, op), channels,
                    x.shape if x is not None else (), x.dtype if x is not None else "",
                    tensors[inputs[1]].numel if len(inputs) > 1 else 0,
                    tuple(attrs.get("kernel", (1, 1))), tuple(attrs.get("stride", (1, 1))),
-                   attrs.get("padding", "valid"), attrs.get("depth_multiplier", 1))
+                   attrs.get("padding", "valid"), attrs.get("depth_multiplier", 1), attrs.get("cell_bytes", 0))
 
 
 class OpRun:
@@ -117,6 +125,8 @@ class OpTable(NamedTuple):
     and ``quant_channels`` count every tensor; ``input_channels`` / ``output_channels`` are the
     quantization channels of the graph's inputs and outputs. ``runs`` split ``ops`` into
     :class:`OpRun`\ s (how is the builder's business: tables that differ only there are equal).
+    ``variable_sizes``: the bytes of the graph's variable tensors, in tensor order (TFLM keeps them in the
+    persistent tail, not in the planned head).
     """
 
     name: str
@@ -130,11 +140,12 @@ class OpTable(NamedTuple):
     input_channels: tuple[int, ...]
     output_channels: tuple[int, ...]
     runs: tuple[OpRun, ...]
+    variable_sizes: tuple[int, ...] = ()
 
     def __eq__(self, other: object) -> bool:  # the runs are how the ops are shared, not what they are
         if not isinstance(other, OpTable):
             return NotImplemented
-        return self[:-1] == other[:-1]
+        return self[:10] == other[:10] and self[11:] == other[11:]
 
     def __ne__(self, other: object) -> bool:
         equal = self.__eq__(other)
@@ -147,6 +158,7 @@ class OpTable(NamedTuple):
         """The table of any graph, read from its tensors and ops."""
         first, last = _lifetimes(graph)
         names = _activations(graph, first)
+        variables = set(graph.variables)
         tensors = graph.tensors
         ops = tuple(op_facts(graph, op) for op in graph.ops)
         return cls(graph.name, ops,
@@ -154,7 +166,8 @@ class OpTable(NamedTuple):
                    len(tensors), sum(t.nbytes for t in tensors.values() if t.const),
                    sum(t.quant_channels for t in tensors.values()),
                    tuple(tensors[n].quant_channels for n in graph.inputs),
-                   tuple(tensors[n].quant_channels for n in graph.outputs), (OpRun(ops),))
+                   tuple(tensors[n].quant_channels for n in graph.outputs), (OpRun(ops),),
+                   tuple(tensors[n].nbytes for n in tensors if n in variables and tensors[n].nbytes))
 
 
 def _lifetimes(graph: Graph) -> tuple[dict[str, int], dict[str, int]]:
@@ -180,7 +193,8 @@ def _lifetimes(graph: Graph) -> tuple[dict[str, int], dict[str, int]]:
 
 
 def _activations(graph: Graph, first: dict[str, int]) -> list[str]:
-    return [n for n, t in graph.tensors.items() if not t.const and t.nbytes and n in first]
+    variables = set(graph.variables)
+    return [n for n, t in graph.tensors.items() if not t.const and t.nbytes and n in first and n not in variables]
 
 
 def activation_names(graph: Graph) -> list[str]:

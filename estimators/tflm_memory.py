@@ -47,6 +47,13 @@ def reference_scratch(op: OpFacts) -> list[int]:
         return [4 * op.out_numel, 4 * len(op.in_shape), 4 * op.aux_numel]
     if kind in ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN"):
         return [4 * len(op.in_shape), 4 * op.aux_numel]
+    if kind == "SVDF":  # svdf_common.cc: int32 rows of batch × filters (and batch × units when int8)
+        batch, filters = op.in_shape[0], op.aux_numel // op.in_shape[-1]
+        return [4 * batch * filters] + ([4 * batch * op.out_shape[-1]] if op.in_dtype == "int8" else [])
+    if kind == "TRANSPOSE_CONV":  # transpose_conv.cc: an int32 (int8) or int64 (int16) accumulator per output
+        return {"int8": [4 * op.out_numel], "int16": [8 * op.out_numel]}.get(op.in_dtype, [])
+    if kind == "UNIDIRECTIONAL_SEQUENCE_LSTM":  # unidirectional_sequence_lstm.cc: four gate rows
+        return [op.cell_bytes] * 4
     return []
 
 
@@ -150,12 +157,32 @@ _OP_DATA = {
     "LOGISTIC": ({8: 24, 4: 24}, False),
     "QUANTIZE": ({8: 32, 4: 24}, False),
     "DEQUANTIZE": ({8: 32, 4: 24}, False),
+    # sizeof on x86-64 and arm-none-eabi (Cortex-M4) of OpDataSvdf, transpose_conv.cc's OpData, OpDataLSTM,
+    # StridedSliceParams.
+    "SVDF": ({8: 36, 4: 36}, False),
+    "TRANSPOSE_CONV": ({8: 80, 4: 72}, True),
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": ({8: 688, 4: 688}, False),
+    "STRIDED_SLICE": ({8: 84, 4: 84}, False),
+    "RELU": ({8: 28, 4: 28}, False),  # ReluOpData, Relu6OpData (activations.h)
+    "RELU6": ({8: 8, 4: 8}, False),
 }
 # The parsed builtin options (TfLite*Params, no pointers), as the tail grows by them.
 _BUILTIN_DATA = {"CONV_2D": 28, "DEPTHWISE_CONV_2D": 28, "FULLY_CONNECTED": 32, "AVERAGE_POOL_2D": 40,
                  "MAX_POOL_2D": 40, "ADD": 8, "MUL": 8, "MEAN": 8, "SUM": 8, "SOFTMAX": 4, "RESHAPE": 36,
-                 "CONCATENATION": 8}
+                 "CONCATENATION": 8, "SVDF": 12, "TRANSPOSE_CONV": 20, "UNIDIRECTIONAL_SEQUENCE_LSTM": 16,
+                 "STRIDED_SLICE": 24}
 
+
+# The kinds whose tail and scratch this module models (every kind with kernel data or builtin options, RESHAPE
+# included); :mod:`estimators.op_support` refuses any other.
+MODELLED_KINDS = frozenset(_OP_DATA) | frozenset(_BUILTIN_DATA)
+# Kinds whose CMSIS-NN kernel allocates differently from the reference kernel and is not modelled here (no
+# emulated-target check: the firmware runs int8-in, int8-out, single-input models, and these test models are not).
+CMSIS_NN_UNMODELLED = frozenset({"SVDF", "TRANSPOSE_CONV"})
+# CMSIS-NN kernels whose OpData differs from the reference kernel's (sizeof on x86-64 and arm-none-eabi):
+# cmsis_nn/unidirectional_sequence_lstm.cc's OpData (OpDataLSTM + cmsis_nn_lstm_params).
+_CMSIS_NN_OP_DATA = {"UNIDIRECTIONAL_SEQUENCE_LSTM": {8: 1008, 4: 912}}
+KERNELS = ("reference", "cmsis-nn")
 
 _OP_DATA_BYTES = {p: {kind: size[p] for kind, (size, _) in _OP_DATA.items()} for p in _STRUCTS}
 _PER_CHANNEL_KINDS = frozenset(kind for kind, (_, per_channel) in _OP_DATA.items() if per_channel)
@@ -166,8 +193,9 @@ _KIND_TAIL = {p: {kind: (_BUILTIN_DATA.get(kind, 0), _OP_DATA_BYTES[p].get(kind,
                   for kind in {*_BUILTIN_DATA, *_OP_DATA}} for p in _STRUCTS}
 
 
-_TAIL_KEYS = {p: f"tflm tail, {p}-byte pointers" for p in _STRUCTS}  # per_op keys of _op_tail
-_TAIL_SUM_KEYS = {p: f"tflm tail sums, {p}-byte pointers" for p in _STRUCTS}  # per_run keys of _summed_tails
+# per_op keys of _op_tail and per_run keys of _summed_tails, per (pointer width, kernels)
+_TAIL_KEYS = {(p, k): f"tflm tail, {p}-byte pointers, {k} kernels" for p in _STRUCTS for k in KERNELS}
+_TAIL_SUM_KEYS = {(p, k): f"tflm tail sums, {p}-byte pointers, {k} kernels" for p in _STRUCTS for k in KERNELS}
 
 # A run of tail allocations sharing one alignment: (alignment, its first allocation's size or None when it
 # is empty, the sum of its sizes each aligned, sizes(), names(graph)); sizes and names are listed only when a
@@ -181,33 +209,45 @@ def _run(alignment: int, sizes: list[int], names: Callable[[Graph], list[str]]) 
 
 
 def _per_op_run(alignment: int, summary: tuple[tuple[int, ...], ...], tails: Callable[[], list[tuple[int, ...]]],
-                k: int, twice: bool, names: Callable[[Graph], list[str]]) -> _Run:
-    """The run of each op's non-zero ``tails()[.][k]`` bytes (each listed ``twice``: multipliers and shifts):
-    its first size and aligned sum from ``summary`` (:func:`_summed_tails` per op run, transposed)."""
+                k: int, names: Callable[[Graph], list[str]]) -> _Run:
+    """The run of each op's non-zero ``tails()[.][k]`` bytes (the Prepare buffers, column 2, each listed as
+    many times as the op allocates them): its first size and aligned sum from ``summary`` (:func:`_summed_tails`
+    per op run, transposed)."""
     def sizes() -> list[int]:
-        values = list(filter(None, map(itemgetter(k), tails())))
-        return list(chain.from_iterable(zip(values, values))) if twice else values
+        return list(chain.from_iterable([t[k]] * (t[6] if k == 2 else 1) for t in tails() if t[k]))
     return alignment, next(filter(None, summary[k]), None), sum(summary[k + 3]), sizes, names
 
 
-def _op_tail(op: OpFacts, pointer_bytes: int) -> tuple[int, int, int, int, int, int]:
-    """(builtin data, OpData, per-channel data bytes (each of two), and the three aligned) of one op."""
+def _prepare_buffers(op: OpFacts, kernels: str) -> tuple[int, int]:
+    """(bytes, count) of the equal persistent buffers ``op``'s kernel allocates in Prepare, per-channel data aside:
+    CMSIS-NN's quantized LSTM keeps 8 kernel sums of the hidden width, int32 (int8 input) or int64 (int16)."""
+    if kernels == "cmsis-nn" and op.kind == "UNIDIRECTIONAL_SEQUENCE_LSTM" and op.in_dtype in ("int8", "int16"):
+        return (4 if op.in_dtype == "int8" else 8) * op.out_shape[-1], 8
+    return 0, 0
+
+
+def _op_tail(op: OpFacts, pointer_bytes: int, kernels: str = "reference") -> tuple[int, ...]:
+    """(builtin data, OpData, bytes of each Prepare buffer (per-channel multipliers and shifts, or kernel sums),
+    the three aligned (the last over all Prepare buffers), how many Prepare buffers) of one op."""
     sizes = _KIND_TAIL[pointer_bytes].get(op.kind)
     if sizes is None:
-        return 0, 0, 0, 0, 0, 0
+        return 0, 0, 0, 0, 0, 0, 0
     b, d, channels, b_aligned, d_aligned = sizes
-    c4 = 4 * op.out_channels if channels else 0
-    return b, d, c4, b_aligned, d_aligned, 2 * (-(-c4 // ARENA_ALIGNMENT) * ARENA_ALIGNMENT)
+    if kernels == "cmsis-nn" and op.kind in _CMSIS_NN_OP_DATA:
+        d = _CMSIS_NN_OP_DATA[op.kind][pointer_bytes]
+        d_aligned = align_up(d, ARENA_ALIGNMENT)
+    c, n = (4 * op.out_channels, 2) if channels and op.out_channels else _prepare_buffers(op, kernels)
+    return b, d, c, b_aligned, d_aligned, n * (-(-c // ARENA_ALIGNMENT) * ARENA_ALIGNMENT), n
 
 
-def _summed_tails(ops: tuple[OpFacts, ...], pointer_bytes: int) -> tuple[int, ...]:
+def _summed_tails(ops: tuple[OpFacts, ...], pointer_bytes: int, kernels: str = "reference") -> tuple[int, ...]:
     """:func:`_op_tail` over consecutive ``ops``: the first non-zero of each of the three sizes (0: none), then
     the sums of the three aligned sizes."""
-    tails = op_values(ops, _TAIL_KEYS[pointer_bytes], lambda op: _op_tail(op, pointer_bytes))
+    tails = op_values(ops, _TAIL_KEYS[pointer_bytes, kernels], lambda op: _op_tail(op, pointer_bytes, kernels))
     if len(tails) == 1:
-        return tails[0]
+        return tails[0][:6]
     b = d = c = b_sum = d_sum = c_sum = 0
-    for tb, td, tc, tb_aligned, td_aligned, tc_aligned in tails:
+    for tb, td, tc, tb_aligned, td_aligned, tc_aligned, _ in tails:
         b, d, c = b or tb, d or td, c or tc
         b_sum += tb_aligned
         d_sum += td_aligned
@@ -228,20 +268,16 @@ def _fixed_runs(pointer_bytes: int, input_channels: tuple[int, ...], output_chan
         for i, channels in enumerate(channels_of):
             def label(g: Graph, role=role, i=i) -> str:
                 return f"{role} {(g.inputs if role == 'input' else g.outputs)[i]}"
+            if not channels:  # a float tensor: no quantization to copy (AllocatePersistentTfLiteTensor)
+                io.append(_run(p, [s["tflite_tensor"]], lambda g, label=label: [f"{label(g)} tensor"]))
+                continue
             io += [_run(p, [s["tflite_tensor"], s["affine_quant"]],
                         lambda g, label=label: [f"{label(g)} tensor", f"{label(g)} quantization"]),
-                   _run(4, [4 + 4 * max(1, channels)], lambda g, label=label: [f"{label(g)} zero points"])]
+                   _run(4, [4 + 4 * channels], lambda g, label=label: [f"{label(g)} zero points"])]
     return head, tuple(io)
 
 
-def _named(graph: Graph, sizes_by_kind) -> list[str]:  # the ops with an allocation of this kind, for reports
-    return [op.name for op in graph.ops if sizes_by_kind.get(op.kind)]
-
-
-_PER_CHANNEL_NAMES = dict.fromkeys(_PER_CHANNEL_KINDS, True)
-
-
-def _tail_runs(table: OpTable, pointer_bytes: int, n_scratch: int) -> list[_Run]:
+def _tail_runs(table: OpTable, pointer_bytes: int, n_scratch: int, kernels: str = "reference") -> list[_Run]:
     """:func:`tail_allocations` grouped in runs of equal alignment."""
     if pointer_bytes not in _STRUCTS:
         raise ValueError(f"pointer_bytes must be one of {sorted(_STRUCTS)}, got {pointer_bytes!r}")
@@ -251,20 +287,28 @@ def _tail_runs(table: OpTable, pointer_bytes: int, n_scratch: int) -> list[_Run]
     # Builtin options are parsed for every op, then each kernel's Init allocates its OpData, then each
     # kernel's Prepare its per-channel multipliers and shifts. Each op's sizes are summed aligned as they
     # are listed (builtin data: 4 bytes, the others: the arena's 16).
-    summary = tuple(zip(*per_run(table, _TAIL_SUM_KEYS[p], lambda ops: _summed_tails(ops, p)))) or ((),) * 6
+    if kernels not in KERNELS:
+        raise ValueError(f"kernels must be one of {KERNELS}, got {kernels!r}")
+    summary = tuple(zip(*per_run(table, _TAIL_SUM_KEYS[p, kernels],
+                                 lambda ops: _summed_tails(ops, p, kernels)))) or ((),) * 6
 
     def tails() -> list[tuple[int, ...]]:  # per op, for reports
-        return per_op(table, _TAIL_KEYS[p], lambda op: _op_tail(op, p))
+        return per_op(table, _TAIL_KEYS[p, kernels], lambda op: _op_tail(op, p, kernels))
+
+    def named(k: int, *what: str) -> Callable[[Graph], list[str]]:  # the ops with a tail allocation k, for reports
+        return lambda g: [f"{op.name} {w}" for op, t in zip(g.ops, tails(), strict=True) if t[k]
+                          for w in (what if k != 2 or t[6] == 2 else [f"kernel sum {i}" for i in range(t[6])])]
 
     runs = [*head, (p, nodes[0], -(-nodes[0] // p) * p + -(-nodes[1] // p) * p, lambda: nodes,
                     lambda g: ["node and registration structs", "eval tensors"]),
-            _per_op_run(4, summary, tails, 0, False, lambda g: [f"{n} builtin data" for n in _named(g, _BUILTIN_DATA)]),
-            _per_op_run(ARENA_ALIGNMENT, summary, tails, 1, False,
-                        lambda g: [f"{n} op data" for n in _named(g, _OP_DATA_BYTES[p])]),
-            _per_op_run(ARENA_ALIGNMENT, summary, tails, 2, True,
-                        lambda g: [f"{n} {w}" for n in _named(g, _PER_CHANNEL_NAMES) for w in ("multipliers", "shifts")])]
+            _per_op_run(4, summary, tails, 0, named(0, "builtin data")),
+            _per_op_run(ARENA_ALIGNMENT, summary, tails, 1, named(1, "op data")),
+            _per_op_run(ARENA_ALIGNMENT, summary, tails, 2, named(2, "multipliers", "shifts"))]
     if n_scratch:
         runs.append(_run(p, [p * n_scratch], lambda g: ["scratch buffer handles"]))
+    if table.variable_sizes:  # AllocateVariables, in CommitStaticMemoryPlan: after the handles
+        runs.append(_run(ARENA_ALIGNMENT, list(table.variable_sizes),
+                         lambda g: [f"variable {n}" for n in g.variables if g.tensors[n].nbytes]))
     runs += io
     return runs
 
@@ -275,8 +319,14 @@ def tail_allocations(graph: Graph, pointer_bytes: int, scratch: ScratchFn = refe
     table = table_of(graph)
     return [(name, size, alignment)
             for alignment, _, _, sizes, names in _tail_runs(table, pointer_bytes,
-                                                            scratch_count(head_scratch(table, scratch)))
+                                                            scratch_count(head_scratch(table, scratch)),
+                                                            kernels_of(scratch))
             for name, size in zip(names(graph), sizes(), strict=True)]
+
+
+def kernels_of(scratch: ScratchFn) -> str:
+    """Which kernels (:data:`KERNELS`) a scratch rule belongs to: their tails differ too."""
+    return getattr(scratch, "kernels", "reference")
 
 
 def scratch_count(run_scratch: list[tuple[int, tuple, tuple]]) -> int:
@@ -284,10 +334,10 @@ def scratch_count(run_scratch: list[tuple[int, tuple, tuple]]) -> int:
     return sum(n for n, _, _ in run_scratch)
 
 
-def tail_bytes_of(table: OpTable, pointer_bytes: int, n_scratch: int) -> int:
-    """:func:`tail_bytes` given the :func:`scratch_count`."""
+def tail_bytes_of(table: OpTable, pointer_bytes: int, n_scratch: int, kernels: str = "reference") -> int:
+    """:func:`tail_bytes` given the :func:`scratch_count` and the :func:`kernels_of` the scratch rule."""
     used = 0
-    for alignment, first, aligned_sum, _, _ in _tail_runs(table, pointer_bytes, n_scratch):
+    for alignment, first, aligned_sum, _, _ in _tail_runs(table, pointer_bytes, n_scratch, kernels):
         if first is not None:
             # The run's first allocation aligns ``used``; from there each adds exactly its aligned size.
             used = -(-(used + first) // alignment) * alignment + aligned_sum - -(-first // alignment) * alignment
@@ -297,7 +347,7 @@ def tail_bytes_of(table: OpTable, pointer_bytes: int, n_scratch: int) -> int:
 def tail_bytes(graph: Graph, pointer_bytes: int, scratch: ScratchFn = reference_scratch) -> int:
     """Persistent arena bytes: the allocations of :func:`tail_allocations`, each aligned, end to end."""
     table = table_of(graph)
-    return tail_bytes_of(table, pointer_bytes, scratch_count(head_scratch(table, scratch)))
+    return tail_bytes_of(table, pointer_bytes, scratch_count(head_scratch(table, scratch)), kernels_of(scratch))
 
 
 # -- CMSIS-NN scratch ------------------------------------------------------------------------------------
@@ -314,6 +364,8 @@ def cmsis_nn_scratch(isa: str) -> ScratchFn:
 
     def scratch(op: OpFacts) -> list[int]:
         kind = op.kind
+        if kind == "UNIDIRECTIONAL_SEQUENCE_LSTM":  # cmsis_nn/unidirectional_sequence_lstm.cc: 3 rows quantized
+            return [op.cell_bytes] * (3 if op.in_dtype in ("int8", "int16") else 4)
         if kind not in _SCRATCH_KINDS:
             return []
         if kind == "CONV_2D":
@@ -331,9 +383,14 @@ def cmsis_nn_scratch(isa: str) -> ScratchFn:
             # arm_depthwise_conv_wrapper_s8_get_buffer_size: the 3x3 path needs none; the optimised path's
             # buffer is C·Kh·Kw int16 with DSP and none without (ARMv6-M: checked on the emulated M0+).
             return [] if isa == "generic" or (fast and isa == "dsp") else [c * kh * kw * 2]
+        if kind == "FULLY_CONNECTED" and op.in_dtype == "int8" and len(op.out_shape) > 2 and op.in_shape[-1] % 4 == 0:
+            # cmsis_nn/fully_connected.cc: run as a 1x1 conv (its buffer: none from GCC builds); per-tensor
+            # weights get a scratch of faked per-channel multipliers and shifts, Cout int32 each.
+            return [] if op.out_channels else [8 * op.out_shape[-1]]
         if kind == "FULLY_CONNECTED" and isa == "mve":
             return [4 * op.out_shape[-1]]
         return reference_scratch(op)
 
     scratch.__qualname__ = f"cmsis_nn_scratch({isa!r})"
+    scratch.kernels = "cmsis-nn"
     return scratch

@@ -207,7 +207,7 @@ class Tree:
         return found
 
     def cmsis_objs_defining(self, symbols: set[str]) -> list[str]:
-        """CMSIS-NN objects whose sources define any of ``symbols`` (undefined at link)."""
+        """CMSIS-NN objects whose sources define any of ``symbols`` (undefined at link): functions and tables."""
         found = []
         for o in self.flags().cmsis_objs:
             name = Path(o).stem
@@ -216,8 +216,9 @@ class Tree:
                 continue
             src = self._source_of(o)
             text = src.read_text(errors="replace") if src else ""
-            if any(re.search(rf"^[A-Za-z_][\w \t\*]*\b{re.escape(s)}\s*\(", text, re.M) for s in symbols
-                   if s.startswith("arm_")):
+            # a function (arm_*) or a table (e.g. sigmoid_table_uint16, arm_nntables.c) defined at file scope
+            if any(re.search(rf"^[A-Za-z_][\w \t\*]*\b{re.escape(s)}\s*(\(|\[[^\]]*\]\s*=)", text, re.M)
+                   for s in symbols if "::" not in s and "(" not in s):
                 found.append(o)
         return found
 
