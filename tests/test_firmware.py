@@ -247,3 +247,17 @@ def test_armv6m_firmware_on_the_m4_board_matches_the_estimate(target, mlperf_tin
     assert r["core"] == "cortex-m0plus" and r["outputs_match_interpreter"] is True
     assert r["estimate"]["sram_head_bytes"] == r["arena"]["head"]
     assert abs(r["estimate"]["sram_total_bytes"] - r["arena_used_bytes"]) <= 0.005 * r["arena_used_bytes"]
+
+
+def test_a_failed_build_is_one_line_naming_its_first_error_and_log(tmp_path):
+    from tinynas.errors import TinyNASError
+    from tinynas.target.emulate import EmulationError
+    from tinynas.target.sources import BuildFailed
+
+    output = ("arm-none-eabi-g++ -c runner.cc\nrunner.cc:12:3: error: 'Foo' was not declared in this scope\n"
+              "   12 |   Foo();\ncollect2: error: ld returned 1 exit status\n")
+    e = BuildFailed("linking model.tflite", output, tmp_path / "logs")
+    assert isinstance(e, TinyNASError)  # the CLI prints it as one line and exits 2
+    assert str(e).count("\n") == 0 and "runner.cc:12:3: error: 'Foo' was not declared" in str(e)
+    assert str(e).startswith("linking model.tflite failed: ") and e.log.read_text() == output and str(e.log) in str(e)
+    assert issubclass(EmulationError, TinyNASError)

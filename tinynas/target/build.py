@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from tinynas.target.sources import DOWNLOADS_IN_TREE, MAKEFILE, Sources, TargetUnavailable, digest
+from tinynas.target.sources import DOWNLOADS_IN_TREE, MAKEFILE, BuildFailed, Sources, TargetUnavailable, digest
 
 DATA = Path(__file__).with_name("data")
 BUILD_TYPE = "release_with_logs"  # TFLM's default figures: keeps PrintAllocations and the profiler hooks
@@ -134,7 +134,7 @@ class Tree:
                                   capture_output=True, text=True)
             vals = dict(line.split("=", 1) for line in proc.stdout.splitlines() if line.startswith("TINYNAS_"))
             if proc.returncode != 0 or len(vals) != 7:
-                raise RuntimeError(f"TFLM's Makefile failed in {self.dir}:\n{proc.stderr[-3000:]}")
+                raise BuildFailed("TFLM's Makefile (tinynas_print)", proc.stdout + proc.stderr, self.dir / "logs")
             s = {k: v.split() for k, v in vals.items()}
             self._flags = Flags(s["TINYNAS_CXXFLAGS"], s["TINYNAS_CCFLAGS"], s["TINYNAS_INCLUDES"],
                                 s["TINYNAS_LDFLAGS"], s["TINYNAS_CORE"], s["TINYNAS_KERNELS"],
@@ -152,15 +152,15 @@ class Tree:
         cmd = ["nice", *self.make_args(), f"-j{jobs}", "V=1", "tinynas_objs", "TINYNAS_OBJS=" + " ".join(todo)]
         proc = subprocess.Popen(cmd, cwd=self.dir, env=self._env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
-        done, tail = 0, []
+        done, output = 0, []
         for line in proc.stdout:
-            tail = (tail + [line])[-40:]
+            output.append(line)
             m = re.search(r" -c (\S+) -o ", line)
             if m:
                 done += 1
                 self.log(f"[{done}/{len(todo)}] {m.group(1).split('/')[-1]}")
         if proc.wait() != 0:
-            raise RuntimeError(f"building TFLM objects failed (in {self.dir}):\n{''.join(tail)}")
+            raise BuildFailed(f"building {what} files", "".join(output), self.dir / "logs")
         self.log(f"compiled {len(todo)} files in {time.monotonic() - t0:.0f} s")
 
     # -- which objects ----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from tinynas.errors import TinyNASError
 from tinynas.target.sources import digest, tool_version
 
 DATA = Path(__file__).with_name("data")
@@ -28,8 +29,8 @@ class Emulation:
     wall_s: float
 
 
-class EmulationError(RuntimeError):
-    pass
+class EmulationError(TinyNASError, RuntimeError):
+    """The emulated firmware did not run to its end (timeout, crash, missing markers)."""
 
 
 def plugin(cache: Path) -> Path:

@@ -18,7 +18,7 @@ import numpy as np
 
 from tinynas.target import emulate
 from tinynas.target.build import BUILD_TYPE, DATA, Tree, core_for, undefined_symbols
-from tinynas.target.sources import Sources, TargetUnavailable, digest, tool_version
+from tinynas.target.sources import BuildFailed, Sources, TargetUnavailable, digest, tool_version
 
 INPUT_SEED = 0
 ARENA_CAP = 12 << 20  # PSRAM is 16 MB; the rest holds the heap and the stack
@@ -74,7 +74,7 @@ def _compile(tree: Tree, out: Path) -> list[Path]:
         cc = ["arm-none-eabi-g++", *f.cxxflags] if src.suffix == ".cc" else ["arm-none-eabi-gcc", *f.ccflags]
         proc = subprocess.run([*cc, *inc, f"-I{out}", "-c", str(src), "-o", str(obj)], capture_output=True, text=True)
         if proc.returncode != 0:
-            raise RuntimeError(f"compiling {src.name} failed:\n{proc.stderr[-3000:]}")
+            raise BuildFailed(f"compiling {src.name}", proc.stderr, out)
         objs.append(obj)
     return objs
 
@@ -124,11 +124,11 @@ def build_firmware(src: Sources, core_name: str, tflite_path: Path, arena_bytes:
             more = [o for o in tree.cmsis_objs_defining(missing) + tree.kernel_objs_defining(missing)
                     if o not in cmsis and o not in lib_objs]
             if not more:
-                raise RuntimeError(f"linking {tflite_path.name} failed:\n{proc.stderr[-3000:]}")
+                raise BuildFailed(f"linking {tflite_path.name}", proc.stderr, tmp)
             tree.build(more, "more kernel")
             cmsis += more
         else:
-            raise RuntimeError(f"linking {tflite_path.name} did not converge:\n{proc.stderr[-3000:]}")
+            raise BuildFailed(f"linking {tflite_path.name} (8 rounds of adding kernels)", proc.stderr, tmp)
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
     return elf

@@ -8,11 +8,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
-from tinynas.errors import ConfigError
+from tinynas.errors import ConfigError, TinyNASError
 
 ENV_ROOT = "TINYNAS_TFLM_ROOT"
 ENV_DOWNLOADS = "TINYNAS_TFLM_DOWNLOADS"
@@ -29,6 +30,19 @@ TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-g++", "arm-none-eabi-ar", "arm-none
 
 class TargetUnavailable(ConfigError):
     """No TFLM tree, downloads or tools to build and emulate firmware; the message says what to do."""
+
+
+class BuildFailed(TinyNASError, RuntimeError):
+    """A compiler, the linker or TFLM's Makefile failed: one line with the first error, the whole log in a file."""
+
+    def __init__(self, what: str, output: str, log_dir: Path):
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log = log_dir / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', what)}.log"
+        log.write_text(output)
+        lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+        first = next((ln for ln in lines if "error" in ln.lower()), lines[-1] if lines else "no output")
+        super().__init__(f"{what} failed: {first[:300]} (the whole log: {log})")
+        self.log = log
 
 
 @dataclasses.dataclass(frozen=True)
