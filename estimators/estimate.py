@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import operator
 from typing import Sequence
 
 from estimators.flash import FlashEstimate, estimate_flash
 from estimators.ir import Graph, LazyTuple
+from estimators.instructions import instruction_counts
 from estimators.latency import estimate_latency
 from estimators.mcu import MCU
 from estimators.patch import PatchConfig, patch_sram
@@ -24,9 +26,11 @@ class LayerEstimate:
     params: int
     live_bytes: int
     latency_ms: float
+    instructions: float | None = None  # TFLM + CMSIS-NN, where the instruction model covers the core
+    cycles: float | None = None  # instructions × the board's cycles_per_instruction
 
     def __init__(self, name: str, op: str, output_shape: tuple[int, ...], macs: int, params: int, live_bytes: int,
-                 latency_ms: float) -> None:
+                 latency_ms: float, instructions: float | None = None, cycles: float | None = None) -> None:
         # One per op of every estimate: fill the frozen instance's dict directly (no per-field __setattr__).
         fields = self.__dict__
         fields["name"] = name
@@ -36,6 +40,8 @@ class LayerEstimate:
         fields["params"] = params
         fields["live_bytes"] = live_bytes
         fields["latency_ms"] = latency_ms
+        fields["instructions"] = instructions
+        fields["cycles"] = cycles
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +60,8 @@ class Estimate:
     sram_budget_bytes: int
     flash_budget_bytes: int
     layers: Sequence[LayerEstimate]
+    instructions: float | None = None  # one Invoke under TFLM + CMSIS-NN (None: no model for this core/runtime)
+    cycles: float | None = None  # instructions × cycles_per_instruction (None without either)
 
     @property
     def fits(self) -> bool:
@@ -69,13 +77,20 @@ class Estimate:
             "flash": {"model_bytes": self.flash.model_bytes, "runtime_bytes": self.flash.runtime_bytes,
                       "total_bytes": self.flash.total_bytes, "budget_bytes": self.flash_budget_bytes},
             "latency_ms": self.latency_ms, "energy_mj": self.energy_mj, "fits": self.fits,
+            "instructions": _round(self.instructions), "cycles": _round(self.cycles),
             "layers": [{"name": l.name, "op": l.op, "output_shape": list(l.output_shape), "macs": l.macs,
-                        "params": l.params, "live_bytes": l.live_bytes, "latency_ms": l.latency_ms}
+                        "params": l.params, "live_bytes": l.live_bytes, "latency_ms": l.latency_ms,
+                        "instructions": _round(l.instructions), "cycles": _round(l.cycles)}
                        for l in self.layers],
         }
 
 
 _MACS, _PARAMS = operator.attrgetter("macs"), operator.attrgetter("params")  # of op runs
+_NONE = itertools.repeat(None)
+
+
+def _round(x: float | None) -> int | None:
+    return None if x is None else int(round(x))
 
 
 def estimate(graph: Graph, mcu: MCU, runtime: str = "tflm", patch: PatchConfig | None = None) -> Estimate:
@@ -86,16 +101,28 @@ def estimate(graph: Graph, mcu: MCU, runtime: str = "tflm", patch: PatchConfig |
     table = table_of(graph)
     sram = patch_sram(graph, patch, runtime) if patch else estimate_sram(graph, runtime, mcu, table)
     flash = estimate_flash(graph, runtime, mcu, table)
-    layer_ms = estimate_latency(graph, mcu, runtime, table)
+    counted = instruction_counts(table, mcu, runtime)
+    instructions = cycles = layer_instr = layer_cycles = None
+    if counted is not None:
+        instructions, layer_instr = counted
+    cpi = mcu.cycles_per_instruction
+    if counted is not None and cpi is not None and mcu.clock_mhz > 0:
+        cycles, layer_cycles = instructions * cpi, [n * cpi for n in layer_instr]
+        to_ms = 1e-3 / mcu.clock_mhz
+        latency_ms, layer_ms = cycles * to_ms, [c * to_ms for c in layer_cycles]
+    else:
+        layer_ms = estimate_latency(graph, mcu, runtime, table)
+        latency_ms = float(sum(layer_ms))
     macs, params = sum(map(_MACS, table.runs)), sum(map(_PARAMS, table.runs))
-    latency_ms = float(sum(layer_ms))
     return Estimate(
         model=graph.name, mcu=mcu.name, runtime=runtime,
         macs=macs, params=params,
         sram=sram, flash=flash, latency_ms=latency_ms,
         energy_mj=latency_ms * mcu.active_power_mw / 1000.0,
         sram_budget_bytes=mcu.sram_bytes, flash_budget_bytes=mcu.flash_bytes,
-        layers=LazyTuple(lambda: (LayerEstimate(op.name, f.kind, f.out_shape, f.macs, f.params, live, ms)
-                                  for op, f, live, ms in zip(graph.ops, table.ops, sram.live_bytes, layer_ms,
-                                                             strict=True))),
+        layers=LazyTuple(lambda: (LayerEstimate(op.name, f.kind, f.out_shape, f.macs, f.params, live, ms, n, c)
+                                  for op, f, live, ms, n, c in zip(graph.ops, table.ops, sram.live_bytes, layer_ms,
+                                                                   layer_instr or _NONE, layer_cycles or _NONE,
+                                                                   strict=layer_instr is not None))),
+        instructions=instructions, cycles=cycles,
     )

@@ -29,6 +29,9 @@ class MCU:
     active_power_mw: float
     pointer_bytes: int = 4
     notes: str = ""
+    # Core cycles per executed TFLM + CMSIS-NN instruction on this board (memory system, caches, runtime
+    # version); None where no instruction model covers the core. Prices runtime=tflm latency.
+    cycles_per_instruction: float | None = None
     sources: dict[str, str] = dataclasses.field(default_factory=dict, hash=False, compare=False)
 
     @property
@@ -51,6 +54,10 @@ class MCU:
                          and f.name not in d)
         if missing:
             raise ValueError(f"MCU {d.get('name', '?')!r}: missing keys {missing}")
+        cpi = d.get("cycles_per_instruction")
+        if cpi is not None and not (isinstance(cpi, (int, float)) and not isinstance(cpi, bool) and cpi > 0):
+            raise ValueError(f"MCU {d.get('name', '?')!r}: cycles_per_instruction={cpi!r}; allowed: a positive "
+                             "number or null")
         return cls(**d)
 
     @classmethod
