@@ -69,10 +69,17 @@ def kb(n: int) -> str:
 
 
 def table(est: Estimate) -> str:
-    rows = [f"{'#':>3}  {'layer':<28} {'op':<18} {'output':<16} {'MACs':>11} {'params':>9} {'live':>10} {'ms':>8}"]
-    for i, l in enumerate(est.layers):
+    layers = est.layers
+    peak = max(range(len(layers)), key=lambda i: layers[i].live_bytes, default=-1)
+    slow = max(range(len(layers)), key=lambda i: layers[i].latency_ms, default=-1)
+    counted = est.instructions is not None
+    rows = [f"{'#':>3}  {'layer':<28} {'op':<18} {'output':<16} {'MACs':>11} {'params':>9} {'live':>10} "
+            + (f"{'instructions':>13} " if counted else "") + f"{'ms':>8}"]
+    for i, l in enumerate(layers):
+        mark = ("  <- peak memory" if i == peak else "") + ("  <- slowest" if i == slow else "")
         rows.append(f"{i:>3}  {l.name[:28]:<28} {l.op:<18} {'x'.join(map(str, l.output_shape)):<16} "
-                    f"{l.macs:>11,} {l.params:>9,} {kb(l.live_bytes):>10} {l.latency_ms:>8.2f}")
+                    f"{l.macs:>11,} {l.params:>9,} {kb(l.live_bytes):>10} "
+                    + (f"{l.instructions:>13,.0f} " if counted else "") + f"{l.latency_ms:>8.2f}{mark}")
     s, f = est.sram, est.flash
 
     def verdict(used: int, budget: int) -> str:
@@ -89,11 +96,16 @@ def table(est: Estimate) -> str:
         f"{kb(s.persistent_bytes)}   {verdict(s.total_bytes, est.sram_budget_bytes)}",
         f"flash       {kb(f.total_bytes)} = model {kb(f.model_bytes)} + runtime {kb(f.runtime_bytes)}   "
         f"{verdict(f.total_bytes, est.flash_budget_bytes)}",
-        f"latency     {est.latency_ms:,.2f} ms",
+        *([f"instructions {est.instructions:,.0f} (TFLM + CMSIS-NN, one Invoke)"] if counted else []),
+        f"latency     {est.latency_ms:,.2f} ms" + (f" = {est.cycles:,.0f} cycles at {est_clock(est)}" if est.cycles else ""),
         f"energy      {est.energy_mj:,.3f} mJ",
         f"fits        {est.fits}",
     ]
     return "\n".join(rows)
+
+
+def est_clock(est: Estimate) -> str:
+    return f"{est.cycles / (est.latency_ms * 1e3):,.0f} MHz"
 
 
 def run(cfg) -> Estimate:
