@@ -94,8 +94,9 @@ def cpi_report(path: Path = CSV) -> dict[str, float]:
         by_board.setdefault(r["mcu"], []).append((r, n, cycles))
     print(f"{'mcu':10s} {'model':32s} {'instructions':>13s} {'meas ms':>8s} {'cyc/instr':>9s} {'LOO ms':>8s} "
           f"{'LOO err':>8s}")
-    constants, all_errs = {}, []
+    constants, all_errs, e_errs = {}, [], []
     for board, pts in by_board.items():
+        power = load_mcu(board, ROOT / "conf" / "mcu").active_power_mw
         logs = [math.log(c / n) for _, n, c in pts]
         constants[board] = math.exp(sum(logs) / len(logs))
         errs = []
@@ -103,6 +104,8 @@ def cpi_report(path: Path = CSV) -> dict[str, float]:
             rest = logs[:i] + logs[i + 1:]
             loo_ms = math.exp(sum(rest) / len(rest)) * n / (float(r["clock_mhz"]) * 1e3)
             errs.append(loo_ms / float(r["latency_ms"]) - 1)
+            if r["energy_uj"]:
+                e_errs.append(loo_ms * power / float(r["energy_uj"]) - 1)  # ms × mW = µJ
             print(f"{board:10s} {model_key(r['model']):32s} {n:13,.0f} {float(r['latency_ms']):8.2f} "
                   f"{c / n:9.3f} {loo_ms:8.2f} {errs[-1]:+8.1%}")
         all_errs += errs
@@ -110,7 +113,11 @@ def cpi_report(path: Path = CSV) -> dict[str, float]:
               f"mean |err| {np.mean(np.abs(errs)):.1%}, max {np.max(np.abs(errs)):.1%}\n")
     print(f"instruction model: leave-one-out latency mean |err| {np.mean(np.abs(all_errs)):.1%}, median "
           f"{np.median(np.abs(all_errs)):.1%}, max {np.max(np.abs(all_errs)):.1%} over {len(all_errs)} points"
-          + (f"; no DSP-class instruction model for {', '.join(sorted(skipped))}" if skipped else "") + "\n")
+          + (f"; no DSP-class instruction model for {', '.join(sorted(skipped))}" if skipped else ""))
+    if e_errs:
+        print(f"energy (leave-one-out latency x datasheet active power vs measured energy_uj, {len(e_errs)} points): "
+              f"mean |err| {np.mean(np.abs(e_errs)):.1%}, max {np.max(np.abs(e_errs)):.1%}")
+    print()
     return constants
 
 
