@@ -64,16 +64,22 @@ def sources():
     return resolve(root, downloads)
 
 
+def sample_arch(space_name: str, seed: int):
+    """(space, arch, input channels) of the random arch of ``space_name`` drawn with ``seed``."""
+    from search_spaces import get_space
+
+    options, in_ch = SPACES[space_name]
+    space = get_space(space_name.replace("_mnist", ""), options)
+    return space, space.random(random.Random(seed)), in_ch
+
+
 def export_arch(space_name: str, seed: int, out: Path) -> Path:
     """A random arch of ``space_name`` (seed ``seed``), exported to full-int8 .tflite with fresh weights."""
     import torch
 
-    from search_spaces import get_space
     from tinynas.export import export_model
 
-    options, in_ch = SPACES[space_name]
-    space = get_space(space_name.replace("_mnist", ""), options)
-    arch = space.random(random.Random(seed))
+    space, arch, in_ch = sample_arch(space_name, seed)
     torch.manual_seed(seed)
     model = space.build_torch(arch, in_ch, 10)
     h, w, c = space.input_shape(arch, in_ch)
