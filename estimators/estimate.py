@@ -9,7 +9,7 @@ from typing import Sequence
 
 from estimators.flash import FlashEstimate, estimate_flash
 from estimators.ir import Graph, LazyTuple
-from estimators.instructions import instruction_counts
+from estimators.instructions import instruction_model_for
 from estimators.latency import estimate_latency
 from estimators.mcu import MCU
 from estimators.patch import PatchConfig, patch_sram
@@ -101,18 +101,27 @@ def estimate(graph: Graph, mcu: MCU, runtime: str = "tflm", patch: PatchConfig |
     table = table_of(graph)
     sram = patch_sram(graph, patch, runtime) if patch else estimate_sram(graph, runtime, mcu, table)
     flash = estimate_flash(graph, runtime, mcu, table)
-    counted = instruction_counts(table, mcu, runtime)
-    instructions = cycles = layer_instr = layer_cycles = None
-    if counted is not None:
-        instructions, layer_instr = counted
+    model = instruction_model_for(mcu, runtime)
+    instructions = model.graph_instructions(table) if model else None
     cpi = mcu.cycles_per_instruction
-    if counted is not None and cpi is not None and mcu.clock_mhz > 0:
-        cycles, layer_cycles = instructions * cpi, [n * cpi for n in layer_instr]
+    priced = model is not None and cpi is not None and mcu.clock_mhz > 0
+    if priced:  # per-layer figures only when the layers are read (a search reads the totals)
+        cycles = instructions * cpi
         to_ms = 1e-3 / mcu.clock_mhz
-        latency_ms, layer_ms = cycles * to_ms, [c * to_ms for c in layer_cycles]
+        latency_ms, layer_ms = cycles * to_ms, None
     else:
+        cycles = None
         layer_ms = estimate_latency(graph, mcu, runtime, table)
         latency_ms = float(sum(layer_ms))
+
+    def layers():
+        instr = model.per_op(table) if model else None
+        cyc = [n * cpi for n in instr] if priced else None
+        ms = [c * to_ms for c in cyc] if priced else layer_ms
+        return (LayerEstimate(op.name, f.kind, f.out_shape, f.macs, f.params, live, t, n, c)
+                for op, f, live, t, n, c in zip(graph.ops, table.ops, sram.live_bytes, ms, instr or _NONE,
+                                                cyc or _NONE, strict=instr is not None))
+
     macs, params = sum(map(_MACS, table.runs)), sum(map(_PARAMS, table.runs))
     return Estimate(
         model=graph.name, mcu=mcu.name, runtime=runtime,
@@ -120,9 +129,6 @@ def estimate(graph: Graph, mcu: MCU, runtime: str = "tflm", patch: PatchConfig |
         sram=sram, flash=flash, latency_ms=latency_ms,
         energy_mj=latency_ms * mcu.active_power_mw / 1000.0,
         sram_budget_bytes=mcu.sram_bytes, flash_budget_bytes=mcu.flash_bytes,
-        layers=LazyTuple(lambda: (LayerEstimate(op.name, f.kind, f.out_shape, f.macs, f.params, live, ms, n, c)
-                                  for op, f, live, ms, n, c in zip(graph.ops, table.ops, sram.live_bytes, layer_ms,
-                                                                   layer_instr or _NONE, layer_cycles or _NONE,
-                                                                   strict=layer_instr is not None))),
+        layers=LazyTuple(layers),
         instructions=instructions, cycles=cycles,
     )

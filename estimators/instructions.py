@@ -19,12 +19,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from estimators.ir import Graph
 from estimators.mcu import MCU
-from estimators.table import OpFacts, OpTable, per_op, table_of
+from estimators.table import OpFacts, OpTable, op_values, per_op, per_run, table_of
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 MODEL_YAML = DATA_DIR / "instruction_model.yaml"
@@ -131,8 +130,10 @@ def generic_features(op: OpFacts) -> list[float]:
     return [1.0, op.out_numel, math.prod(op.in_shape) if op.in_shape else 0, op.aux_numel]
 
 
-def fit_variant(X: np.ndarray, y: np.ndarray) -> list[float]:
-    """Least squares on relative error (each op weighs alike, small or large)."""
+def fit_variant(X, y) -> list[float]:
+    """Least squares on relative error (each op weighs alike, small or large); ``X``, ``y``: numpy arrays."""
+    import numpy as np  # the fit only: estimating needs no numpy
+
     w = 1.0 / np.maximum(y, 1.0)
     coef, *_ = np.linalg.lstsq(X * w[:, None], y * w, rcond=None)
     return [float(c) for c in coef]
@@ -191,8 +192,12 @@ class InstructionModel:
         return per_op(table, f"instructions {self.token}", self.op_instructions)
 
     def graph_instructions(self, table: OpTable) -> float:
-        """Instructions of one Invoke: the ops plus the interpreter's overhead."""
-        return sum(self.per_op(table)) + self.invoke_overhead(len(table.ops))
+        """Instructions of one Invoke: the ops plus the interpreter's overhead (summed per run: a table built
+        from known runs costs a few steps per run)."""
+        key = f"instructions {self.token}"
+        totals = per_run(table, f"instructions sum {self.token}",
+                         lambda ops: sum(op_values(ops, key, self.op_instructions)))
+        return sum(totals) + self.invoke_overhead(len(table.ops))
 
 
 _TOKENS = itertools.count()
@@ -203,14 +208,12 @@ def load_instruction_model(path: str | Path = MODEL_YAML) -> InstructionModel:
     return InstructionModel.from_yaml(path)
 
 
-def instruction_counts(table: OpTable, mcu: MCU, runtime: str) -> tuple[float, list[float]] | None:
-    """(Invoke instructions, instructions per op) of ``table`` on ``mcu`` under ``runtime``; None where no
-    instruction model covers them (runtimes other than tflm, cores outside the DSP class)."""
+def instruction_model_for(mcu: MCU, runtime: str) -> InstructionModel | None:
+    """The instruction model that prices ``runtime`` on ``mcu``'s core; None where none does (runtimes other
+    than tflm, cores outside CMSIS-NN's DSP class)."""
     if runtime != "tflm" or mcu.kernel_isa != "dsp":
         return None
-    model = load_instruction_model()
-    ops = model.per_op(table)
-    return sum(ops) + model.invoke_overhead(len(ops)), ops
+    return load_instruction_model()
 
 
 def estimate_instructions(graph: Graph) -> float:

@@ -61,7 +61,7 @@ def fit(points: list[tuple[float, float]]) -> tuple[float, list[float]]:
 
 
 def run(cfg) -> dict:
-    from estimators.instructions import instruction_counts
+    from estimators.instructions import instruction_model_for
     from estimators.table import table_of
     from tinynas.commands.estimate import load_graph
 
@@ -77,7 +77,7 @@ def run(cfg) -> dict:
     rows, points = [], []
     for key, model, ms in pairs(cfg):
         graph = load_graph(OmegaConf.merge(cfg, {"model": None, "arch": None, key: model}))
-        instructions = instruction_counts(table_of(graph), mcu, runtime)[0]
+        instructions = instruction_model_for(mcu, runtime).graph_instructions(table_of(graph))
         cycles = ms * 1e-3 * mcu.clock_mhz * 1e6
         points.append((cycles, instructions))
         rows.append({key: model, "instructions": int(round(instructions)), "measured_ms": ms,
