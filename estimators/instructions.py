@@ -44,7 +44,16 @@ def _pad_before(size: int, kernel: int, stride: int, padding: str) -> tuple[int,
 def _inside_taps(size: int, kernel: int, stride: int, padding: str) -> int:
     """Window taps that land inside the input along one axis, summed over the output positions."""
     out, before = _pad_before(size, kernel, stride, padding)
-    return sum(min(size, o * stride - before + kernel) - max(0, o * stride - before) for o in range(out))
+    taps = out * kernel
+    o = 0
+    while o < out and o * stride < before:  # windows that start in the padding before the input
+        taps -= before - o * stride
+        o += 1
+    o = out - 1
+    while o >= 0 and o * stride - before + kernel > size:  # ... and those that end in the padding after it
+        taps -= o * stride - before + kernel - size
+        o -= 1
+    return taps
 
 
 def _window(op: OpFacts) -> tuple[int, int, int, int]:
