@@ -58,7 +58,11 @@ class MCU:
         if cpi is not None and not (isinstance(cpi, (int, float)) and not isinstance(cpi, bool) and cpi > 0):
             raise ValueError(f"MCU {d.get('name', '?')!r}: cycles_per_instruction={cpi!r}; allowed: a positive "
                              "number or null")
-        return cls(**d)
+        mcu = cls(**d)
+        if cpi is not None and mcu.kernel_isa != "dsp":
+            raise ValueError(f"MCU {mcu.name!r}: cycles_per_instruction={cpi!r}, but no instruction model covers its "
+                             f"core {mcu.core!r}; allowed: null (instruction models: Cortex-M4, M7, M33)")
+        return mcu
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "MCU":

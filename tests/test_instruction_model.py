@@ -83,6 +83,12 @@ def test_bad_cycles_per_instruction_is_refused():
             MCU.from_dict({**d, "cycles_per_instruction": bad})
 
 
+def test_cycles_per_instruction_on_a_core_without_an_instruction_model_is_refused(tinynas_cli):
+    proc = tinynas_cli("estimate", "arch=mlperf_kws_dscnn", "mcu=stm32g0b1", "mcu.cycles_per_instruction=2")
+    assert proc.returncode == 2 and "cycles_per_instruction=2" in proc.stderr and "cortex-m0plus" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
 def _json(proc) -> dict:
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
