@@ -26,11 +26,11 @@ class LayerEstimate:
     params: int
     live_bytes: int
     latency_ms: float
-    instructions: float | None = None  # TFLM + CMSIS-NN, where the instruction model covers the core
+    instructions: int | None = None  # TFLM + CMSIS-NN, where the instruction model covers the core
     cycles: float | None = None  # instructions × the board's cycles_per_instruction
 
     def __init__(self, name: str, op: str, output_shape: tuple[int, ...], macs: int, params: int, live_bytes: int,
-                 latency_ms: float, instructions: float | None = None, cycles: float | None = None) -> None:
+                 latency_ms: float, instructions: int | None = None, cycles: float | None = None) -> None:
         # One per op of every estimate: fill the frozen instance's dict directly (no per-field __setattr__).
         fields = self.__dict__
         fields["name"] = name
@@ -60,7 +60,7 @@ class Estimate:
     sram_budget_bytes: int
     flash_budget_bytes: int
     layers: Sequence[LayerEstimate]
-    instructions: float | None = None  # one Invoke under TFLM + CMSIS-NN (None: no model for this core/runtime)
+    instructions: int | None = None  # one Invoke under TFLM + CMSIS-NN (None: no model for this core/runtime)
     cycles: float | None = None  # instructions × cycles_per_instruction (None without either)
 
     @property

@@ -187,20 +187,21 @@ class InstructionModel:
         with open(path) as f:
             return cls.from_dict(yaml.safe_load(f))
 
-    def op_instructions(self, op: OpFacts) -> float:
+    def op_instructions(self, op: OpFacts) -> int:
+        """Whole instructions (integers: sums over ops are exact in any order, so per run and per op agree)."""
         variant, x = op_features(op)
         coef = self.coefficients.get(variant) or self.coefficients[ELEMENTWISE]
-        return max(0.0, sum(c * v for c, v in zip(coef, x)))
+        return max(0, round(sum(c * v for c, v in zip(coef, x))))
 
-    def invoke_overhead(self, n_ops: int) -> float:
+    def invoke_overhead(self, n_ops: int) -> int:
         a, b = self.coefficients["INVOKE"]
-        return a + b * n_ops
+        return max(0, round(a + b * n_ops))
 
-    def per_op(self, table: OpTable) -> list[float]:
+    def per_op(self, table: OpTable) -> list[int]:
         """Instructions of each op of ``table`` (remembered per op and run)."""
         return per_op(table, f"instructions {self.token}", self.op_instructions)
 
-    def graph_instructions(self, table: OpTable) -> float:
+    def graph_instructions(self, table: OpTable) -> int:
         """Instructions of one Invoke: the ops plus the interpreter's overhead (summed per run: a table built
         from known runs costs a few steps per run)."""
         key = f"instructions {self.token}"
@@ -225,6 +226,6 @@ def instruction_model_for(mcu: MCU, runtime: str) -> InstructionModel | None:
     return load_instruction_model()
 
 
-def estimate_instructions(graph: Graph) -> float:
+def estimate_instructions(graph: Graph) -> int:
     """Instructions of one Invoke of ``graph`` under TFLM + CMSIS-NN on a DSP-class core (Cortex-M4/M7/M33)."""
     return load_instruction_model().graph_instructions(table_of(graph))
