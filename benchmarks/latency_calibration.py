@@ -3,6 +3,11 @@
     python benchmarks/latency_calibration.py            # fit + leave-one-out report
     python benchmarks/latency_calibration.py --write    # ... and write estimators/data/latency_coefficients.yaml
 
+The first table is the instruction model's (runtime=tflm on DSP-class cores): each published point's cycles per
+instruction (latency × clock ÷ the model's TFLM + CMSIS-NN instructions), one constant per board (geometric
+mean of its points, the value in conf/mcu/<board>.yaml) and each point's leave-one-out error (the constant of
+the board's other points). The second is the MAC-based model that still prices the other runtimes and cores.
+
 Residuals are relative (log latency), so a 10 ms and a 600 ms point weigh alike. The energy check multiplies
 latency by the board's active power from conf/mcu and compares with the csv's measured energy_uj.
 """
@@ -72,10 +77,56 @@ def predict(m: LatencyModel, p: dict) -> float:
     return m.cycles(p["terms"], p["family"], p["runtime"]) / (p["clock"] * 1e6) * 1e3
 
 
+def cpi_report(path: Path = CSV) -> dict[str, float]:
+    """Print the per-point cycles per instruction and leave-one-out errors; return each board's constant."""
+    from estimators.instructions import estimate_instructions
+
+    with open(path) as f:
+        rows = [r for r in csv.DictReader(f) if r["runtime"] == "tflm"]
+    by_board: dict[str, list[tuple[dict, float, float]]] = {}
+    skipped = set()
+    for r in rows:
+        if load_mcu(r["mcu"], ROOT / "conf" / "mcu").kernel_isa != "dsp":
+            skipped.add(f"{r['mcu']} ({r['core']})")
+            continue
+        n = estimate_instructions(reference_model(r["model"]))
+        cycles = float(r["latency_ms"]) * 1e-3 * float(r["clock_mhz"]) * 1e6
+        by_board.setdefault(r["mcu"], []).append((r, n, cycles))
+    print(f"{'mcu':10s} {'model':32s} {'instructions':>13s} {'meas ms':>8s} {'cyc/instr':>9s} {'LOO ms':>8s} "
+          f"{'LOO err':>8s}")
+    constants, all_errs, e_errs = {}, [], []
+    for board, pts in by_board.items():
+        power = load_mcu(board, ROOT / "conf" / "mcu").active_power_mw
+        logs = [math.log(c / n) for _, n, c in pts]
+        constants[board] = math.exp(sum(logs) / len(logs))
+        errs = []
+        for i, (r, n, c) in enumerate(pts):
+            rest = logs[:i] + logs[i + 1:]
+            loo_ms = math.exp(sum(rest) / len(rest)) * n / (float(r["clock_mhz"]) * 1e3)
+            errs.append(loo_ms / float(r["latency_ms"]) - 1)
+            if r["energy_uj"]:
+                e_errs.append(loo_ms * power / float(r["energy_uj"]) - 1)  # ms × mW = µJ
+            print(f"{board:10s} {model_key(r['model']):32s} {n:13,.0f} {float(r['latency_ms']):8.2f} "
+                  f"{c / n:9.3f} {loo_ms:8.2f} {errs[-1]:+8.1%}")
+        all_errs += errs
+        print(f"{board:10s} cycles_per_instruction {constants[board]:.3f} ({pts[0][0]['source']}); leave-one-out "
+              f"mean |err| {np.mean(np.abs(errs)):.1%}, max {np.max(np.abs(errs)):.1%}\n")
+    print(f"instruction model: leave-one-out latency mean |err| {np.mean(np.abs(all_errs)):.1%}, median "
+          f"{np.median(np.abs(all_errs)):.1%}, max {np.max(np.abs(all_errs)):.1%} over {len(all_errs)} points"
+          + (f"; no DSP-class instruction model for {', '.join(sorted(skipped))}" if skipped else ""))
+    if e_errs:
+        print(f"energy (leave-one-out latency x datasheet active power vs measured energy_uj, {len(e_errs)} points): "
+              f"mean |err| {np.mean(np.abs(e_errs)):.1%}, max {np.max(np.abs(e_errs)):.1%}")
+    print()
+    return constants
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--write", action="store_true", help=f"write {COEFFICIENTS.relative_to(ROOT)}")
     args = ap.parse_args()
+
+    cpi_report()
 
     points = load_points()
     full = fit(points)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import operator
 from typing import Sequence
 
 from estimators.flash import FlashEstimate, estimate_flash
 from estimators.ir import Graph, LazyTuple
+from estimators.instructions import instruction_model_for
 from estimators.latency import estimate_latency
 from estimators.mcu import MCU
 from estimators.op_support import check_supported
@@ -25,9 +27,11 @@ class LayerEstimate:
     params: int
     live_bytes: int
     latency_ms: float
+    instructions: int | None = None  # TFLM + CMSIS-NN, where the instruction model covers the core
+    cycles: float | None = None  # instructions × the board's cycles_per_instruction
 
     def __init__(self, name: str, op: str, output_shape: tuple[int, ...], macs: int, params: int, live_bytes: int,
-                 latency_ms: float) -> None:
+                 latency_ms: float, instructions: int | None = None, cycles: float | None = None) -> None:
         # One per op of every estimate: fill the frozen instance's dict directly (no per-field __setattr__).
         fields = self.__dict__
         fields["name"] = name
@@ -37,6 +41,8 @@ class LayerEstimate:
         fields["params"] = params
         fields["live_bytes"] = live_bytes
         fields["latency_ms"] = latency_ms
+        fields["instructions"] = instructions
+        fields["cycles"] = cycles
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +61,8 @@ class Estimate:
     sram_budget_bytes: int
     flash_budget_bytes: int
     layers: Sequence[LayerEstimate]
+    instructions: int | None = None  # one Invoke under TFLM + CMSIS-NN (None: no model for this core/runtime)
+    cycles: float | None = None  # instructions × cycles_per_instruction (None without either)
 
     @property
     def fits(self) -> bool | None:
@@ -80,13 +88,20 @@ class Estimate:
                       "total_bytes": self.flash.total_bytes, "budget_bytes": self.flash_budget_bytes,
                       "model_source": self.flash.model_source},
             "latency_ms": self.latency_ms, "energy_mj": self.energy_mj, "fits": self.fits,
+            "instructions": _round(self.instructions), "cycles": _round(self.cycles),
             "layers": [{"name": l.name, "op": l.op, "output_shape": list(l.output_shape), "macs": l.macs,
-                        "params": l.params, "live_bytes": l.live_bytes, "latency_ms": l.latency_ms}
+                        "params": l.params, "live_bytes": l.live_bytes, "latency_ms": l.latency_ms,
+                        "instructions": _round(l.instructions), "cycles": _round(l.cycles)}
                        for l in self.layers],
         }
 
 
 _MACS, _PARAMS = operator.attrgetter("macs"), operator.attrgetter("params")  # of op runs
+_NONE = itertools.repeat(None)
+
+
+def _round(x: float | None) -> int | None:
+    return None if x is None else int(round(x))
 
 
 def estimate(graph: Graph, mcu: MCU, runtime: str = "tflm", patch: PatchConfig | None = None) -> Estimate:
@@ -100,16 +115,34 @@ def estimate(graph: Graph, mcu: MCU, runtime: str = "tflm", patch: PatchConfig |
         check_supported(graph, runtime, table)  # estimate_sram checks the other path
     sram = patch_sram(graph, patch, runtime) if patch else estimate_sram(graph, runtime, mcu, table)
     flash = estimate_flash(graph, runtime, mcu, table)
-    layer_ms = estimate_latency(graph, mcu, runtime, table)
+    model = instruction_model_for(mcu, runtime)
+    instructions = model.graph_instructions(table) if model else None
+    cpi = mcu.cycles_per_instruction
+    priced = model is not None and cpi is not None and mcu.clock_mhz > 0
+    if priced:  # per-layer figures only when the layers are read (a search reads the totals)
+        cycles = instructions * cpi
+        to_ms = 1e-3 / mcu.clock_mhz
+        latency_ms, layer_ms = cycles * to_ms, None
+    else:
+        cycles = None
+        layer_ms = estimate_latency(graph, mcu, runtime, table)
+        latency_ms = float(sum(layer_ms))
+
+    def layers():
+        instr = model.per_op(table) if model else None
+        cyc = [n * cpi for n in instr] if priced else None
+        ms = [c * to_ms for c in cyc] if priced else layer_ms
+        return (LayerEstimate(op.name, f.kind, f.out_shape, f.macs, f.params, live, t, n, c)
+                for op, f, live, t, n, c in zip(graph.ops, table.ops, sram.live_bytes, ms, instr or _NONE,
+                                                cyc or _NONE, strict=instr is not None))
+
     macs, params = sum(map(_MACS, table.runs)), sum(map(_PARAMS, table.runs))
-    latency_ms = float(sum(layer_ms))
     return Estimate(
         model=graph.name, mcu=mcu.name, runtime=runtime,
         macs=macs, params=params,
         sram=sram, flash=flash, latency_ms=latency_ms,
         energy_mj=latency_ms * mcu.active_power_mw / 1000.0,
         sram_budget_bytes=mcu.sram_bytes, flash_budget_bytes=mcu.flash_bytes,
-        layers=LazyTuple(lambda: (LayerEstimate(op.name, f.kind, f.out_shape, f.macs, f.params, live, ms)
-                                  for op, f, live, ms in zip(graph.ops, table.ops, sram.live_bytes, layer_ms,
-                                                             strict=True))),
+        layers=LazyTuple(layers),
+        instructions=instructions, cycles=cycles,
     )

@@ -29,6 +29,9 @@ class MCU:
     active_power_mw: float
     pointer_bytes: int = 4
     notes: str = ""
+    # Core cycles per executed TFLM + CMSIS-NN instruction on this board (memory system, caches, runtime
+    # version); None where no instruction model covers the core. Prices runtime=tflm latency.
+    cycles_per_instruction: float | None = None
     sources: dict[str, str] = dataclasses.field(default_factory=dict, hash=False, compare=False)
 
     @property
@@ -51,7 +54,15 @@ class MCU:
                          and f.name not in d)
         if missing:
             raise ValueError(f"MCU {d.get('name', '?')!r}: missing keys {missing}")
-        return cls(**d)
+        cpi = d.get("cycles_per_instruction")
+        if cpi is not None and not (isinstance(cpi, (int, float)) and not isinstance(cpi, bool) and cpi > 0):
+            raise ValueError(f"MCU {d.get('name', '?')!r}: cycles_per_instruction={cpi!r}; allowed: a positive "
+                             "number or null")
+        mcu = cls(**d)
+        if cpi is not None and mcu.kernel_isa != "dsp":
+            raise ValueError(f"MCU {mcu.name!r}: cycles_per_instruction={cpi!r}, but no instruction model covers its "
+                             f"core {mcu.core!r}; allowed: null (instruction models: Cortex-M4, M7, M33)")
+        return mcu
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "MCU":

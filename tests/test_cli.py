@@ -66,13 +66,14 @@ def test_sample_then_estimate_json_contract(tinynas_cli, sampled, tmp_path):
     doc = json.loads(p.stdout)
     assert doc == json.loads((tmp_path / "e.json").read_text())
     assert set(doc) == {"model", "mcu", "runtime", "macs", "params", "sram", "flash", "latency_ms", "energy_mj",
-                        "fits", "layers"}
+                        "fits", "instructions", "cycles", "layers"}
     assert set(doc["sram"]) == {"activation_bytes", "persistent_bytes", "total_bytes", "budget_bytes"}
     assert set(doc["flash"]) == {"model_bytes", "runtime_bytes", "total_bytes", "budget_bytes", "model_source"}
     assert doc["flash"]["model_source"] == "estimate"
     assert doc["sram"]["budget_bytes"] == 320 * 1024 and doc["mcu"] == "stm32f746"
     assert doc["macs"] == sum(l["macs"] for l in doc["layers"]) > 0
-    assert set(doc["layers"][0]) == {"name", "op", "output_shape", "macs", "params", "live_bytes", "latency_ms"}
+    assert set(doc["layers"][0]) == {"name", "op", "output_shape", "macs", "params", "live_bytes", "latency_ms",
+                                     "instructions", "cycles"}
     table = tinynas_cli("estimate", f"arch={paths[0]}", "mcu=rp2040")
     assert table.returncode == 0 and "SRAM" in table.stdout and "rp2040" in table.stdout
 

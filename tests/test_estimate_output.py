@@ -53,3 +53,11 @@ def test_a_board_with_budgets_prints_figures_and_a_verdict(kws):
     text = table(est, board)
     assert est.fits is True and "fits        True" in text
     assert f"latency     {est.latency_ms:,.2f} ms" in text and "n/a" not in text
+
+
+def test_slowest_layer_is_marked_after_its_ms(kws):
+    board = load_mcu("stm32f746", MCU_DIR)
+    est = estimate(kws, board, "tflm")
+    rows = _rows(table(est, board))
+    ms = [layer.latency_ms for layer in est.layers]
+    assert [i for i, row in enumerate(rows) if row.rstrip().endswith("*")] == [ms.index(max(ms))]

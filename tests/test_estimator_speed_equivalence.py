@@ -25,6 +25,7 @@ from estimators import estimate, load_mcu
 from estimators import builder as builder_module
 from estimators.flash import FLASH_MODEL, _yaml, runtime_code_bytes
 from estimators.ir import Op, Tensor, make_tensor
+from estimators.instructions import load_instruction_model
 from estimators.latency import core_family, load_latency_model
 from estimators.macs import op_macs, op_params
 from estimators.table import op_facts
@@ -111,7 +112,7 @@ def test_flash_latency_and_macs_match_op_by_op_sums(graphs, board):
     mcu = load_mcu(board, ROOT / "conf" / "mcu")
     model = _yaml(FLASH_MODEL)
     exporter = model["exporters"][model["default_exporter"]]
-    latency = load_latency_model()
+    latency, instructions = load_latency_model(), load_instruction_model()
     family = core_family(mcu.core) if mcu.clock_mhz > 0 else None
     for graph in graphs:
         est = estimate(graph, mcu, "tflm")
@@ -126,6 +127,12 @@ def test_flash_latency_and_macs_match_op_by_op_sums(graphs, board):
         for op, layer, m in zip(graph.ops, est.layers, macs):
             if family is None:
                 assert layer.latency_ms == 0.0
+                continue
+            if mcu.cycles_per_instruction is not None:  # the instruction model, op by op from its facts
+                n = instructions.op_instructions(op_facts(graph, op))
+                assert layer.instructions == pytest.approx(n, rel=1e-12)
+                expected = n * mcu.cycles_per_instruction / (mcu.clock_mhz * 1e3)
+                assert layer.latency_ms == pytest.approx(expected, rel=1e-12, abs=1e-15)
                 continue
             out = graph.tensors[op.outputs[0]].numel
             terms = ({"mac": 0, "fc_mac": m, "elements": out} if op.kind == "FULLY_CONNECTED"

@@ -16,6 +16,7 @@ COMMANDS = {
     "export": "export an arch (and checkpoint) to int8 TFLite + firmware files, verified in TFLite Micro",
     "report": "rebuild the Pareto front, counts and plots of a study from its storage; page=NAME renders a paper reproduction (published vs ours)",
     "firmware": "build TFLite Micro firmware for the MCU's core, run it in QEMU: arena, sections, instructions",
+    "calibrate": "a board's cycles per instruction from a latency measured on it (mcu.cycles_per_instruction=)",
     "rank_space": "rank the (width, resolution) sub-spaces by the MACs of random archs that fit the MCU",
 }
 

@@ -71,7 +71,8 @@ def kb(n: int) -> str:
 
 
 LEGEND = ("kB = 1024 bytes. live: activation bytes held in SRAM while the layer runs (its inputs, outputs, "
-          "tensors kept for later layers and kernel scratch, as the runtime plans them); * marks the peak layer.")
+          "tensors kept for later layers and kernel scratch, as the runtime plans them). A * after live marks the "
+          "peak-memory layer, after ms the slowest layer.")
 
 
 def table(est: Estimate, mcu=None) -> str:
@@ -79,13 +80,18 @@ def table(est: Estimate, mcu=None) -> str:
     latency, without a power figure no energy, without budgets no verdict (printed as n/a)."""
     timed = mcu is None or mcu.clock_mhz > 0
     powered = timed and (mcu is None or mcu.active_power_mw > 0)
+    layers = est.layers
     peak = est.peak_layer
+    slow = max(range(len(layers)), key=lambda i: layers[i].latency_ms, default=None) if timed else None
+    counted = est.instructions is not None
     rows = [LEGEND, "",
-            f"{'#':>3}  {'layer':<28} {'op':<18} {'output':<16} {'MACs':>11} {'params':>9} {'live':>11} {'ms':>8}"]
-    for i, l in enumerate(est.layers):
-        ms = f"{l.latency_ms:>8.2f}" if timed else f"{'n/a':>8}"
+            f"{'#':>3}  {'layer':<28} {'op':<18} {'output':<16} {'MACs':>11} {'params':>9} {'live':>11} "
+            + (f"{'instructions':>13} " if counted else "") + f"{'ms':>8}"]
+    for i, l in enumerate(layers):
+        ms = f"{l.latency_ms:>8.2f}{'*' if i == slow else ''}" if timed else f"{'n/a':>8}"
         rows.append(f"{i:>3}  {l.name[:28]:<28} {l.op:<18} {'x'.join(map(str, l.output_shape)):<16} "
-                    f"{l.macs:>11,} {l.params:>9,} {kb(l.live_bytes):>10}{'*' if i == peak else ' '} {ms}")
+                    f"{l.macs:>11,} {l.params:>9,} {kb(l.live_bytes):>10}{'*' if i == peak else ' '} "
+                    + (f"{l.instructions:>13,.0f} " if counted else "") + ms)
     s, f = est.sram, est.flash
 
     def verdict(used: int, budget: int) -> str:
@@ -104,11 +110,17 @@ def table(est: Estimate, mcu=None) -> str:
         f"{kb(s.persistent_bytes)}   {verdict(s.total_bytes, est.sram_budget_bytes)}",
         f"flash       {kb(f.total_bytes)} = {model} {kb(f.model_bytes)} + runtime {kb(f.runtime_bytes)}   "
         f"{verdict(f.total_bytes, est.flash_budget_bytes)}",
-        f"latency     {f'{est.latency_ms:,.2f} ms' if timed else no_clock}",
+        *([f"instructions {est.instructions:,.0f} (TFLM + CMSIS-NN, one Invoke)"] if counted else []),
+        f"latency     " + (f"{est.latency_ms:,.2f} ms" + (f" = {est.cycles:,.0f} cycles at {est_clock(est)}"
+                                                         if est.cycles else "") if timed else no_clock),
         f"energy      {f'{est.energy_mj:,.3f} mJ' if powered else (no_clock if not timed else 'n/a (no power figure)')}",
         f"fits        {'n/a (no budget)' if est.fits is None else est.fits}",
     ]
     return "\n".join(rows)
+
+
+def est_clock(est: Estimate) -> str:
+    return f"{est.cycles / (est.latency_ms * 1e3):,.0f} MHz"
 
 
 def run(cfg) -> Estimate:

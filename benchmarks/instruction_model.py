@@ -1,0 +1,265 @@
+"""Emulate exported archs of every search space on the Cortex-M4 target, fit the per-op instruction model.
+
+    python benchmarks/instruction_model.py --emulate   # export + firmware + QEMU: writes instruction_samples.csv
+    python benchmarks/instruction_model.py             # fit on the samples, report, write instruction_model.yaml
+    python benchmarks/instruction_model.py --held-out  # the shipped model on archs of seeds it was not fitted on
+
+Ground truth: ``tinynas.target`` (TFLM + CMSIS-NN built with TFLM's Makefile for cortex-m4, run in
+qemu-system-arm mps2-an386 with the instruction-counting plugin). Each sample is one op of an exported arch
+(its facts as the estimators read them from the .tflite, and its emulated instructions); each model adds one
+row of Invoke overhead (Invoke minus the sum of its op spans). The MLPerf Tiny reference models
+(tests/tflite_models.py) are emulated too and take part in the fit. The fit is per op variant
+(:mod:`estimators.instructions`), least squares on relative error. Needs the TFLM tree (``$TINYNAS_TFLM_ROOT``,
+else ``../shared/third_party``) and the Arm toolchain; the first run compiles the kernels (minutes).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# benchmarks/estimators.py would shadow the `estimators` package: keep this script's folder off the path.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+
+import argparse
+import csv
+import datetime
+import os
+import random
+import subprocess
+import time
+
+import numpy as np
+import yaml
+
+from estimators.instructions import (DATA_DIR, ELEMENTWISE, MODEL_YAML, ROW_FIELDS, WINDOWED, InstructionModel,
+                                     facts_from_row, facts_row, fit_variant, generic_features, op_features)
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = DATA_DIR / "instruction_samples.csv"
+SHARED = ROOT.parent / "shared" / "third_party"
+MCU = "stm32f412"  # Cortex-M4F: the DSP class, emulated on mps2-an386
+
+# Search spaces narrowed to sizes that export and emulate in seconds; every layer kind of each space remains.
+SPACES = {
+    "mcunet": ({"resolutions": [48, 64, 80, 96], "widths": [0.3, 0.5, 0.75]}, 3),
+    "mcunet_mnist": ({"resolutions": [16, 20, 24], "widths": [0.3, 0.5, 1.0], "depth_choices": [1, 2],
+                      "head_channels": 256}, 1),
+    "mobilenetv1": ({"resolutions": [64, 80, 96], "widths": [0.25, 0.35, 0.5]}, 3),
+    "mobilenetv3": ({"resolutions": [64, 80, 96], "widths": [0.35, 0.5]}, 3),
+    "efficientnet_lite": ({"resolutions": [96, 128], "widths": [0.25, 0.35], "depth_coefficients": [0.5, 0.75]}, 3),
+    "dscnn": ({}, 1),
+}
+FIT_SEEDS = (1, 2, 3)
+TEST_SEEDS = (100,)  # held out: tests/test_instruction_model.py
+
+
+def sources():
+    from tinynas.target.sources import resolve
+
+    root = os.environ.get("TINYNAS_TFLM_ROOT") or str(SHARED / "tflite-micro")
+    downloads = os.environ.get("TINYNAS_TFLM_DOWNLOADS") or (str(SHARED / "downloads")
+                                                            if (SHARED / "downloads").is_dir() else None)
+    return resolve(root, downloads)
+
+
+def sample_arch(space_name: str, seed: int):
+    """(space, arch, input channels) of the random arch of ``space_name`` drawn with ``seed``."""
+    from search_spaces import get_space
+
+    options, in_ch = SPACES[space_name]
+    space = get_space(space_name.replace("_mnist", ""), options)
+    return space, space.random(random.Random(seed)), in_ch
+
+
+def export_arch(space_name: str, seed: int, out: Path) -> Path:
+    """A random arch of ``space_name`` (seed ``seed``), exported to full-int8 .tflite with fresh weights."""
+    import torch
+
+    from tinynas.export import export_model
+
+    space, arch, in_ch = sample_arch(space_name, seed)
+    torch.manual_seed(seed)
+    model = space.build_torch(arch, in_ch, 10)
+    h, w, c = space.input_shape(arch, in_ch)
+    calib = np.random.default_rng(seed).standard_normal((8, c, h, w)).astype(np.float32)
+    tflite = out / f"{space_name}-{seed}" / "model_int8.tflite"
+    if not tflite.is_file():
+        export_model(model, calib, tflite.parent)
+    return tflite
+
+
+def emulate(tflite: Path, src) -> dict:
+    """The firmware report of ``tflite`` on the Cortex-M4 target."""
+    from estimators import load_mcu
+    from tinynas.paths import MCU_DIR
+    from tinynas.target.firmware import run_firmware
+
+    return run_firmware(tflite, load_mcu(MCU, MCU_DIR), src)
+
+
+def sample_rows(name: str, tflite: Path, report: dict) -> list[dict]:
+    """One row per op (facts + emulated instructions) and one ``INVOKE`` row (overhead beyond the op spans)."""
+    from estimators.table import table_of
+    from estimators.tflite_reader import read_tflite
+
+    ops = table_of(read_tflite(tflite)).ops
+    per_op = report["per_op"]
+    if [f.kind for f in ops] != [p["kind"] for p in per_op]:
+        raise RuntimeError(f"{name}: the reader's ops differ from the firmware's")
+    rows = [{"model": name, "index": p["index"], **facts_row(f), "instructions": p["instructions"]}
+            for f, p in zip(ops, per_op)]
+    rows.append({"model": name, "index": len(ops), "kind": "INVOKE", "out_numel": len(ops),
+                 "instructions": report["instructions"] - sum(p["instructions"] for p in per_op)})
+    return rows
+
+
+def run_emulation(work: Path, seeds=FIT_SEEDS, spaces=tuple(SPACES), out: Path | None = None) -> list[dict]:
+    src = sources()
+    rows = []
+    for space_name in spaces:
+        for seed in seeds:
+            t0 = time.monotonic()
+            tflite = export_arch(space_name, seed, work)
+            report = emulate(tflite, src)
+            rows += sample_rows(f"{space_name}-{seed}", tflite, report)
+            if out is not None:
+                write_samples(rows, out)  # after every model: an interrupted run keeps what it measured
+            print(f"{space_name}-{seed}: {len(report['per_op'])} ops, {report['instructions']:,} instructions, "
+                  f"{time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
+    return rows
+
+
+def emulate_references(work: Path) -> list[dict]:
+    """Rows of the MLPerf Tiny reference models (tests/tflite_models.py builds them with Keras)."""
+    sys.path.insert(0, str(ROOT))
+    from tests.tflite_models import build_mlperf_tiny
+
+    src = sources()
+    rows = []
+    for name, tflite in build_mlperf_tiny(work / "mlperf_tiny").items():
+        report = emulate(tflite, src)
+        rows += sample_rows(f"mlperf-{name}", tflite, report)
+        print(f"mlperf-{name}: {len(report['per_op'])} ops, {report['instructions']:,} instructions", file=sys.stderr)
+    return rows
+
+
+def write_samples(rows: list[dict], path: Path = SAMPLES) -> None:
+    fields = ["model", "index", *ROW_FIELDS, "instructions"]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fields, restval="")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def read_samples(path: Path = SAMPLES) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def provenance(src) -> dict:
+    def head(repo: Path) -> str:
+        """The checkout's commit: git, else the snapshot table of a third_party README beside it."""
+        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True)
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
+        for readme in (repo.parent / "README.md", repo.parent.parent / "README.md"):
+            if readme.is_file():
+                for line in readme.read_text().splitlines():
+                    cells = [c.strip() for c in line.split("|")]
+                    if len(cells) > 3 and cells[1].strip("`/") in (repo.name, f"downloads/{repo.name}"):
+                        return cells[3].split()[0]
+        return "unknown"
+
+    from tinynas.target.build import BUILD_TYPE, Tree, core_for
+    from tinynas.target.sources import tool_version
+
+    tree = Tree(src, core_for("cortex-m4f"))
+    flags = tree.flags()
+    return {"tflm_commit": head(src.root), "cmsis_nn_commit": head(src.downloads / "cmsis_nn"),
+            "compiler": tool_version("arm-none-eabi-gcc"), "emulator": tool_version("qemu-system-arm"),
+            "target": f"TARGET=cortex_m_qemu TARGET_ARCH=cortex-m4 OPTIMIZED_KERNEL_DIR=cmsis_nn BUILD_TYPE={BUILD_TYPE}",
+            "cxxflags": " ".join(flags.cxxflags), "board": "qemu-system-arm -M mps2-an386 (Cortex-M4)"}
+
+
+def fit(rows: list[dict]) -> dict:
+    """Coefficients per op variant from the sample rows; prints each variant's in-sample error."""
+    by_variant: dict[str, list[tuple[np.ndarray, float]]] = {}
+    for r in rows:
+        facts = facts_from_row(r)
+        variant, x = op_features(facts) if facts is not None else ("INVOKE", [1.0, float(r["out_numel"])])
+        by_variant.setdefault(variant, []).append((np.asarray(x, float), float(r["instructions"])))
+    # Kinds met later without a variant of their own: one generic fit over every elementwise-like op.
+    generic = [(np.asarray(generic_features(f), float), float(r["instructions"]))
+               for r in rows if (f := facts_from_row(r)) is not None and f.kind not in WINDOWED]
+    by_variant.setdefault(ELEMENTWISE, []).extend(generic)
+    coefs = {}
+    for variant in sorted(by_variant):
+        X = np.stack([x for x, _ in by_variant[variant]])
+        y = np.array([y for _, y in by_variant[variant]])
+        coefs[variant] = fit_variant(X, y)
+        pred = X @ np.array(coefs[variant])
+        err = np.abs(pred / np.maximum(y, 1) - 1)
+        print(f"{variant:<34} n={len(y):>4}  median {100 * np.median(err):5.2f}%  max {100 * err.max():6.2f}%")
+    return coefs
+
+
+def model_errors(model: InstructionModel, rows: list[dict]) -> dict[str, tuple[int, float]]:
+    """Per model: (emulated Invoke instructions, predicted / emulated − 1)."""
+    out: dict[str, list[float]] = {}
+    for r in rows:
+        facts = facts_from_row(r)
+        pred = model.invoke_overhead(int(r["out_numel"])) if facts is None else model.op_instructions(facts)
+        acc = out.setdefault(r["model"], [0.0, 0.0])
+        acc[0] += float(r["instructions"])
+        acc[1] += pred
+    return {m: (int(t), p / t - 1) for m, (t, p) in out.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--emulate", action="store_true", help="export and emulate the sample archs first")
+    ap.add_argument("--work", default=None, help="folder for the exports (default: $TINYNAS_CACHE/instruction_model)")
+    ap.add_argument("--no-write", action="store_true", help="report only; do not write the model YAML")
+    ap.add_argument("--held-out", action="store_true",
+                    help="only emulate the held-out seeds (TEST_SEEDS) and report the shipped model's error on them")
+    args = ap.parse_args()
+    src = sources()
+    if args.held_out:
+        from tinynas.target.sources import cache_dir
+
+        work = Path(args.work) if args.work else cache_dir() / "instruction_model"
+        errs = model_errors(InstructionModel.from_yaml(), run_emulation(work, seeds=TEST_SEEDS))
+        for m, (total, e) in sorted(errs.items()):
+            print(f"{m:<24} {total:>14,} instructions  model {100 * e:+6.2f}%")
+        print(f"held out: median |error| {100 * np.median([abs(e) for _, e in errs.values()]):.2f}%, "
+              f"max {100 * max(abs(e) for _, e in errs.values()):.2f}%")
+        return
+    if args.emulate:
+        from tinynas.target.sources import cache_dir
+
+        work = Path(args.work) if args.work else cache_dir() / "instruction_model"
+        rows = run_emulation(work, out=SAMPLES)
+        write_samples(rows + emulate_references(work))
+    rows = read_samples()
+    coefs = fit(rows)
+    doc = {"generated_by": "benchmarks/instruction_model.py", "generated_at": datetime.date.today().isoformat(),
+           "isa": "dsp", "fitted_on": sorted({r["model"] for r in rows}), **provenance(src),
+           "features": "estimators/instructions.py op_features (order of each variant's coefficients)",
+           "coefficients": {k: [float(c) for c in v] for k, v in coefs.items()}}
+    model = InstructionModel.from_dict(doc)
+    errs = model_errors(model, rows)
+    for m, (total, e) in sorted(errs.items()):
+        print(f"{m:<24} {total:>14,} instructions  model {100 * e:+6.2f}%")
+    print(f"whole models: median |error| {100 * np.median([abs(e) for _, e in errs.values()]):.2f}%, "
+          f"max {100 * max(abs(e) for _, e in errs.values()):.2f}% (in sample)")
+    if not args.no_write:
+        with open(MODEL_YAML, "w") as f:
+            f.write("# Generated by benchmarks/instruction_model.py; do not edit.\n")
+            yaml.safe_dump(doc, f, sort_keys=False, width=120)
+        print(f"wrote {MODEL_YAML.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+"""Executed instructions per op of TFLite Micro + CMSIS-NN, from a per-kernel linear model fitted in an emulator.
+
+Each op maps to the kernel variant CMSIS-NN's wrappers pick for it (``CONV_2D/1x1_fast``, ``CONV_2D/kxk``,
+``DEPTHWISE_CONV_2D/3x3``, ...) and to a few counts that kernel's loops run over (MACs, the MACs that land
+inside the input — padding taps are skipped or zero-filled —, output elements, output pixels, channels).
+Instructions are the dot product of those counts with the variant's fitted coefficients; one Invoke adds
+``INVOKE`` (a constant plus a cost per op). Coefficients: ``data/instruction_model.yaml``, written by
+``benchmarks/instruction_model.py`` from emulated exported archs, with the TFLM / CMSIS-NN commits, compiler
+and flags they hold for. Counts include TFLM's profiler hook around each op (about 20 instructions), as the
+firmware that measured them does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from estimators.ir import Graph
+from estimators.mcu import MCU
+from estimators.table import OpFacts, OpTable, op_values, per_op, per_run, table_of
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+MODEL_YAML = DATA_DIR / "instruction_model.yaml"
+ROW_FIELDS = ("kind", "in_shape", "out_shape", "out_numel", "macs", "params", "out_channels", "in_dtype",
+              "aux_numel", "kernel", "stride", "padding", "depth_multiplier")
+ELEMENTWISE = "OTHER"  # op kinds without a variant of their own
+WINDOWED = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D"})
+
+
+def _pad_before(size: int, kernel: int, stride: int, padding: str) -> tuple[int, int]:
+    """(output size, padding before) along one axis, as TFLite computes them."""
+    if padding == "same":
+        out = -(-size // stride)
+        return out, max((out - 1) * stride + kernel - size, 0) // 2
+    return (size - kernel) // stride + 1, 0
+
+
+def _inside_taps(size: int, kernel: int, stride: int, padding: str) -> int:
+    """Window taps that land inside the input along one axis, summed over the output positions."""
+    out, before = _pad_before(size, kernel, stride, padding)
+    taps = out * kernel
+    o = 0
+    while o < out and o * stride < before:  # windows that start in the padding before the input
+        taps -= before - o * stride
+        o += 1
+    o = out - 1
+    while o >= 0 and o * stride - before + kernel > size:  # ... and those that end in the padding after it
+        taps -= o * stride - before + kernel - size
+        o -= 1
+    return taps
+
+
+def _window(op: OpFacts) -> tuple[int, int, int, int]:
+    """(inside taps summed over output pixels, output pixels, padding before along h, along w) of a windowed op."""
+    _, h, w, _ = op.in_shape if len(op.in_shape) == 4 else (1, 1, 1, 1)
+    (kh, kw), (sh, sw) = op.kernel, op.stride
+    taps = _inside_taps(h, kh, sh, op.padding) * _inside_taps(w, kw, sw, op.padding)
+    oh, ph = _pad_before(h, kh, sh, op.padding)
+    ow, pw = _pad_before(w, kw, sw, op.padding)
+    return taps, oh * ow, ph, pw
+
+
+def _mat_mult(m: int, n: int, k: int) -> list[int]:
+    """Loop counts of CMSIS-NN's DSP ``arm_nn_mat_mult_nt_t_s8`` (m × k input rows, n × k weight rows): 2 × 2
+    output tiles, their 16-, 4- and 1-wide column steps (and whether each loop runs), the odd input row's and odd
+    weight row's remainders."""
+    pairs, odd_m, odd_n = n // 2, m % 2, n % 2
+    q16, q4, r1 = k // 16, (k % 16) // 4, k % 4
+    tiles = pairs * (m // 2)
+    return [pairs, pairs * k, tiles, tiles * q16, tiles * q4, tiles * r1, tiles * (q16 > 0), tiles * (q4 > 0),
+            tiles * (r1 > 0), pairs * odd_m, pairs * odd_m * q16,
+            pairs * odd_m * q4, pairs * odd_m * r1, odd_n * m, odd_n * m * k]
+
+
+def op_features(op: OpFacts) -> tuple[str, list[float]]:
+    """The kernel variant ``op`` runs and the counts its instructions are linear in (order = coefficients')."""
+    kind = op.kind
+    if kind == "CONV_2D":
+        taps, pixels, ph, pw = _window(op)
+        cin, cout = op.in_shape[-1], op.out_channels
+        if op.kernel == (1, 1) and ph == pw == 0:
+            if op.stride == (1, 1):  # arm_convolve_1x1_s8_fast: one matrix product over every pixel
+                return "CONV_2D/1x1_fast", [1.0, *_mat_mult(pixels, cout, cin)]
+            oh = op.out_shape[1]  # arm_convolve_1x1_s8: one matrix product per output row
+            return "CONV_2D/1x1", [1.0, oh, *(oh * v for v in _mat_mult(pixels // oh, cout, cin)[:6])]
+        # arm_convolve_s8: per pixel, copy the window (fill padding) and widen it to int16; per two pixels, a
+        # kernel of 2 × 2 outputs stepping 4 columns; the odd pixel's and odd channel's remainders.
+        kh, kw = op.kernel
+        k = kh * kw * cin
+        col_pairs, pairs, odd_p, odd_n = pixels // 2, cout // 2, pixels % 2, cout % 2
+        q4, r1 = k // 4, k % 4
+        return "CONV_2D/kxk", [1.0, pixels, pixels * q4, pixels * r1, taps, taps * cin, pixels * kh,
+                               (pixels * kh * kw - taps) * cin, col_pairs * pairs, col_pairs * pairs * q4,
+                               col_pairs * pairs * r1, col_pairs * odd_n * k, odd_p * cout * k, op.out_numel]
+    if kind == "DEPTHWISE_CONV_2D":
+        taps, pixels, ph, pw = _window(op)
+        c = op.out_channels
+        if op.depth_multiplier != 1:
+            variant = "DEPTHWISE_CONV_2D/generic"
+        elif op.kernel == (3, 3) and ph <= 1 and pw <= 1:
+            variant = "DEPTHWISE_CONV_2D/3x3"
+        else:
+            variant = "DEPTHWISE_CONV_2D/opt"
+        if variant != "DEPTHWISE_CONV_2D/opt":
+            oh = _pad_before(op.in_shape[1], op.kernel[0], op.stride[0], op.padding)[0]
+            return variant, [1.0, op.macs, taps * c, op.out_numel, pixels, oh * c, c]
+        # arm_depthwise_conv_s8_opt: per pixel, widen the window's taps to int16 (zeros for padding), then
+        # 4 channels × 2 taps at a time, the odd tap, the remaining channels one by one.
+        (_, h, w, _), (kh, kw), (sh, sw) = op.in_shape, op.kernel, op.stride
+        ow = _pad_before(w, kw, sw, op.padding)[0]
+        row_taps = _inside_taps(h, kh, sh, op.padding) * ow * kw  # window rows inside the input, × kernel width
+        kk, c4, c1 = kh * kw, c // 4, c % 4
+        return variant, [1.0, pixels, row_taps, taps, taps * c4, taps * c1, (row_taps - taps) * c,
+                         (pixels * kk - row_taps) * c, pixels * c4 * (kk // 2), pixels * c4 * (kk % 2), pixels * c4,
+                         pixels * c1 * kk, pixels * c1]
+    if kind == "FULLY_CONNECTED":
+        return kind, [1.0, op.macs, op.out_channels, op.macs // max(op.out_channels, 1)]
+    if kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+        taps, pixels, _, _ = _window(op)
+        return kind, [1.0, taps * op.out_shape[-1], op.out_numel, pixels]
+    if kind in ("ADD", "MUL", "MEAN", "HARD_SWISH", "SOFTMAX", "RESHAPE"):
+        return kind, generic_features(op)
+    if kind == "PAD":
+        in_numel = math.prod(op.in_shape) if op.in_shape else 0  # per output pixel: fill or copy one pixel's channels
+        out_pixels = op.out_numel // max(op.out_shape[-1], 1)
+        in_pixels = in_numel // max(op.in_shape[-1], 1)
+        return kind, [1.0, op.out_numel, in_numel, out_pixels, in_pixels, op.out_shape[1] if len(op.out_shape) == 4 else 0]
+    return ELEMENTWISE, generic_features(op)
+
+
+def generic_features(op: OpFacts) -> list[float]:
+    """Counts of an op that walks its tensors once: a constant, output, input and second-input elements."""
+    return [1.0, op.out_numel, math.prod(op.in_shape) if op.in_shape else 0, op.aux_numel]
+
+
+def fit_variant(X, y) -> list[float]:
+    """Least squares on relative error (each op weighs alike, small or large); ``X``, ``y``: numpy arrays."""
+    import numpy as np  # the fit only: estimating needs no numpy
+
+    w = 1.0 / np.maximum(y, 1.0)
+    coef, *_ = np.linalg.lstsq(X * w[:, None], y * w, rcond=None)
+    return [float(c) for c in coef]
+
+
+def facts_row(op: OpFacts) -> dict[str, Any]:
+    """``op``'s facts as one CSV row (shapes written ``AxBxC``)."""
+    row = {f: getattr(op, f) for f in ROW_FIELDS}
+    for f in ("in_shape", "out_shape", "kernel", "stride"):
+        row[f] = "x".join(map(str, row[f]))
+    return row
+
+
+def facts_from_row(row: dict[str, str]) -> OpFacts | None:
+    """The :class:`OpFacts` of a CSV row (None for an ``INVOKE`` row)."""
+    if row["kind"] == "INVOKE":
+        return None
+
+    def shape(s: str) -> tuple[int, ...]:
+        return tuple(int(v) for v in s.split("x")) if s else ()
+
+    return OpFacts(row["kind"], shape(row["out_shape"]), int(row["out_numel"]), int(row["macs"]), int(row["params"]),
+                   int(row["out_channels"]), shape(row["in_shape"]), row["in_dtype"], int(row["aux_numel"]),
+                   shape(row["kernel"]), shape(row["stride"]), row["padding"], int(row["depth_multiplier"]))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class InstructionModel:
+    """Coefficients per kernel variant; :meth:`op_instructions` prices one op, :meth:`graph_instructions` a graph."""
+
+    coefficients: dict[str, tuple[float, ...]]
+    meta: dict[str, Any]
+    token: int = dataclasses.field(default_factory=lambda: next(_TOKENS), init=False, repr=False)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> "InstructionModel":
+        coefs = {k: tuple(float(c) for c in v) for k, v in doc["coefficients"].items()}
+        return cls(coefs, {k: v for k, v in doc.items() if k != "coefficients"})
+
+    @classmethod
+    def from_yaml(cls, path: str | Path = MODEL_YAML) -> "InstructionModel":
+        with open(path) as f:
+            return cls.from_dict(yaml.safe_load(f))
+
+    def op_instructions(self, op: OpFacts) -> int:
+        """Whole instructions (integers: sums over ops are exact in any order, so per run and per op agree)."""
+        variant, x = op_features(op)
+        coef = self.coefficients.get(variant) or self.coefficients[ELEMENTWISE]
+        return max(0, round(sum(c * v for c, v in zip(coef, x))))
+
+    def invoke_overhead(self, n_ops: int) -> int:
+        a, b = self.coefficients["INVOKE"]
+        return max(0, round(a + b * n_ops))
+
+    def per_op(self, table: OpTable) -> list[int]:
+        """Instructions of each op of ``table`` (remembered per op and run)."""
+        return per_op(table, f"instructions {self.token}", self.op_instructions)
+
+    def graph_instructions(self, table: OpTable) -> int:
+        """Instructions of one Invoke: the ops plus the interpreter's overhead (summed per run: a table built
+        from known runs costs a few steps per run)."""
+        key = f"instructions {self.token}"
+        totals = per_run(table, f"instructions sum {self.token}",
+                         lambda ops: sum(op_values(ops, key, self.op_instructions)))
+        return sum(totals) + self.invoke_overhead(len(table.ops))
+
+
+_TOKENS = itertools.count()
+
+
+@functools.lru_cache(maxsize=4)
+def load_instruction_model(path: str | Path = MODEL_YAML) -> InstructionModel:
+    return InstructionModel.from_yaml(path)
+
+
+def instruction_model_for(mcu: MCU, runtime: str) -> InstructionModel | None:
+    """The instruction model that prices ``runtime`` on ``mcu``'s core; None where none does (runtimes other
+    than tflm, cores outside CMSIS-NN's DSP class)."""
+    if runtime != "tflm" or mcu.kernel_isa != "dsp":
+        return None
+    return load_instruction_model()
+
+
+def estimate_instructions(graph: Graph) -> int:
+    """Instructions of one Invoke of ``graph`` under TFLM + CMSIS-NN on a DSP-class core (Cortex-M4/M7/M33)."""
+    return load_instruction_model().graph_instructions(table_of(graph))

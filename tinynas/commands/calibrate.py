@@ -1,0 +1,111 @@
+"""`tinynas calibrate`: a board's cycles per instruction from latencies measured on it.
+
+cycles_per_instruction = measured_ms × clock ÷ the model's instructions (TFLM + CMSIS-NN, the estimators'
+instruction model). Several models: the geometric mean, and the spread as each model's leave-one-out error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+from omegaconf import ListConfig, OmegaConf
+
+from tinynas.commands.common import check_runtime, load_mcu_cfg
+from tinynas.errors import ConfigError
+from tinynas.report import write_json
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
+
+
+def pairs(cfg) -> list[tuple[str, str, float]]:
+    """(key, model or arch, measured ms) per measurement, checked."""
+    if (cfg.model is None) == (cfg.arch is None):
+        raise ConfigError("give exactly one of model=FILE.tflite or arch=NAME (or a list of either)")
+    key = "model" if cfg.model is not None else "arch"
+    models, measured = _as_list(cfg[key]), _as_list(cfg.measured_ms)
+    if not measured:
+        raise ConfigError("measured_ms= is required: the latency measured on the board, in ms (one per model)")
+    if len(models) != len(measured):
+        raise ConfigError(f"{key}= has {len(models)} entries and measured_ms= {len(measured)}; give one "
+                          "measured_ms per model")
+    out = []
+    for m, ms in zip(models, measured):
+        try:
+            value = float(ms)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not math.isfinite(value) or value <= 0 or isinstance(ms, bool):
+            raise ConfigError(f"measured_ms={ms!r}: allowed: a positive number of milliseconds")
+        out.append((key, str(m), value))
+    return out
+
+
+def fit(points: list[tuple[float, float]]) -> tuple[float, list[float]]:
+    """Geometric-mean cycles per instruction over (cycles, instructions) points, and each point's
+    leave-one-out latency error (empty for one point)."""
+    logs = [math.log(c / n) for c, n in points]
+    cpi = math.exp(sum(logs) / len(logs))
+    loo = []
+    if len(logs) > 1:
+        for i, (c, n) in enumerate(points):
+            rest = logs[:i] + logs[i + 1:]
+            loo.append(math.exp(sum(rest) / len(rest)) * n / c - 1)
+    return cpi, loo
+
+
+def run(cfg) -> dict:
+    from estimators.instructions import instruction_model_for
+    from estimators.table import table_of
+    from tinynas.commands.estimate import load_graph
+
+    if cfg.format not in ("text", "json"):
+        raise ConfigError(f"format={cfg.format!r} is unknown; allowed: text, json")
+    runtime = check_runtime(cfg.runtime)
+    mcu = load_mcu_cfg(cfg)
+    if runtime != "tflm":
+        raise ConfigError(f"runtime={runtime}: only runtime=tflm has an instruction model to calibrate")
+    if mcu.kernel_isa != "dsp" or mcu.clock_mhz <= 0:
+        raise ConfigError(f"mcu={mcu.name}: core {mcu.core} has no instruction model; allowed: boards with a "
+                          "Cortex-M4, M7 or M33 core (CMSIS-NN's DSP class)")
+    rows, points = [], []
+    for key, model, ms in pairs(cfg):
+        graph = load_graph(OmegaConf.merge(cfg, {"model": None, "arch": None, key: model}))
+        instructions = instruction_model_for(mcu, runtime).graph_instructions(table_of(graph))
+        cycles = ms * 1e-3 * mcu.clock_mhz * 1e6
+        points.append((cycles, instructions))
+        rows.append({key: model, "instructions": int(round(instructions)), "measured_ms": ms,
+                     "cycles_per_instruction": cycles / instructions})
+    cpi, loo = fit(points)
+    for row, err in zip(rows, loo):
+        row["leave_one_out_error"] = err
+    doc = {"mcu": mcu.name, "runtime": runtime, "clock_mhz": mcu.clock_mhz,
+           "instructions": rows[0]["instructions"] if len(rows) == 1 else [r["instructions"] for r in rows],
+           "measured_ms": rows[0]["measured_ms"] if len(rows) == 1 else [r["measured_ms"] for r in rows],
+           "cycles_per_instruction": round(cpi, 4), "points": rows,
+           "spread": {"min": min(r["cycles_per_instruction"] for r in rows),
+                      "max": max(r["cycles_per_instruction"] for r in rows),
+                      "leave_one_out_max_abs_error": max(map(abs, loo)) if loo else None},
+           "override": f"mcu.cycles_per_instruction={round(cpi, 4)}"}
+    if cfg.out:
+        write_json(Path(cfg.out), doc)
+    print(json.dumps(doc, indent=1) if cfg.format == "json" else text(doc), file=sys.stdout)
+    return doc
+
+
+def text(doc: dict) -> str:
+    lines = [f"{'model':<40} {'instructions':>14} {'measured ms':>12} {'cycles/instr':>13} {'LOO err':>8}"]
+    for r in doc["points"]:
+        name = r.get("model") or r.get("arch")
+        loo = r.get("leave_one_out_error")
+        lines.append(f"{name[-40:]:<40} {r['instructions']:>14,} {r['measured_ms']:>12.3f} "
+                     f"{r['cycles_per_instruction']:>13.4f} {'' if loo is None else f'{100 * loo:+7.1f}%':>8}")
+    lines += ["", f"{doc['mcu']} ({doc['runtime']}, {doc['clock_mhz']:g} MHz): cycles_per_instruction "
+              f"{doc['cycles_per_instruction']}", f"use it: {doc['override']}"]
+    return "\n".join(lines)
