@@ -130,11 +130,11 @@ def estimate(graph: Graph, mcu: MCU, runtime: str = "tflm", patch: PatchConfig |
 
     def layers():
         instr = model.per_op(table) if model else None
-        cyc = [n * cpi for n in instr] if priced else None
+        cyc = [n * cpi for n in instr] if priced else None  # counted, but the board has no cycles per instruction
         ms = [c * to_ms for c in cyc] if priced else layer_ms
         return (LayerEstimate(op.name, f.kind, f.out_shape, f.macs, f.params, live, t, n, c)
                 for op, f, live, t, n, c in zip(graph.ops, table.ops, sram.live_bytes, ms, instr or _NONE,
-                                                cyc or _NONE, strict=instr is not None))
+                                                cyc or _NONE, strict=priced))
 
     macs, params = sum(map(_MACS, table.runs)), sum(map(_PARAMS, table.runs))
     return Estimate(
