@@ -2,6 +2,7 @@
 are `build_torch` models; training lowers the loss; checkpoints resume; the `supernet` evaluator scores archs."""
 
 import dataclasses
+import math
 import random
 
 import pytest
@@ -162,3 +163,57 @@ def test_shipped_yaml_is_a_valid_config():
     cfg = yaml.safe_load((CONF_DIR / "evaluator" / "supernet.yaml").read_text())
     assert cfg.pop("name") == "supernet"
     assert SupernetConfig.from_cfg(cfg) == SupernetConfig()
+
+
+def _differs(arch, other):
+    """The elastic dimensions in which ``arch`` differs from ``other``."""
+    out = {d for d in ("resolution", "width") if getattr(arch, d) != getattr(other, d)}
+    if arch.depths != other.depths:
+        out.add("depth")
+    pairs = [(k, e, k2, e2) for s in range(len(arch.depths))
+             for k, e, k2, e2 in zip(arch.kernels[s], arch.expands[s], other.kernels[s], other.expands[s])]
+    out |= {"kernel"} if any(k != k2 for k, _, k2, _ in pairs) else set()
+    out |= {"expand"} if any(e != e2 for _, e, _, e2 in pairs) else set()
+    return out
+
+
+def test_progressive_phases_split_the_epochs_and_unlock_kernel_depth_expand_then_width():
+    cfg = dataclasses.replace(CFG, progressive=True, epochs=5)
+    phases = cfg.phases()
+    assert [n for _, n in phases] == [1, 1, 1, 1, 2] and sum(n for _, n in phases) == cfg.total_epochs
+    assert [sorted(d) for d, _ in phases] == [[], ["kernel"], ["depth", "kernel"], ["depth", "expand", "kernel"],
+                                              ["depth", "expand", "kernel", "resolution", "width"]]
+    with pytest.raises(ConfigError, match="epochs=3 is too few for evaluator.progressive=true"):
+        SupernetConfig.from_cfg({"progressive": True, "epochs": 3})
+
+
+def test_progressive_training_samples_only_the_unlocked_dimensions(digits, monkeypatch):
+    """Every arch the training runs, per epoch: the largest (teacher), else it differs from the largest only in the
+    phase's unlocked dimensions, and over the phase each of them does vary."""
+    import tinynas.supernet.training as training
+
+    cfg = dataclasses.replace(CFG, progressive=True, epochs=4, subnets_per_batch=2, max_train_samples=256)
+    seen, epoch_now = {}, [None]
+    real_batch_archs, real_set_active = training.batch_archs, MCUNetSupernet.set_active
+
+    def spy_batch_archs(space, c, epoch, rng):
+        epoch_now[0] = epoch
+        return real_batch_archs(space, c, epoch, rng)
+
+    def spy_set_active(self, arch):
+        seen.setdefault(epoch_now[0], []).append(arch)
+        return real_set_active(self, arch)
+
+    monkeypatch.setattr(training, "batch_archs", spy_batch_archs)
+    monkeypatch.setattr(MCUNetSupernet, "set_active", spy_set_active)
+    state = train_supernet(SPACE, digits, cfg, "cpu", seed=0)
+    assert state.epochs == 5 and all(map(math.isfinite, state.losses))
+    largest = largest_arch(SPACE)
+    expected = [set(), {"kernel"}, {"kernel", "depth"}, {"kernel", "depth", "expand"},
+                {"kernel", "depth", "expand", "width", "resolution"}]
+    for epoch, unlocked in enumerate(expected):
+        varied = set().union(*(_differs(a, largest) for a in seen[epoch]))
+        if epoch == 0:  # the largest arch alone, at a random resolution per batch
+            assert varied <= {"resolution"}
+        else:
+            assert varied == unlocked, (epoch, varied)

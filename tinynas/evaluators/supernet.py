@@ -4,10 +4,17 @@
 workers; see :mod:`tinynas.supernet`). ``score`` extracts the arch's sub-network, recalibrates its batch-norm
 statistics on ``bn_calibration_samples`` training images at the arch's resolution, and returns its validation
 accuracy: no per-arch training.
+
+With ``predictor`` the score is instead an accuracy predictor's (:mod:`tinynas.supernet.predictor`): ``prepare``
+scores ``predictor_archs`` random archs as above and fits it on them (kept in ``run_dir`` next to the
+checkpoint, so workers and resumed runs reuse them), and each candidate then costs about a millisecond.
 """
 
 from __future__ import annotations
 
+import json
+import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +24,10 @@ from search_spaces.mcunet import MCUNetArch, MCUNetSpace
 from tinynas.data import Split, at_resolution
 from tinynas.errors import ConfigError
 from tinynas.evaluators.base import BaseEvaluator, EvaluationContext, register_evaluator
-from tinynas.supernet import SupernetConfig, SupernetState, shared_supernet, train_supernet
+from tinynas.report import write_json
+from tinynas.supernet import SupernetConfig, SupernetState, checkpoint_path, shared_supernet, train_supernet
+from tinynas.supernet.training import file_lock
+from tinynas.supernet.predictor import AccuracyPredictor
 from tinynas.train import accuracy, recalibrate_bn
 
 
@@ -33,18 +43,63 @@ class SupernetEvaluator(BaseEvaluator):
                               f"or evaluator=zero_cost for other spaces")
         self.cfg = SupernetConfig.from_cfg(options)
         self.state: SupernetState | None = None
+        self.predictor: AccuracyPredictor | None = None
         self._splits: dict[int, tuple[Split, Split]] = {}
         rng = np.random.default_rng(ctx.seed)
         n = min(self.cfg.bn_calibration_samples, len(ctx.data.train))
         self._calibration = Split(ctx.data.train.x[rng.permutation(len(ctx.data.train))[:n]], ctx.data.train.y[:0])
 
     def prepare(self) -> None:
+        """The super-network, then (with ``predictor``) the accuracy predictor."""
+        self.prepare_supernet()
+        if self.cfg.predictor:
+            self.fit_predictor()
+
+    def prepare_supernet(self) -> SupernetState:
         """Train, resume or load the super-network (in ``ctx.run_dir`` when set, else in memory)."""
         ctx = self.ctx
         if ctx.run_dir is None:
             self.state = train_supernet(ctx.space, ctx.data, self.cfg, ctx.device, ctx.seed)
         else:
             self.state = shared_supernet(ctx.run_dir, ctx.space, ctx.data, self.cfg, ctx.device, ctx.seed)
+        return self.state
+
+    def fit_predictor(self) -> AccuracyPredictor:
+        """Fit the accuracy predictor on supernet-scored random archs (see module doc)."""
+        if self.state is None:
+            self.prepare_supernet()
+        archs, accuracies = self._predictor_data()
+        self.predictor = AccuracyPredictor(self.ctx.space).fit(archs, accuracies)
+        return self.predictor
+
+    def _predictor_data(self) -> tuple[list[MCUNetArch], list[float]]:
+        """``predictor_archs`` distinct random archs (seeded) and their supernet scores, read from or written to
+        ``run_dir`` (keyed by the checkpoint, its epochs and the scoring options)."""
+        cfg, ctx = self.cfg, self.ctx
+        if ctx.run_dir is not None:
+            stem = checkpoint_path(ctx.run_dir, ctx.space, ctx.data, cfg, ctx.seed).stem
+            path = Path(ctx.run_dir) / (f"{stem}_e{self.state.epochs}_bn{cfg.bn_calibration_samples}"
+                                        f"_predictor{cfg.predictor_archs}.json")
+            with file_lock(path.with_suffix(".lock")):  # one worker scores, the others wait and read
+                if not path.is_file():
+                    archs, accuracies = self._score_random_archs()
+                    write_json(path, {"archs": [{"arch": a.to_dict(), "accuracy": v}
+                                                for a, v in zip(archs, accuracies)]})
+            rows = json.loads(path.read_text())["archs"]
+            return [MCUNetArch.from_dict(r["arch"]) for r in rows], [float(r["accuracy"]) for r in rows]
+        return self._score_random_archs()
+
+    def _score_random_archs(self) -> tuple[list[MCUNetArch], list[float]]:
+        cfg, ctx = self.cfg, self.ctx
+        rng, seen, archs = random.Random(f"predictor:{ctx.seed}"), set(), []
+        for _ in range(100 * cfg.predictor_archs):  # a space may hold fewer archs than asked for
+            if len(archs) == cfg.predictor_archs:
+                break
+            arch = ctx.space.random(rng)
+            if arch.hash not in seen:
+                seen.add(arch.hash)
+                archs.append(arch)
+        return archs, [self.supernet_accuracy(a) for a in archs]
 
     def splits(self, resolution: int) -> tuple[Split, Split]:
         """(batch-norm calibration images, validation split) at ``resolution``."""
@@ -56,14 +111,21 @@ class SupernetEvaluator(BaseEvaluator):
     def subnet(self, arch: MCUNetArch) -> torch.nn.Module:
         """``space.build_torch(arch)`` with the super-network's weights and recalibrated batch norm."""
         if self.state is None:
-            self.prepare()
+            self.prepare_supernet()
         calibration, _ = self.splits(arch.resolution)
         model = self.state.net.extract(arch)
         recalibrate_bn(model, torch.from_numpy(calibration.x), self.ctx.device, batch_size=250,
                        max_samples=len(calibration.x))
         return model
 
+    def supernet_accuracy(self, arch: MCUNetArch) -> float:
+        """Validation accuracy of ``arch``'s sub-network (BN recalibrated)."""
+        return accuracy(self.subnet(arch), self.splits(arch.resolution)[1], self.ctx.device)
+
     def score(self, trial, arch: MCUNetArch) -> dict[str, Any]:
-        model = self.subnet(arch)
-        return {"accuracy": accuracy(model, self.splits(arch.resolution)[1], self.ctx.device),
-                "supernet_epochs": self.state.epochs}
+        if self.state is None:
+            self.prepare()
+        if self.predictor is not None:
+            return {"accuracy": float(self.predictor.predict([arch])[0]), "supernet_epochs": self.state.epochs,
+                    "predictor_loo_rmse": self.predictor.loo_rmse}
+        return {"accuracy": self.supernet_accuracy(arch), "supernet_epochs": self.state.epochs}
