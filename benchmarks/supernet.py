@@ -101,6 +101,14 @@ def standalone(space, data, archs, args, device) -> tuple[list[list[float]], lis
     return accs, times
 
 
+def val_loss(evaluator, arch) -> float:
+    """Mean validation cross-entropy of ``arch``'s sub-network (BN recalibrated)."""
+    val = evaluator.splits(arch.resolution)[1]
+    with torch.no_grad():
+        logits = evaluator.subnet(arch).eval()(torch.from_numpy(val.x))
+        return float(torch.nn.functional.cross_entropy(logits, torch.from_numpy(val.y).long()))
+
+
 def parse_set(items: list[str]) -> dict:
     out = {}
     for item in items:
@@ -164,6 +172,7 @@ def main() -> None:
         rankings["supernet"] = [evaluator.supernet_accuracy(a) for a in archs]
         figures["supernet_score_s_per_arch"] = (time.perf_counter() - start) / len(archs)
         figures["supernet_acc_mean"] = float(np.mean(rankings["supernet"]))
+        rankings["supernet_nll"] = [-val_loss(evaluator, a) for a in archs]  # a continuous score, for comparison
         for n in args.bn_samples:
             other = make_evaluator({**ev_cfg, "bn_calibration_samples": n}, ctx)
             other.state = evaluator.state
