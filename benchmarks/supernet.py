@@ -104,8 +104,9 @@ def standalone(space, data, archs, args, device) -> tuple[list[list[float]], lis
 def val_loss(evaluator, arch) -> float:
     """Mean validation cross-entropy of ``arch``'s sub-network (BN recalibrated)."""
     val = evaluator.splits(arch.resolution)[1]
+    model = evaluator.subnet(arch).eval()
     with torch.no_grad():
-        logits = evaluator.subnet(arch).eval()(torch.from_numpy(val.x))
+        logits = model(torch.from_numpy(val.x))
         return float(torch.nn.functional.cross_entropy(logits, torch.from_numpy(val.y).long()))
 
 

@@ -217,3 +217,26 @@ def test_progressive_training_samples_only_the_unlocked_dimensions(digits, monke
             assert varied <= {"resolution"}
         else:
             assert varied == unlocked, (epoch, varied)
+
+
+def test_finetune_steps_train_a_copy_of_the_subnet_and_score_deterministically(digits):
+    ctx = EvaluationContext(SPACE, digits, "cpu", 0, TrainConfig())
+    options = {f.name: getattr(CFG, f.name) for f in dataclasses.fields(CFG)}
+    options.update(epochs=0, bn_calibration_samples=256)
+    plain = make_evaluator({"name": "supernet", **options}, ctx)
+    plain.prepare()
+    tuned = make_evaluator({"name": "supernet", **options, "finetune_steps": 12, "finetune_lr": 0.005}, ctx)
+    tuned.state = plain.state
+    before = {k: v.clone() for k, v in plain.state.net.state_dict().items()}
+    arch = SPACE.random(random.Random(5))
+    calibration = plain.splits(arch.resolution)[0]
+    x, y = torch.from_numpy(calibration.x), torch.from_numpy(calibration.y).long()
+
+    def loss(model):
+        with torch.no_grad():
+            return nn.functional.cross_entropy(model.eval()(x), y).item()
+
+    assert loss(tuned.subnet(arch)) < loss(plain.subnet(arch))  # it trained on those images
+    assert tuned.score(None, arch) == tuned.score(None, arch)  # seeded: the same arch, the same score
+    for k, v in plain.state.net.state_dict().items():  # on a copy: the super-network is untouched
+        assert torch.equal(v, before[k]), k

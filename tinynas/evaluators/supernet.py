@@ -3,7 +3,8 @@
 ``prepare`` trains the MCUNet super-network once (or loads / resumes it from ``run_dir``, shared by the study's
 workers; see :mod:`tinynas.supernet`). ``score`` extracts the arch's sub-network, recalibrates its batch-norm
 statistics on ``bn_calibration_samples`` training images at the arch's resolution, and returns its validation
-accuracy: no per-arch training.
+accuracy: no per-arch training, unless ``finetune_steps`` > 0: that many AdamW steps on those images (with
+their labels) before the recalibration.
 
 With ``predictor`` the score is instead an accuracy predictor's (:mod:`tinynas.supernet.predictor`): ``prepare``
 scores ``predictor_archs`` random archs as above and fits it on them (kept in ``run_dir`` next to the
@@ -47,7 +48,8 @@ class SupernetEvaluator(BaseEvaluator):
         self._splits: dict[int, tuple[Split, Split]] = {}
         rng = np.random.default_rng(ctx.seed)
         n = min(self.cfg.bn_calibration_samples, len(ctx.data.train))
-        self._calibration = Split(ctx.data.train.x[rng.permutation(len(ctx.data.train))[:n]], ctx.data.train.y[:0])
+        keep = rng.permutation(len(ctx.data.train))[:n]
+        self._calibration = Split(ctx.data.train.x[keep], ctx.data.train.y[keep])
 
     def prepare(self) -> None:
         """The super-network, then (with ``predictor``) the accuracy predictor."""
@@ -79,7 +81,7 @@ class SupernetEvaluator(BaseEvaluator):
         if ctx.run_dir is not None:
             stem = checkpoint_path(ctx.run_dir, ctx.space, ctx.data, cfg, ctx.seed).stem
             path = Path(ctx.run_dir) / (f"{stem}_e{self.state.epochs}_bn{cfg.bn_calibration_samples}"
-                                        f"_predictor{cfg.predictor_archs}.json")
+                                        f"_ft{cfg.finetune_steps}x{cfg.finetune_lr:g}_predictor{cfg.predictor_archs}.json")
             with file_lock(path.with_suffix(".lock")):  # one worker scores, the others wait and read
                 if not path.is_file():
                     archs, accuracies = self._score_random_archs()
@@ -114,9 +116,31 @@ class SupernetEvaluator(BaseEvaluator):
             self.prepare_supernet()
         calibration, _ = self.splits(arch.resolution)
         model = self.state.net.extract(arch)
+        if self.cfg.finetune_steps:
+            self._finetune(model, calibration)
         recalibrate_bn(model, torch.from_numpy(calibration.x), self.ctx.device, batch_size=250,
                        max_samples=len(calibration.x))
         return model
+
+    def _finetune(self, model: torch.nn.Module, images: Split) -> None:
+        """``finetune_steps`` AdamW steps (``finetune_lr``, cross-entropy on the labels) on batches of the
+        calibration images, drawn in a seeded order: the same arch always gets the same score."""
+        cfg = self.cfg
+        x, y = torch.from_numpy(images.x).to(self.ctx.device), torch.from_numpy(images.y).long().to(self.ctx.device)
+        g = torch.Generator().manual_seed(self.ctx.seed)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.finetune_lr, weight_decay=cfg.weight_decay)
+        ce = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        model.train()
+        order, pos = torch.randperm(len(y), generator=g), 0
+        with torch.enable_grad():  # the caller may be scoring under no_grad
+            for _ in range(cfg.finetune_steps):
+                if pos + cfg.batch_size > len(y) and pos:  # a new pass: a new order, no short batch
+                    order, pos = torch.randperm(len(y), generator=g), 0
+                idx = order[pos:pos + cfg.batch_size]
+                pos += cfg.batch_size
+                opt.zero_grad(set_to_none=True)
+                ce(model(x[idx]), y[idx]).backward()
+                opt.step()
 
     def supernet_accuracy(self, arch: MCUNetArch) -> float:
         """Validation accuracy of ``arch``'s sub-network (BN recalibrated)."""

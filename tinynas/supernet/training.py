@@ -55,7 +55,8 @@ log = logging.getLogger("tinynas.supernet")
 PROGRESSIVE_PHASES = (("kernel",), ("depth",), ("expand",), ("width", "resolution"))
 
 # Options that only say how long to train or how to score: changing them keeps (extends) the checkpoint.
-_NOT_IN_HASH = ("largest_epochs", "epochs", "bn_calibration_samples", "predictor", "predictor_archs")
+_NOT_IN_HASH = ("largest_epochs", "epochs", "bn_calibration_samples", "finetune_steps", "finetune_lr", "predictor",
+                "predictor_archs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +75,8 @@ class SupernetConfig:
     progressive: bool = False
     max_train_samples: int | None = None
     bn_calibration_samples: int = 500
+    finetune_steps: int = 0
+    finetune_lr: float = 0.001
     predictor: bool = False
     predictor_archs: int = 200
 
@@ -83,7 +86,7 @@ class SupernetConfig:
         c = cls(**dict(cfg))
         if c.optimizer not in ("adamw", "sgd"):
             raise ConfigError(f"evaluator.optimizer={c.optimizer!r} is unknown; allowed: adamw, sgd")
-        for name in ("largest_epochs", "epochs", "subnets_per_batch"):
+        for name in ("largest_epochs", "epochs", "subnets_per_batch", "finetune_steps"):
             if getattr(c, name) < 0:
                 raise ConfigError(f"evaluator.{name}={getattr(c, name)} must be ≥ 0")
         if c.predictor and c.predictor_archs < 3:
@@ -91,8 +94,9 @@ class SupernetConfig:
         for name in ("batch_size", "bn_calibration_samples"):
             if getattr(c, name) < 2:
                 raise ConfigError(f"evaluator.{name}={getattr(c, name)} must be ≥ 2 (batch norm needs two samples)")
-        if c.lr <= 0:
-            raise ConfigError(f"evaluator.lr={c.lr} must be > 0")
+        for name in ("lr", "finetune_lr"):
+            if getattr(c, name) <= 0:
+                raise ConfigError(f"evaluator.{name}={getattr(c, name)} must be > 0")
         if c.kd_ratio < 0:
             raise ConfigError(f"evaluator.kd_ratio={c.kd_ratio} must be ≥ 0")
         if c.progressive and 0 < c.epochs < len(PROGRESSIVE_PHASES):
