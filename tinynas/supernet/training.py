@@ -7,7 +7,9 @@ Phase 2 (``epochs``): per batch the largest arch (at the highest resolution, cro
 over four phases that unlock one elastic dimension after another — kernel, then depth, then expand ratio, then
 width and resolution (:data:`PROGRESSIVE_PHASES`; the remainder of ``epochs / 4`` goes to the last phases) — and
 the smallest and random archs of a phase vary only in the dimensions unlocked so far, the others at their
-maximum (:func:`batch_archs`). Each phase follows its own cosine learning-rate schedule.
+maximum (:func:`batch_archs`). Each phase follows its own cosine learning-rate schedule. (Extending a finished
+progressive checkpoint with more ``epochs`` re-splits the phases: training continues in whichever phases the new
+split puts after the epochs already done.)
 
 Sub-networks learn from the labels *and*, when ``distill``, from the largest arch's detached logits:
 cross-entropy + ``kd_ratio`` × soft cross-entropy, as Once-for-All trains them. Distilling from the largest
