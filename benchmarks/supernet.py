@@ -129,7 +129,8 @@ def main() -> None:
     p.add_argument("--standalone-epochs", type=int, default=3)
     p.add_argument("--standalone-samples", type=int, default=1500, help="training images per stand-alone run")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="draws the archs and seeds the stand-alone runs")
+    p.add_argument("--supernet-seed", type=int, help="the super-network's seed (default: --seed)")
     p.add_argument("--json", type=Path, help="also write the rows and figures here")
     p.add_argument("--trained-from", type=Path,
                    help="a --json file of an earlier run: reuse its stand-alone accuracies (same archs and settings)")
@@ -160,7 +161,8 @@ def main() -> None:
         ev_cfg = yaml.safe_load((CONF_DIR / "evaluator" / "supernet.yaml").read_text())
         ev_cfg.update(parse_set(args.set))
         figures["evaluator"] = ev_cfg
-        ctx = EvaluationContext(space, data, device, args.seed, TrainConfig(), run_dir=args.run_dir)
+        seed = args.seed if args.supernet_seed is None else args.supernet_seed
+        ctx = EvaluationContext(space, data, device, seed, TrainConfig(), run_dir=args.run_dir)
         evaluator = make_evaluator(ev_cfg, ctx)
         start = time.perf_counter()
         evaluator.prepare_supernet()
