@@ -178,7 +178,7 @@ def main() -> None:
         rankings["supernet_nll"] = [-val_loss(evaluator, a) for a in archs]  # a continuous score, for comparison
         for n in args.bn_samples:
             other = make_evaluator({**ev_cfg, "bn_calibration_samples": n}, ctx)
-            other.state = evaluator.state
+            other.members = evaluator.members
             rankings[f"bn{n}"] = [other.supernet_accuracy(a) for a in archs]
         if evaluator.cfg.predictor:
             start = time.perf_counter()

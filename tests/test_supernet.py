@@ -240,3 +240,24 @@ def test_finetune_steps_train_a_copy_of_the_subnet_and_score_deterministically(d
     assert tuned.score(None, arch) == tuned.score(None, arch)  # seeded: the same arch, the same score
     for k, v in plain.state.net.state_dict().items():  # on a copy: the super-network is untouched
         assert torch.equal(v, before[k]), k
+
+
+def test_supernets_ensemble_scores_the_mean_of_one_supernet_per_seed(tmp_path, digits):
+    options = {f.name: getattr(CFG, f.name) for f in dataclasses.fields(CFG)}
+    options.update(epochs=0)
+    ensemble = make_evaluator({"name": "supernet", **options, "supernets": 2},
+                              EvaluationContext(SPACE, digits, "cpu", 0, TrainConfig(), run_dir=tmp_path))
+    ensemble.prepare()
+    assert {p.name for p in tmp_path.glob("*.pt")} == {checkpoint_path(tmp_path, SPACE, digits, CFG, s).name
+                                                       for s in (0, 1)}
+    singles = []
+    for seed in (0, 1):  # each member alone: a one-supernet evaluator of that seed, same calibration images
+        single = make_evaluator({"name": "supernet", **options}, EvaluationContext(SPACE, digits, "cpu", 0,
+                                                                                   TrainConfig()))
+        single.state = train_supernet(SPACE, digits, SupernetConfig.from_cfg(options), "cpu", seed=seed)
+        singles.append(single)
+    for arch in archs(4):
+        expected = (singles[0].score(None, arch)["accuracy"] + singles[1].score(None, arch)["accuracy"]) / 2
+        assert ensemble.score(None, arch)["accuracy"] == pytest.approx(expected)
+    with pytest.raises(ConfigError, match="supernets=0 must be ≥ 1"):
+        SupernetConfig.from_cfg({"supernets": 0})

@@ -6,6 +6,10 @@ statistics on ``bn_calibration_samples`` training images at the arch's resolutio
 accuracy: no per-arch training, unless ``finetune_steps`` > 0: that many AdamW steps on those images (with
 their labels) before the recalibration.
 
+With ``supernets`` = n > 1, n super-networks are trained (seeds ``seed`` … ``seed + n − 1``, one checkpoint each)
+and the score is the mean of the arch's accuracy in each: an ensemble that averages out the run-to-run noise of
+weight sharing, at n times the training and scoring cost.
+
 With ``predictor`` the score is instead an accuracy predictor's (:mod:`tinynas.supernet.predictor`): ``prepare``
 scores ``predictor_archs`` random archs as above and fits it on them (kept in ``run_dir`` next to the
 checkpoint, so workers and resumed runs reuse them), and each candidate then costs about a millisecond.
@@ -43,7 +47,7 @@ class SupernetEvaluator(BaseEvaluator):
                               f"{getattr(ctx.space, 'name', type(ctx.space).__name__)!r}; use evaluator=train "
                               f"or evaluator=zero_cost for other spaces")
         self.cfg = SupernetConfig.from_cfg(options)
-        self.state: SupernetState | None = None
+        self.members: list[SupernetState] = []
         self.predictor: AccuracyPredictor | None = None
         self._splits: dict[int, tuple[Split, Split]] = {}
         rng = np.random.default_rng(ctx.seed)
@@ -57,13 +61,23 @@ class SupernetEvaluator(BaseEvaluator):
         if self.cfg.predictor:
             self.fit_predictor()
 
+    @property
+    def state(self) -> SupernetState | None:
+        """The (first) super-network; None before :meth:`prepare_supernet`."""
+        return self.members[0] if self.members else None
+
+    @state.setter
+    def state(self, value: SupernetState) -> None:
+        self.members = [value]
+
     def prepare_supernet(self) -> SupernetState:
-        """Train, resume or load the super-network (in ``ctx.run_dir`` when set, else in memory)."""
+        """Train, resume or load the ``supernets`` super-networks (in ``ctx.run_dir`` when set, else in memory)."""
         ctx = self.ctx
+        seeds = range(ctx.seed, ctx.seed + self.cfg.supernets)
         if ctx.run_dir is None:
-            self.state = train_supernet(ctx.space, ctx.data, self.cfg, ctx.device, ctx.seed)
+            self.members = [train_supernet(ctx.space, ctx.data, self.cfg, ctx.device, s) for s in seeds]
         else:
-            self.state = shared_supernet(ctx.run_dir, ctx.space, ctx.data, self.cfg, ctx.device, ctx.seed)
+            self.members = [shared_supernet(ctx.run_dir, ctx.space, ctx.data, self.cfg, ctx.device, s) for s in seeds]
         return self.state
 
     def fit_predictor(self) -> AccuracyPredictor:
@@ -81,7 +95,7 @@ class SupernetEvaluator(BaseEvaluator):
         if ctx.run_dir is not None:
             stem = checkpoint_path(ctx.run_dir, ctx.space, ctx.data, cfg, ctx.seed).stem
             path = Path(ctx.run_dir) / (f"{stem}_e{self.state.epochs}_bn{cfg.bn_calibration_samples}"
-                                        f"_ft{cfg.finetune_steps}x{cfg.finetune_lr:g}_predictor{cfg.predictor_archs}.json")
+                                        f"_ft{cfg.finetune_steps}x{cfg.finetune_lr:g}_n{cfg.supernets}_predictor{cfg.predictor_archs}.json")
             with file_lock(path.with_suffix(".lock")):  # one worker scores, the others wait and read
                 if not path.is_file():
                     archs, accuracies = self._score_random_archs()
@@ -110,12 +124,12 @@ class SupernetEvaluator(BaseEvaluator):
                                         at_resolution(self.ctx.data.val, resolution))
         return self._splits[resolution]
 
-    def subnet(self, arch: MCUNetArch) -> torch.nn.Module:
-        """``space.build_torch(arch)`` with the super-network's weights and recalibrated batch norm."""
+    def subnet(self, arch: MCUNetArch, member: int = 0) -> torch.nn.Module:
+        """``space.build_torch(arch)`` with the weights of super-network ``member`` and recalibrated batch norm."""
         if self.state is None:
             self.prepare_supernet()
         calibration, _ = self.splits(arch.resolution)
-        model = self.state.net.extract(arch)
+        model = self.members[member].net.extract(arch)
         if self.cfg.finetune_steps:
             self._finetune(model, calibration)
         recalibrate_bn(model, torch.from_numpy(calibration.x), self.ctx.device, batch_size=250,
@@ -143,8 +157,12 @@ class SupernetEvaluator(BaseEvaluator):
                 opt.step()
 
     def supernet_accuracy(self, arch: MCUNetArch) -> float:
-        """Validation accuracy of ``arch``'s sub-network (BN recalibrated)."""
-        return accuracy(self.subnet(arch), self.splits(arch.resolution)[1], self.ctx.device)
+        """Validation accuracy of ``arch``'s sub-network (BN recalibrated), averaged over the super-networks."""
+        if self.state is None:
+            self.prepare_supernet()
+        val = self.splits(arch.resolution)[1]
+        return sum(accuracy(self.subnet(arch, i), val, self.ctx.device)
+                   for i in range(len(self.members))) / len(self.members)
 
     def score(self, trial, arch: MCUNetArch) -> dict[str, Any]:
         if self.state is None:

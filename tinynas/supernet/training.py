@@ -57,7 +57,7 @@ log = logging.getLogger("tinynas.supernet")
 PROGRESSIVE_PHASES = (("kernel",), ("depth",), ("expand",), ("width", "resolution"))
 
 # Options that only say how long to train or how to score: changing them keeps (extends) the checkpoint.
-_NOT_IN_HASH = ("largest_epochs", "epochs", "bn_calibration_samples", "finetune_steps", "finetune_lr", "predictor",
+_NOT_IN_HASH = ("largest_epochs", "epochs", "bn_calibration_samples", "supernets", "finetune_steps", "finetune_lr", "predictor",
                 "predictor_archs")
 
 
@@ -77,6 +77,7 @@ class SupernetConfig:
     progressive: bool = False
     max_train_samples: int | None = None
     bn_calibration_samples: int = 500
+    supernets: int = 1
     finetune_steps: int = 0
     finetune_lr: float = 0.001
     predictor: bool = False
@@ -91,6 +92,8 @@ class SupernetConfig:
         for name in ("largest_epochs", "epochs", "subnets_per_batch", "finetune_steps"):
             if getattr(c, name) < 0:
                 raise ConfigError(f"evaluator.{name}={getattr(c, name)} must be ≥ 0")
+        if c.supernets < 1:
+            raise ConfigError(f"evaluator.supernets={c.supernets} must be ≥ 1")
         if c.predictor and c.predictor_archs < 3:
             raise ConfigError(f"evaluator.predictor_archs={c.predictor_archs} must be ≥ 3 to fit the predictor")
         for name in ("batch_size", "bn_calibration_samples"):
