@@ -32,6 +32,27 @@ def largest_arch(space: MCUNetSpace) -> MCUNetArch:
                       ((max(space.kernel_choices),) * d,) * n, ((max(space.expand_choices),) * d,) * n)
 
 
+ELASTIC_DIMENSIONS = ("resolution", "width", "depth", "kernel", "expand")
+
+
+def elastic_arch(space: MCUNetSpace, unlocked, choose) -> MCUNetArch:
+    """An arch whose ``unlocked`` dimensions (of :data:`ELASTIC_DIMENSIONS`) are each ``choose(choices)`` and the
+    others at their maximum. With every dimension unlocked, ``choose=rng.choice`` draws what ``space.random(rng)``
+    draws and ``choose=min`` gives ``space.smallest()``; with none, it is :func:`largest_arch`."""
+    unknown = set(unlocked) - set(ELASTIC_DIMENSIONS)
+    if unknown:
+        raise ValueError(f"unknown elastic dimensions {sorted(unknown)}; allowed: {list(ELASTIC_DIMENSIONS)}")
+
+    def pick(dim, choices):
+        return choose(choices) if dim in unlocked else max(choices)
+
+    depths = tuple(pick("depth", space.depth_choices) for _ in space.stages)
+    resolution, width = pick("resolution", space.resolutions), pick("width", space.widths)
+    return MCUNetArch(resolution, width, depths,
+                      tuple(tuple(pick("kernel", space.kernel_choices) for _ in range(d)) for d in depths),
+                      tuple(tuple(pick("expand", space.expand_choices) for _ in range(d)) for d in depths))
+
+
 def _conv_weight(conv: nn.Conv2d, cout: int, cin: int, kernel: int) -> torch.Tensor:
     """The first ``cout`` filters over the first ``cin`` inputs (depthwise: ``cout`` channels, one input each),
     cropped to their centre ``kernel``×``kernel``."""

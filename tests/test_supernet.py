@@ -2,6 +2,7 @@
 are `build_torch` models; training lowers the loss; checkpoints resume; the `supernet` evaluator scores archs."""
 
 import dataclasses
+import math
 import random
 
 import pytest
@@ -162,3 +163,101 @@ def test_shipped_yaml_is_a_valid_config():
     cfg = yaml.safe_load((CONF_DIR / "evaluator" / "supernet.yaml").read_text())
     assert cfg.pop("name") == "supernet"
     assert SupernetConfig.from_cfg(cfg) == SupernetConfig()
+
+
+def _differs(arch, other):
+    """The elastic dimensions in which ``arch`` differs from ``other``."""
+    out = {d for d in ("resolution", "width") if getattr(arch, d) != getattr(other, d)}
+    if arch.depths != other.depths:
+        out.add("depth")
+    pairs = [(k, e, k2, e2) for s in range(len(arch.depths))
+             for k, e, k2, e2 in zip(arch.kernels[s], arch.expands[s], other.kernels[s], other.expands[s])]
+    out |= {"kernel"} if any(k != k2 for k, _, k2, _ in pairs) else set()
+    out |= {"expand"} if any(e != e2 for _, e, _, e2 in pairs) else set()
+    return out
+
+
+def test_progressive_phases_split_the_epochs_and_unlock_kernel_depth_expand_then_width():
+    cfg = dataclasses.replace(CFG, progressive=True, epochs=5)
+    phases = cfg.phases()
+    assert [n for _, n in phases] == [1, 1, 1, 1, 2] and sum(n for _, n in phases) == cfg.total_epochs
+    assert [sorted(d) for d, _ in phases] == [[], ["kernel"], ["depth", "kernel"], ["depth", "expand", "kernel"],
+                                              ["depth", "expand", "kernel", "resolution", "width"]]
+    with pytest.raises(ConfigError, match="epochs=3 is too few for evaluator.progressive=true"):
+        SupernetConfig.from_cfg({"progressive": True, "epochs": 3})
+
+
+def test_progressive_training_samples_only_the_unlocked_dimensions(digits, monkeypatch):
+    """Every arch the training runs, per epoch: the largest (teacher), else it differs from the largest only in the
+    phase's unlocked dimensions, and over the phase each of them does vary."""
+    import tinynas.supernet.training as training
+
+    cfg = dataclasses.replace(CFG, progressive=True, epochs=4, subnets_per_batch=2, max_train_samples=256)
+    seen, epoch_now = {}, [None]
+    real_batch_archs, real_set_active = training.batch_archs, MCUNetSupernet.set_active
+
+    def spy_batch_archs(space, c, epoch, rng):
+        epoch_now[0] = epoch
+        return real_batch_archs(space, c, epoch, rng)
+
+    def spy_set_active(self, arch):
+        seen.setdefault(epoch_now[0], []).append(arch)
+        return real_set_active(self, arch)
+
+    monkeypatch.setattr(training, "batch_archs", spy_batch_archs)
+    monkeypatch.setattr(MCUNetSupernet, "set_active", spy_set_active)
+    state = train_supernet(SPACE, digits, cfg, "cpu", seed=0)
+    assert state.epochs == 5 and all(map(math.isfinite, state.losses))
+    largest = largest_arch(SPACE)
+    expected = [set(), {"kernel"}, {"kernel", "depth"}, {"kernel", "depth", "expand"},
+                {"kernel", "depth", "expand", "width", "resolution"}]
+    for epoch, unlocked in enumerate(expected):
+        varied = set().union(*(_differs(a, largest) for a in seen[epoch]))
+        if epoch == 0:  # the largest arch alone, at a random resolution per batch
+            assert varied <= {"resolution"}
+        else:
+            assert varied == unlocked, (epoch, varied)
+
+
+def test_finetune_steps_train_a_copy_of_the_subnet_and_score_deterministically(digits):
+    ctx = EvaluationContext(SPACE, digits, "cpu", 0, TrainConfig())
+    options = {f.name: getattr(CFG, f.name) for f in dataclasses.fields(CFG)}
+    options.update(epochs=0, bn_calibration_samples=256)
+    plain = make_evaluator({"name": "supernet", **options}, ctx)
+    plain.prepare()
+    tuned = make_evaluator({"name": "supernet", **options, "finetune_steps": 12, "finetune_lr": 0.005}, ctx)
+    tuned.state = plain.state
+    before = {k: v.clone() for k, v in plain.state.net.state_dict().items()}
+    arch = SPACE.random(random.Random(5))
+    calibration = plain.splits(arch.resolution)[0]
+    x, y = torch.from_numpy(calibration.x), torch.from_numpy(calibration.y).long()
+
+    def loss(model):
+        with torch.no_grad():
+            return nn.functional.cross_entropy(model.eval()(x), y).item()
+
+    assert loss(tuned.subnet(arch)) < loss(plain.subnet(arch))  # it trained on those images
+    assert tuned.score(None, arch) == tuned.score(None, arch)  # seeded: the same arch, the same score
+    for k, v in plain.state.net.state_dict().items():  # on a copy: the super-network is untouched
+        assert torch.equal(v, before[k]), k
+
+
+def test_supernets_ensemble_scores_the_mean_of_one_supernet_per_seed(tmp_path, digits):
+    options = {f.name: getattr(CFG, f.name) for f in dataclasses.fields(CFG)}
+    options.update(epochs=0)
+    ensemble = make_evaluator({"name": "supernet", **options, "supernets": 2},
+                              EvaluationContext(SPACE, digits, "cpu", 0, TrainConfig(), run_dir=tmp_path))
+    ensemble.prepare()
+    assert {p.name for p in tmp_path.glob("*.pt")} == {checkpoint_path(tmp_path, SPACE, digits, CFG, s).name
+                                                       for s in (0, 1)}
+    singles = []
+    for seed in (0, 1):  # each member alone: a one-supernet evaluator of that seed, same calibration images
+        single = make_evaluator({"name": "supernet", **options}, EvaluationContext(SPACE, digits, "cpu", 0,
+                                                                                   TrainConfig()))
+        single.state = train_supernet(SPACE, digits, SupernetConfig.from_cfg(options), "cpu", seed=seed)
+        singles.append(single)
+    for arch in archs(4):
+        expected = (singles[0].score(None, arch)["accuracy"] + singles[1].score(None, arch)["accuracy"]) / 2
+        assert ensemble.score(None, arch)["accuracy"] == pytest.approx(expected)
+    with pytest.raises(ConfigError, match="supernets=0 must be ≥ 1"):
+        SupernetConfig.from_cfg({"supernets": 0})

@@ -3,8 +3,13 @@
 Phase 1 (``largest_epochs``): the largest arch alone, at a random resolution of the space per batch.
 Phase 2 (``epochs``): per batch the largest arch (at the highest resolution, cross-entropy), the smallest and
 ``subnets_per_batch`` random archs (each at its own resolution); the losses are summed into one optimiser step
-(BigNAS's sandwich rule; OFA's progressive shrinking, lite). Each phase follows its own cosine learning-rate
-schedule.
+(BigNAS's sandwich rule). With ``progressive`` (Once-for-All's progressive shrinking) phase 2's epochs are split
+over four phases that unlock one elastic dimension after another — kernel, then depth, then expand ratio, then
+width and resolution (:data:`PROGRESSIVE_PHASES`; the remainder of ``epochs / 4`` goes to the last phases) — and
+the smallest and random archs of a phase vary only in the dimensions unlocked so far, the others at their
+maximum (:func:`batch_archs`). Each phase follows its own cosine learning-rate schedule. (Extending a finished
+progressive checkpoint with more ``epochs`` re-splits the phases: training continues in whichever phases the new
+split puts after the epochs already done.)
 
 Sub-networks learn from the labels *and*, when ``distill``, from the largest arch's detached logits:
 cross-entropy + ``kd_ratio`` × soft cross-entropy, as Once-for-All trains them. Distilling from the largest
@@ -39,8 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from search_spaces.mcunet import MCUNetSpace
-from search_spaces.supernet import MCUNetSupernet, largest_arch
+from search_spaces.mcunet import MCUNetArch, MCUNetSpace
+from search_spaces.supernet import ELASTIC_DIMENSIONS, MCUNetSupernet, elastic_arch, largest_arch
 from tinynas.checkpoint import load_checkpoint, save_checkpoint
 from tinynas.data import Dataset, resize
 from tinynas.errors import ConfigError, check_options
@@ -49,8 +54,12 @@ from tinynas.train import cap_samples, make_optimizer, seed_everything
 
 log = logging.getLogger("tinynas.supernet")
 
+# Progressive shrinking: the dimensions each phase after the largest arch's adds to the elastic ones.
+PROGRESSIVE_PHASES = (("kernel",), ("depth",), ("expand",), ("width", "resolution"))
+
 # Options that only say how long to train or how to score: changing them keeps (extends) the checkpoint.
-_NOT_IN_HASH = ("largest_epochs", "epochs", "bn_calibration_samples")
+_NOT_IN_HASH = ("largest_epochs", "epochs", "bn_calibration_samples", "supernets", "finetune_steps", "finetune_lr", "predictor",
+                "predictor_archs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,8 +75,14 @@ class SupernetConfig:
     label_smoothing: float = 0.1
     distill: bool = True
     kd_ratio: float = 1.0
+    progressive: bool = False
     max_train_samples: int | None = None
     bn_calibration_samples: int = 500
+    supernets: int = 1
+    finetune_steps: int = 0
+    finetune_lr: float = 0.001
+    predictor: bool = False
+    predictor_archs: int = 200
 
     @classmethod
     def from_cfg(cls, cfg: dict[str, Any]) -> "SupernetConfig":
@@ -75,21 +90,51 @@ class SupernetConfig:
         c = cls(**dict(cfg))
         if c.optimizer not in ("adamw", "sgd"):
             raise ConfigError(f"evaluator.optimizer={c.optimizer!r} is unknown; allowed: adamw, sgd")
-        for name in ("largest_epochs", "epochs", "subnets_per_batch"):
+        for name in ("largest_epochs", "epochs", "subnets_per_batch", "finetune_steps"):
             if getattr(c, name) < 0:
                 raise ConfigError(f"evaluator.{name}={getattr(c, name)} must be ≥ 0")
+        if c.supernets < 1:
+            raise ConfigError(f"evaluator.supernets={c.supernets} must be ≥ 1")
+        if c.predictor and c.predictor_archs < 3:
+            raise ConfigError(f"evaluator.predictor_archs={c.predictor_archs} must be ≥ 3 to fit the predictor")
         for name in ("batch_size", "bn_calibration_samples"):
             if getattr(c, name) < 2:
                 raise ConfigError(f"evaluator.{name}={getattr(c, name)} must be ≥ 2 (batch norm needs two samples)")
-        if c.lr <= 0:
-            raise ConfigError(f"evaluator.lr={c.lr} must be > 0")
+        for name in ("lr", "finetune_lr"):
+            if getattr(c, name) <= 0:
+                raise ConfigError(f"evaluator.{name}={getattr(c, name)} must be > 0")
         if c.kd_ratio < 0:
             raise ConfigError(f"evaluator.kd_ratio={c.kd_ratio} must be ≥ 0")
+        if c.progressive and 0 < c.epochs < len(PROGRESSIVE_PHASES):
+            raise ConfigError(f"evaluator.epochs={c.epochs} is too few for evaluator.progressive=true: it needs "
+                              f"≥ {len(PROGRESSIVE_PHASES)} (one per phase: kernel, depth, expand, width) or 0")
         return c
 
     @property
     def total_epochs(self) -> int:
         return self.largest_epochs + self.epochs
+
+    def phases(self) -> list[tuple[frozenset[str], int]]:
+        """(elastic dimensions, epochs) of each phase in training order; the first, the largest arch alone, has
+        none (its resolution is drawn per batch all the same)."""
+        if not self.progressive:
+            return [(frozenset(), self.largest_epochs), (frozenset(ELASTIC_DIMENSIONS), self.epochs)]
+        n = len(PROGRESSIVE_PHASES)
+        base, extra = divmod(self.epochs, n)
+        out, unlocked = [(frozenset(), self.largest_epochs)], frozenset()
+        for i, dims in enumerate(PROGRESSIVE_PHASES):
+            unlocked = unlocked | set(dims)
+            out.append((unlocked, base + (i >= n - extra)))
+        return out
+
+    def phase_of(self, epoch: int) -> tuple[frozenset[str], int, int]:
+        """(elastic dimensions, first epoch, epochs) of the phase that ``epoch`` (0-based) belongs to."""
+        start = 0
+        for dims, length in self.phases():
+            if epoch < start + length:
+                return dims, start, length
+            start += length
+        raise ValueError(f"epoch {epoch} is past the {self.total_epochs} epochs of training")
 
 
 @dataclasses.dataclass
@@ -105,6 +150,8 @@ def supernet_key(space: MCUNetSpace, data: Dataset, cfg: SupernetConfig, seed: i
     """A hash of what determines the super-network's weights: the space config, the dataset, the seed and the
     training options other than the epoch counts."""
     train = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_IN_HASH}
+    if not cfg.progressive:  # off: the key of checkpoints written before the option existed
+        del train["progressive"]
     key = {"space": dataclasses.asdict(space), "data": [data.name, data.in_channels, data.num_classes, len(data.train)],
            "seed": seed, "train": train}
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -116,9 +163,21 @@ def checkpoint_path(run_dir: Path, space: MCUNetSpace, data: Dataset, cfg: Super
 
 def _lr_at(cfg: SupernetConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
     """Cosine decay within the phase that ``epoch`` belongs to."""
-    start, length = (0, cfg.largest_epochs) if epoch < cfg.largest_epochs else (cfg.largest_epochs, cfg.epochs)
+    _, start, length = cfg.phase_of(epoch)
     t = ((epoch - start) * steps_per_epoch + step) / max(1, length * steps_per_epoch)
     return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def batch_archs(space: MCUNetSpace, cfg: SupernetConfig, epoch: int, rng: random.Random) -> list[MCUNetArch]:
+    """The archs one batch of ``epoch`` trains, the teacher first: in the first phase the largest arch at a random
+    resolution; after it the largest, the smallest and ``subnets_per_batch`` random archs over the phase's
+    elastic dimensions (all of them unless ``progressive``)."""
+    largest = largest_arch(space)
+    elastic, _, _ = cfg.phase_of(epoch)
+    if not elastic:
+        return [dataclasses.replace(largest, resolution=rng.choice(space.resolutions))]
+    return [largest, elastic_arch(space, elastic, min)] + [elastic_arch(space, elastic, rng.choice)
+                                                           for _ in range(cfg.subnets_per_batch)]
 
 
 def _soft_ce(logits: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -151,7 +210,7 @@ def train_supernet(space: MCUNetSpace, data: Dataset, cfg: SupernetConfig, devic
     y = y.to(device)
     opt = make_optimizer(net.parameters(), cfg)
     ce = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    largest, smallest = largest_arch(space), space.smallest()
+    largest = largest_arch(space)
     steps_per_epoch = max(1, math.ceil(len(y) / cfg.batch_size))
     net.train()
     for epoch in range(done, cfg.total_epochs):
@@ -165,10 +224,7 @@ def train_supernet(space: MCUNetSpace, data: Dataset, cfg: SupernetConfig, devic
                 continue
             for group in opt.param_groups:
                 group["lr"] = _lr_at(cfg, epoch, step, steps_per_epoch)
-            if epoch < cfg.largest_epochs:
-                archs = [dataclasses.replace(largest, resolution=rng.choice(space.resolutions))]
-            else:
-                archs = [largest, smallest] + [space.random(rng) for _ in range(cfg.subnets_per_batch)]
+            archs = batch_archs(space, cfg, epoch, rng)
             opt.zero_grad(set_to_none=True)
             teacher = None
             for arch in archs:
@@ -197,7 +253,8 @@ def train_supernet(space: MCUNetSpace, data: Dataset, cfg: SupernetConfig, devic
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) while inside."""
     with open(path, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)  # released by the OS if this process dies
         try:
@@ -213,5 +270,5 @@ def shared_supernet(run_dir: Path, space: MCUNetSpace, data: Dataset, cfg: Super
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = checkpoint_path(run_dir, space, data, cfg, seed)
-    with _file_lock(path.with_suffix(".lock")):
+    with file_lock(path.with_suffix(".lock")):
         return train_supernet(space, data, cfg, device, seed, checkpoint=path)
