@@ -75,7 +75,7 @@ class SupernetConfig:
     label_smoothing: float = 0.1
     distill: bool = True
     kd_ratio: float = 1.0
-    progressive: bool = False
+    progressive: bool = False  # conf/evaluator/supernet.yaml turns it on (it needs epochs ≥ 4)
     max_train_samples: int | None = None
     bn_calibration_samples: int = 500
     supernets: int = 1
