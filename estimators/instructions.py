@@ -119,8 +119,9 @@ def op_features(op: OpFacts) -> tuple[str, list[float]]:
         return variant, [1.0, pixels, row_taps, taps, taps * c4, taps * c1, (row_taps - taps) * c,
                          (pixels * kk - row_taps) * c, pixels * c4 * (kk // 2), pixels * c4 * (kk % 2), pixels * c4,
                          pixels * c1 * kk, pixels * c1]
-    if kind == "FULLY_CONNECTED":
-        return kind, [1.0, op.macs, op.out_channels, op.macs // max(op.out_channels, 1)]
+    if kind == "FULLY_CONNECTED":  # loops over output neurons, per-tensor or per-channel (out_channels is 0 then)
+        units = op.out_shape[-1]
+        return kind, [1.0, op.macs, units, op.macs // max(units, 1)]
     if kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         taps, pixels, _, _ = _window(op)
         return kind, [1.0, taps * op.out_shape[-1], op.out_numel, pixels]

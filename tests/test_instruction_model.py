@@ -44,6 +44,18 @@ def test_inside_taps_count_the_window_taps_inside_the_input(seed):
         assert _inside_taps(size, kernel, stride, padding) == brute, (size, kernel, stride, padding)
 
 
+def test_a_fully_connected_layer_is_priced_by_its_neurons_per_tensor_or_per_channel():
+    """CMSIS-NN's FC kernels loop over the output neurons either way; the table's per-channel count is 0 for a
+    per-tensor FC (it keeps no per-channel multipliers), and pricing must not read it as zero neurons."""
+    from estimators.builder import GraphBuilder
+
+    def fc(per_channel: bool) -> int:
+        g = GraphBuilder("fc", (640,))
+        return estimate_instructions(g.finish(g.fully_connected(g.input, 128, per_channel=per_channel)))
+
+    assert fc(False) == fc(True) > 640 * 128  # at least one instruction per MAC
+
+
 def test_estimate_prices_tflm_latency_by_instructions_and_the_boards_cycles():
     graph = reference_model("mlperf_kws_dscnn")
     mcu = load_mcu("stm32l4r5", MCU_DIR)
