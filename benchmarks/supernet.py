@@ -52,13 +52,7 @@ from tinynas.train import TrainConfig, accuracy, fit, seed_everything
 
 
 def distinct_archs(space, n: int, seed: int, exclude: set | None = None) -> list:
-    rng, seen, out = random.Random(seed), set(exclude or ()), []
-    while len(out) < n:
-        arch = space.random(rng)
-        if arch.hash not in seen:
-            seen.add(arch.hash)
-            out.append(arch)
-    return out
+    return space.distinct_random(random.Random(seed), n, exclude or ())
 
 
 def top_overlap(a, b, k: int = 5) -> float:

@@ -98,6 +98,17 @@ class SearchSpace(abc.ABC):
     def random(self, rng: random.Random) -> ArchSpec:
         """Draw an arch uniformly from the space."""
 
+    def distinct_random(self, rng: random.Random, n: int, exclude=(), max_draws: int | None = None) -> list[ArchSpec]:
+        """``n`` archs of :meth:`random`, no two alike nor any whose hash is in ``exclude``; fewer when
+        ``max_draws`` draws (unbounded when None) do not find that many (a small space)."""
+        seen, out, draws = set(exclude), [], 0
+        while len(out) < n and (max_draws is None or draws < max_draws):
+            arch, draws = self.random(rng), draws + 1
+            if arch.hash not in seen:
+                seen.add(arch.hash)
+                out.append(arch)
+        return out
+
     @abc.abstractmethod
     def mutate(self, arch: ArchSpec, rng: random.Random, prob: float = 0.1) -> ArchSpec:
         """Resample each choice of ``arch`` with probability ``prob``."""

@@ -193,24 +193,25 @@ def test_every_tflite_tensor_type_is_sized_or_refused():
     assert set(_tensor_types()) == set(_NUMPY) | _NO_TFLM  # a new schema type must be decided here
 
 
-@pytest.mark.parametrize("type_name", sorted(_NUMPY))
-def test_activation_bytes_per_tensor_type(tmp_path, type_name):
+def _add_with_output_type(tmp_path, type_name: str) -> Path:
+    """The one-ADD model with its output tensor retyped to the TFLite type ``type_name``."""
     def retype(model, fb):
         model.subgraphs[0].tensors[2].type = _tensor_types()[type_name]
 
     path = tmp_path / f"{type_name.lower()}.tflite"
     path.write_bytes(_flatbuffer(_simple_add(), retype))
-    out = read_tflite(path).tensors["PartitionedCall:0"]
+    return path
+
+
+@pytest.mark.parametrize("type_name", sorted(_NUMPY))
+def test_activation_bytes_per_tensor_type(tmp_path, type_name):
+    out = read_tflite(_add_with_output_type(tmp_path, type_name)).tensors["PartitionedCall:0"]
     assert out.nbytes == out.numel * np.dtype(_NUMPY[type_name]).itemsize
 
 
 @pytest.mark.parametrize("type_name", sorted(_NO_TFLM))
 def test_types_tflm_cannot_hold_are_refused(tmp_path, type_name):
-    def retype(model, fb):
-        model.subgraphs[0].tensors[2].type = _tensor_types()[type_name]
-
-    path = tmp_path / f"{type_name.lower()}.tflite"
-    path.write_bytes(_flatbuffer(_simple_add(), retype))
+    path = _add_with_output_type(tmp_path, type_name)
     with pytest.raises(ValueError, match=f"tensor 2 has TFLite type {type_name}, which TFLite Micro cannot hold"):
         read_tflite(path)
 

@@ -21,13 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def distinct(n, seed, exclude=()):
-    rng, seen, out = random.Random(seed), set(exclude), []
-    while len(out) < n:
-        a = SPACE.random(rng)
-        if a.hash not in seen:
-            seen.add(a.hash)
-            out.append(a)
-    return out
+    return SPACE.distinct_random(random.Random(seed), n, exclude)
 
 
 def test_encoding_is_one_hot_per_choice_and_zero_for_unused_blocks():

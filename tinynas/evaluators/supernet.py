@@ -107,14 +107,8 @@ class SupernetEvaluator(BaseEvaluator):
 
     def _score_random_archs(self) -> tuple[list[MCUNetArch], list[float]]:
         cfg, ctx = self.cfg, self.ctx
-        rng, seen, archs = random.Random(f"predictor:{ctx.seed}"), set(), []
-        for _ in range(100 * cfg.predictor_archs):  # a space may hold fewer archs than asked for
-            if len(archs) == cfg.predictor_archs:
-                break
-            arch = ctx.space.random(rng)
-            if arch.hash not in seen:
-                seen.add(arch.hash)
-                archs.append(arch)
+        archs = ctx.space.distinct_random(random.Random(f"predictor:{ctx.seed}"), cfg.predictor_archs,
+                                          max_draws=100 * cfg.predictor_archs)  # a small space holds fewer
         return archs, [self.supernet_accuracy(a) for a in archs]
 
     def splits(self, resolution: int) -> tuple[Split, Split]:
