@@ -30,12 +30,13 @@ run: $(STAMP)
 # Tests marked `kernel_paths` (training whose outcome rests on floating-point numerics) run first under PyTorch's
 # AVX2 and scalar CPU kernels, then the whole suite under the machine's default (AVX-512 where the CPU has it):
 # one machine's kernels must not hide an unstable training. pytest's exit 5 (none selected by PYTEST_ARGS) is fine.
+# The marker comes after PYTEST_ARGS, so a `-m` there narrows the full run, not these reruns.
 KERNEL_PATHS ?= avx2 default
 
 test: $(STAMP)
 	@for cap in $(KERNEL_PATHS); do \
 	  echo "== tests marked kernel_paths, ATEN_CPU_CAPABILITY=$$cap"; \
-	  ATEN_CPU_CAPABILITY=$$cap $(BIN)/python -m pytest -q -m kernel_paths -p no:cacheprovider $(PYTEST_ARGS) \
+	  ATEN_CPU_CAPABILITY=$$cap $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) -m kernel_paths \
 	    || [ $$? -eq 5 ] || exit 1; \
 	done
 	$(TFLM_ENV) $(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)

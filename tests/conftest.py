@@ -55,3 +55,71 @@ def pytest_report_header(config):
     import torch
 
     return f"torch {torch.__version__}, CPU kernels: {torch.backends.cpu.get_cpu_capability()}"
+
+
+# --- the target in the loop: firmware ground truth shared by the target tests ----------------------------------
+# One export and one emulation per model for the whole session, whichever test module asks first.
+TARGET_MCU = "stm32f412"  # Cortex-M4F: mps2-an386
+
+
+def target_benchmark():
+    """benchmarks/instruction_model.py as a module: its search-space samples (SPACES, TEST_SEEDS, export_arch)
+    are the held-out exported archs the target tests check."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("instruction_model_bench", ROOT / "benchmarks" / "instruction_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def target():
+    """The TFLM tree and downloads ($TINYNAS_TFLM_ROOT/_DOWNLOADS, else ../shared/third_party beside the clone);
+    skips with the reason where there is no tree or no Arm toolchain / QEMU."""
+    from tinynas.target.sources import TargetUnavailable
+
+    try:
+        return target_benchmark().sources()
+    except TargetUnavailable as e:
+        pytest.skip(f"no firmware target here: {e}")
+
+
+@pytest.fixture(scope="session")
+def mlperf_tiny(tmp_path_factory) -> dict[str, Path]:
+    """The MLPerf Tiny references (kws, vww, ic, ad) built with Keras and converted to full int8."""
+    from tests.tflite_models import build_mlperf_tiny
+
+    return build_mlperf_tiny(tmp_path_factory.mktemp("mlperf_tiny"))
+
+
+@pytest.fixture(scope="session")
+def space_exports(tmp_path_factory):
+    """A held-out random arch of every search space (benchmarks/instruction_model.py's TEST_SEEDS, never
+    fitted on), through our export pipeline: name ``<space>-<seed>`` → (.tflite path, the space's own IR)."""
+    bench = target_benchmark()
+    work = tmp_path_factory.mktemp("space_exports")
+    out = {}
+    for space_name in bench.SPACES:
+        for seed in bench.TEST_SEEDS:
+            space, arch, in_ch = bench.sample_arch(space_name, seed)
+            out[f"{space_name}-{seed}"] = (bench.export_arch(space_name, seed, work), space.to_ir(arch, in_ch, 10))
+    return out
+
+
+@pytest.fixture(scope="session")
+def firmware_report(target):
+    """``firmware_report(path, mcu=TARGET_MCU)``: the emulated firmware report of a .tflite, built and run once."""
+    from estimators import load_mcu
+    from tinynas.paths import MCU_DIR
+    from tinynas.target.firmware import run_firmware
+
+    done: dict[tuple[str, str], dict] = {}
+
+    def get(path: Path, mcu: str = TARGET_MCU) -> dict:
+        key = (str(path), mcu)
+        if key not in done:
+            done[key] = run_firmware(Path(path), load_mcu(mcu, MCU_DIR), target)
+        return done[key]
+
+    return get

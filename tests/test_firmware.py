@@ -10,7 +10,6 @@ use (minutes on 2 cores) into $TINYNAS_CACHE; later runs reuse it and take secon
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -19,32 +18,7 @@ from estimators import load_mcu
 from tinynas.paths import MCU_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "third_party"
 MCU = "stm32f412"  # Cortex-M4F: mps2-an386
-
-
-def _tree() -> tuple[str, str | None]:
-    root = os.environ.get("TINYNAS_TFLM_ROOT") or str(SHARED / "tflite-micro")
-    downloads = os.environ.get("TINYNAS_TFLM_DOWNLOADS") or (str(SHARED / "downloads") if
-                                                             (SHARED / "downloads").is_dir() else None)
-    return root, downloads
-
-
-@pytest.fixture(scope="session")
-def target():
-    from tinynas.target.sources import TargetUnavailable, resolve
-
-    try:
-        return resolve(*_tree())
-    except TargetUnavailable as e:
-        pytest.skip(f"no firmware target here: {e}")
-
-
-@pytest.fixture(scope="session")
-def mlperf_tiny(tmp_path_factory) -> dict[str, Path]:
-    from tests.tflite_models import build_mlperf_tiny
-
-    return build_mlperf_tiny(tmp_path_factory.mktemp("mlperf_tiny"))
 
 
 @pytest.fixture(scope="session")
@@ -69,19 +43,10 @@ def exported_mcunet(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def reports(target, mlperf_tiny, exported_mcunet):
+def reports(firmware_report, mlperf_tiny, exported_mcunet):
     """Firmware reports by model name, built and emulated on first use."""
-    from tinynas.target.firmware import run_firmware
-
     paths = {**mlperf_tiny, "mcunet": exported_mcunet[0]}
-    done: dict[str, dict] = {}
-
-    def get(name: str) -> dict:
-        if name not in done:
-            done[name] = run_firmware(paths[name], load_mcu(MCU, MCU_DIR), target)
-        return done[name]
-
-    return get
+    return lambda name: firmware_report(paths[name])
 
 
 MODELS = ["kws", "vww", "ic", "ad", "mcunet"]
@@ -118,6 +83,25 @@ def test_to_ir_estimate_of_an_exported_arch_is_the_emulated_arena(reports, expor
     r = reports("mcunet")
     assert est.sram.activation_bytes == r["arena"]["head"]
     assert abs(est.sram.total_bytes - r["arena_used_bytes"]) <= 0.005 * r["arena_used_bytes"]
+
+
+@pytest.mark.slow
+def test_every_space_estimates_its_exported_firmwares_arena(space_exports, firmware_report):
+    """A held-out exported arch of every search space: the estimate from the .tflite file and from the space's
+    own IR (what a search prices) both give the board's arena head exactly and its total within 0.5%."""
+    from estimators import estimate
+
+    mcu, off = load_mcu(MCU, MCU_DIR), {}
+    for name, (path, ir) in space_exports.items():
+        r = firmware_report(path)
+        est = estimate(ir, mcu, "tflm").sram
+        for source, head, total in [("file", r["estimate"]["sram_head_bytes"], r["estimate"]["sram_total_bytes"]),
+                                    ("ir", est.activation_bytes, est.total_bytes)]:
+            print(f"{name:<22} {source:<4} head {head:>8,} / {r['arena']['head']:>8,}"
+                  f"  total {total:>8,} / {r['arena_used_bytes']:>8,}")
+            if head != r["arena"]["head"] or abs(total - r["arena_used_bytes"]) > 0.005 * r["arena_used_bytes"]:
+                off[f"{name} ({source})"] = (head, r["arena"]["head"], total, r["arena_used_bytes"])
+    assert off == {}
 
 
 @pytest.mark.slow

@@ -8,7 +8,6 @@ tests/test_firmware.py); the rest runs anywhere.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 from pathlib import Path
@@ -23,13 +22,6 @@ from tinynas.paths import MCU_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 BOARD = "stm32f412"
-
-
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("instruction_model_bench", ROOT / "benchmarks" / "instruction_model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -154,28 +146,10 @@ def test_calibrate_bad_input_is_one_line_and_exit_2(tinynas_cli, args, words):
 # --- ground truth: the emulated Cortex-M4 ----------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def target():
-    bench = _benchmark()
-    from tinynas.target.sources import TargetUnavailable
-
-    try:
-        return bench, bench.sources()
-    except TargetUnavailable as e:
-        pytest.skip(f"no firmware target here: {e}")
-
-
-@pytest.fixture(scope="session")
-def emulated(target, tmp_path_factory):
+def emulated(mlperf_tiny, space_exports, firmware_report):
     """Firmware reports by model name: the MLPerf Tiny references and a held-out exported arch of every space."""
-    bench, src = target
-    from tests.tflite_models import build_mlperf_tiny
-
-    work = tmp_path_factory.mktemp("instruction_model")
-    paths = build_mlperf_tiny(work / "mlperf")
-    for space in bench.SPACES:
-        for seed in bench.TEST_SEEDS:
-            paths[f"{space}-{seed}"] = bench.export_arch(space, seed, work)
-    return {name: (path, bench.emulate(path, src)) for name, path in paths.items()}
+    paths = {**mlperf_tiny, **{name: path for name, (path, _) in space_exports.items()}}
+    return {name: (path, firmware_report(path)) for name, path in paths.items()}
 
 
 # Issue 18's target; measured: within 0.05% on the held-out archs, 0.16% on the references (README).
@@ -204,11 +178,7 @@ def test_reference_model_irs_are_priced_like_their_firmware(emulated):
 
 
 @pytest.mark.slow
-def test_search_space_irs_are_priced_like_their_exported_firmware(target, emulated):
+def test_search_space_irs_are_priced_like_their_exported_firmware(space_exports, emulated):
     """What a search prices (the space's IR, built without PyTorch) matches the exported model's firmware."""
-    bench, _ = target
-    for space_name in bench.SPACES:
-        for seed in bench.TEST_SEEDS:
-            space, arch, in_ch = bench.sample_arch(space_name, seed)
-            got = estimate_instructions(space.to_ir(arch, in_ch, 10))
-            assert got == pytest.approx(emulated[f"{space_name}-{seed}"][1]["instructions"], rel=TOLERANCE), space_name
+    for name, (_, ir) in space_exports.items():
+        assert estimate_instructions(ir) == pytest.approx(emulated[name][1]["instructions"], rel=TOLERANCE), name
