@@ -186,7 +186,7 @@ def firmware_verdict(report: dict | None) -> str:
         return f"not built: {report['error']}"
     est = report.get("estimate") or {}
     return (f"{report['core']} in {report['emulator'].split(' (')[0]}: arena {report['arena_used_bytes']:,} B "
-            f"(estimated {est.get('sram_total_bytes', 0):,}), {report['instructions']:,} instructions per inference, "
+            f"(estimated from the .tflite: {est.get('sram_total_bytes', 0):,}), {report['instructions']:,} instructions per inference, "
             f"outputs {'bit-exact' if report['outputs_match_interpreter'] else 'DIFFER from the interpreter'}")
 
 
@@ -240,7 +240,8 @@ def summary_markdown(results: dict[str, Any]) -> str:
             f"| student int8 accuracy in TFLM (test) | {d['int8_accuracy']:.3f} |",
             f"| .tflite bytes: measured (estimated) | {d['tflite_bytes']:,} ({d['estimated_flash_bytes']:,}) |",
             f"| TFLM arena on the host: measured (estimated) | {d['tflm_arena_bytes']:,} ({d['estimated_sram_bytes']:,}) |",
-            f"| on {results['mcu']} ({results['runtime']}): estimated SRAM, flash incl. runtime | "
+            f"| on {results['mcu']} ({results['runtime']}): SRAM, flash incl. runtime, as the search estimated them "
+            f"(from the arch) | "
             f"{d['target_sram_bytes']:,}, {d['target_flash_bytes']:,} |",
             "",
             f"Files: `{d['tflite']}`, `{d['c_source']}`.",
