@@ -189,8 +189,8 @@ def test_tinyengine_instructions_match_its_emulated_firmware(held_out, tinynas_c
           f"{report['estimate']['sram_total_bytes']:,})  outputs max |diff| {report['outputs_max_abs_diff']}")
     assert model.graph_instructions(table_of(graph)) == pytest.approx(emulated, rel=0.01)
     assert model.graph_instructions(table_of(ir)) == pytest.approx(emulated, rel=0.01)  # what a search prices
-    # TinyEngine's own memory plan against the tinyengine SRAM estimate: equal on 8 of the 10 benchmark nets, the
-    # others +3.6% / +7.8% on the board (benchmarks/tinyengine.py)
-    assert report["estimate"]["sram_total_bytes"] == pytest.approx(report["arena"]["total"], rel=0.10)
-    # TinyEngine's float requantization is not TFLM's fixed point: measured up to 14 int8 steps on random weights
-    assert report["outputs_max_abs_diff_prepared"] <= 16
+    # TinyEngine's own memory plan is the tinyengine SRAM estimate, to the byte (all 10 nets of benchmarks/tinyengine.py)
+    assert report["estimate"]["sram_total_bytes"] == report["arena"]["total"]
+    # TinyEngine's float requantization truncates where TFLM's fixed point rounds: up to 16 int8 steps measured on the
+    # 10 nets (random weights); a kernel that returns without computing (TinyEngine's PARAM_NO_SUPPORT) is far off
+    assert report["outputs_max_abs_diff_prepared"] <= 24
