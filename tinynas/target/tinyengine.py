@@ -190,9 +190,16 @@ def kernel_library(root: Path, src: Sources, cache: Path) -> Path:
             skipped.append(f"{f.relative_to(root)}: {next((ln for ln in proc.stderr.splitlines() if 'error' in ln), '')}")
     (tmp / "skipped.txt").write_text("\n".join(skipped) + "\n")
     subprocess.run(["arm-none-eabi-ar", "rcs", "libtinyengine.a", *objs], cwd=tmp, check=True)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    _publish(tmp, out)
     return lib
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Move a finished build into place; a process that finished the same build first wins (same contents)."""
+    try:
+        tmp.rename(out)
+    except OSError:  # ``out`` exists: built meanwhile by another process
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _input_source(x: np.ndarray) -> str:
@@ -242,8 +249,7 @@ def build_firmware(root: Path, src: Sources, tflite_path: Path, x: np.ndarray, o
          f"-Wl,-Map={tmp / 'firmware.map'}"], f"linking {tflite_path.name} with TinyEngine", tmp)
     plan = {"layers": kinds, "activation_bytes": activation_bytes, "arena_bytes": arena}
     (tmp / "plan.json").write_text(json.dumps(plan))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    _publish(tmp, out)
     return elf, plan
 
 
