@@ -1,7 +1,7 @@
 """Emulate TinyEngine's generated code for MCUNet archs, fit its per-layer instruction model, check the published nets.
 
     python benchmarks/tinyengine.py --emulate   # export + TinyEngine firmware + QEMU: writes tinyengine_samples.csv
-    python benchmarks/tinyengine.py             # fit on the random archs, report, write tinyengine_instruction_model.yaml
+    python benchmarks/tinyengine.py             # fit on the random archs, report, write the model YAML
 
 Ground truth: ``tinynas.target.tinyengine`` (TinyEngine's code generator and kernels, built for ARMv7E-M with the
 FPU, run in qemu-system-arm mps2-an386 with the instruction-counting plugin). Each sample is one generated layer
@@ -33,8 +33,8 @@ import numpy as np
 import yaml
 
 from estimators.instructions import ROW_FIELDS, facts_from_row, facts_row, fit_variant
-from estimators.tinyengine_instructions import (ELEMENTWISE, FALLBACK, MODEL_YAML, SAMPLES, TinyEngineModel, generic_features,
-                                                layer_facts, layer_features)
+from estimators.tinyengine_instructions import (ELEMENTWISE, FALLBACK, MODEL_YAML, SAMPLES, TinyEngineModel,
+                                                generic_features, layer_facts, layer_features)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "third_party"
@@ -218,7 +218,8 @@ def published_check(model: TinyEngineModel, rows: list[dict]) -> None:
     for name, row in ((n, published[p]) for n, p in PUBLISHED.items() if n in totals):
         emulated, predicted = totals[name]
         ms = float(row["latency_ms"])
-        print(f"  {name:<16} emulated {emulated:>12,}  model {predicted:>12,} ({100 * (predicted / emulated - 1):+.2f}%)"
+        print(f"  {name:<16} emulated {emulated:>12,}  model {predicted:>12,} "
+              f"({100 * (predicted / emulated - 1):+.2f}%)"
               f"  → {emulated * cpi / mcu.clock_mhz / 1e3:7.1f} ms vs published {ms:g} ms"
               f" ({100 * (emulated * cpi / mcu.clock_mhz / 1e3 / ms - 1):+.1f}%); implied cycles/instruction "
               f"{ms * mcu.clock_mhz * 1e3 / emulated:.3f}")
@@ -240,7 +241,8 @@ def main() -> None:
     coefs = fit(fit_rows)
     doc = {"generated_by": "benchmarks/tinyengine.py", "generated_on": datetime.date.today().isoformat(),
            **provenance(src), "fitted_on": sorted({r["model"] for r in fit_rows}),
-           "form": "instructions(layer) = coefficients[kernel] · layer_features(layer); invoke adds INVOKE · [1, layers]",
+           "form": "instructions(layer) = coefficients[kernel] · layer_features(layer); "
+                   "invoke adds INVOKE · [1, layers]",
            "coefficients": coefs}
     model = TinyEngineModel.from_dict(doc)
     print()

@@ -126,7 +126,8 @@ def test_the_model_tinyengine_runs_computes_what_the_original_does(tmp_path):
     w_tensor = graph.tensors[fc.inputs[1]]
     w = np.frombuffer(bytes(model.buffers[w_tensor.buffer].data), np.int8).reshape(w_tensor.shape).astype(float)
     w_scale = np.asarray(w_tensor.quantization.scale)
-    s_in, s_mean = graph.tensors[mean.inputs[0]].quantization.scale[0], graph.tensors[mean.outputs[0]].quantization.scale[0]
+    s_in = graph.tensors[mean.inputs[0]].quantization.scale[0]
+    s_mean = graph.tensors[mean.outputs[0]].quantization.scale[0]
     s_y = graph.tensors[fc.outputs[0]].quantization.scale[0]
     bound = np.abs(w).sum(axis=1) * w_scale * (s_in + s_mean) / 2 / s_y + 1
     assert s_in > s_mean  # the rewrite coarsens the grid (else this check is void)
@@ -189,7 +190,7 @@ def test_tinyengine_instructions_match_its_emulated_firmware(held_out, tinynas_c
           f"{report['estimate']['sram_total_bytes']:,})  outputs max |diff| {report['outputs_max_abs_diff']}")
     assert model.graph_instructions(table_of(graph)) == pytest.approx(emulated, rel=0.01)
     assert model.graph_instructions(table_of(ir)) == pytest.approx(emulated, rel=0.01)  # what a search prices
-    # TinyEngine's own memory plan is the tinyengine SRAM estimate, to the byte (all 10 nets of benchmarks/tinyengine.py)
+    # TinyEngine's own memory plan is the tinyengine SRAM estimate, to the byte (as on all 10 benchmark nets)
     assert report["estimate"]["sram_total_bytes"] == report["arena"]["total"]
     # TinyEngine's float requantization truncates where TFLM's fixed point rounds: up to 16 int8 steps measured on the
     # 10 nets (random weights); a kernel that returns without computing (TinyEngine's PARAM_NO_SUPPORT) is far off

@@ -104,7 +104,8 @@ def prepared(tflite: bytes) -> bytes:
         quant.scale = np.asarray(x.quantization.scale, np.float32) * np.asarray(w.quantization.scale, np.float32)
         quant.zeroPoint = np.zeros(len(quant.scale), np.int64)
         bias = schema.TensorT()
-        bias.shape, bias.type, bias.buffer = np.array([units], np.int32), schema.TensorType.INT32, len(model.buffers) - 1
+        bias.shape, bias.type = np.array([units], np.int32), schema.TensorType.INT32
+        bias.buffer = len(model.buffers) - 1
         bias.name, bias.quantization = b"tinynas_zero_bias", quant
         graph.tensors.append(bias)
         op.inputs = np.array(inputs[:2] + [len(graph.tensors) - 1], np.int32)
@@ -187,7 +188,8 @@ def kernel_library(root: Path, src: Sources, cache: Path) -> Path:
         if proc.returncode == 0:
             objs.append(obj.name)
         else:
-            skipped.append(f"{f.relative_to(root)}: {next((ln for ln in proc.stderr.splitlines() if 'error' in ln), '')}")
+            first = next((ln for ln in proc.stderr.splitlines() if "error" in ln), "")
+            skipped.append(f"{f.relative_to(root)}: {first}")
     (tmp / "skipped.txt").write_text("\n".join(skipped) + "\n")
     subprocess.run(["arm-none-eabi-ar", "rcs", "libtinyengine.a", *objs], cwd=tmp, check=True)
     _publish(tmp, out)

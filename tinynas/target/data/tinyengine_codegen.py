@@ -48,7 +48,7 @@ class Convertor(TfliteConvertor.TfliteConvertor):
 
 
 def check(layers):
-    """Refuse what TinyEngine's kernels would run wrongly: its one 3×3 stride-2 conv kernel assumes 3 input channels."""
+    """Refuse what TinyEngine's kernels would run wrongly: its 3×3 stride-2 conv kernel assumes 3 input channels."""
     for i, layer in enumerate(layers):
         p = layer.params
         if p["op"] == "CONV_2D" and p.get("kernel_h") == 3 and p.get("stride_h") == 2 and p.get("input_c") != 3:
