@@ -150,7 +150,7 @@ def test_tinyengine_firmware_on_a_core_without_its_isa_is_one_line(tinynas_cli, 
 
 
 @pytest.fixture(scope="session")
-def held_out(tmp_path_factory):
+def held_out():
     """(exported held-out MCUNet arch, its space IR, the `tinynas firmware runtime=tinyengine` JSON report)."""
     bench = _benchmark()
     from tinynas.target.sources import TargetUnavailable
@@ -162,7 +162,9 @@ def held_out(tmp_path_factory):
         pytest.skip(f"no TinyEngine target here: {e}")
     from search_spaces import get_space
 
-    work = tmp_path_factory.mktemp("tinyengine")
+    from tinynas.target.sources import cache_dir
+
+    work = cache_dir() / "tinyengine_bench"  # the benchmark's exports: one export per machine, like the builds
     tflite = bench.export_random(HELD_OUT_SEED, work)
     space = get_space("mcunet", bench.SPACE_OPTIONS)
     ir = space.to_ir(space.random(random.Random(HELD_OUT_SEED)), 3, 10)
