@@ -219,12 +219,18 @@ def load_instruction_model(path: str | Path = MODEL_YAML) -> InstructionModel:
     return InstructionModel.from_yaml(path)
 
 
-def instruction_model_for(mcu: MCU, runtime: str) -> InstructionModel | None:
-    """The instruction model that prices ``runtime`` on ``mcu``'s core; None where none does (runtimes other
-    than tflm, cores outside CMSIS-NN's DSP class)."""
-    if runtime != "tflm" or mcu.kernel_isa != "dsp":
+def instruction_model_for(mcu: MCU, runtime: str):
+    """The instruction model that prices ``runtime`` on ``mcu``'s core: TFLM + CMSIS-NN's for ``tflm``,
+    TinyEngine's (:mod:`estimators.tinyengine_instructions`) for ``tinyengine`` and for ``analytic`` (MCUNet's
+    accounting, whose published latencies are TinyEngine's); None where none does (``tflm-reference``, cores
+    outside the DSP class)."""
+    if mcu.kernel_isa != "dsp":
         return None
-    return load_instruction_model()
+    if runtime in ("tinyengine", "analytic"):
+        from estimators.tinyengine_instructions import load_tinyengine_model
+
+        return load_tinyengine_model()
+    return load_instruction_model() if runtime == "tflm" else None
 
 
 def estimate_instructions(graph: Graph) -> int:

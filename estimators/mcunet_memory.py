@@ -89,8 +89,11 @@ def pad_inputs(graph: Graph) -> dict[str, str]:
 
 def _runtime_buffer_bytes(graph: Graph, op: Op, pads: dict[str, str]) -> int:
     """TinyEngine's ``sbuf`` of one op (``get_sbuf_size``): a conv's im2col, two int16 columns of
-    Kh·Kw·Cin (1×1 convs too); an in-place depthwise's two int16 padded planes, 2·(H + Kh − 1)·(W + Kw − 1)
-    of its unpadded input (a folded PAD's input)."""
+    Kh·Kw·Cin (1×1 convs too, and the classifier: its generator runs a FULLY_CONNECTED as a 1×1 conv); an
+    in-place depthwise's two int16 padded planes, 2·(H + Kh − 1)·(W + Kw − 1) of its unpadded input (a folded
+    PAD's input)."""
+    if op.kind == "FULLY_CONNECTED":
+        return 2 * graph.tensors[op.inputs[0]].shape[-1] * 2
     kh, kw = op.attrs.get("kernel", (1, 1))
     _, h, w, cin = graph.tensors[_unpadded(op.inputs[0], pads)].shape if op.kind in CONV_KINDS \
         else (0, 0, 0, 0)

@@ -13,6 +13,10 @@ from tinynas.commands.common import check_runtime, load_arch, load_mcu_cfg, load
 from tinynas.errors import ConfigError
 from tinynas.report import write_json
 
+#: What executes the instructions each priced runtime counts.
+ENGINES = {"tflm": "TFLM + CMSIS-NN", "tinyengine": "TinyEngine's generated code",
+           "analytic": "TinyEngine's generated code"}
+
 
 def load_graph(cfg):
     """The IR of ``arch=`` (a JSON arch spec; a named point as published: its space, input and classes; or a
@@ -110,7 +114,7 @@ def table(est: Estimate, mcu=None) -> str:
         f"{kb(s.persistent_bytes)}   {verdict(s.total_bytes, est.sram_budget_bytes)}",
         f"flash       {kb(f.total_bytes)} = {model} {kb(f.model_bytes)} + runtime {kb(f.runtime_bytes)}   "
         f"{verdict(f.total_bytes, est.flash_budget_bytes)}",
-        *([f"instructions {est.instructions:,.0f} (TFLM + CMSIS-NN, one Invoke)"] if counted else []),
+        *([f"instructions {est.instructions:,.0f} ({ENGINES[est.runtime]}, one inference)"] if counted else []),
         f"latency     " + (f"{est.latency_ms:,.2f} ms" + (f" = {est.cycles:,.0f} cycles at {est_clock(est)}"
                                                          if est.cycles else "") if timed else no_clock),
         f"energy      {f'{est.energy_mj:,.3f} mJ' if powered else (no_clock if not timed else 'n/a (no power figure)')}",

@@ -85,9 +85,17 @@ def run(cfg) -> dict:
         raise ConfigError(f"format={cfg.format!r} is unknown; allowed: text, json")
     src = sources.resolve(cfg.tflm.root, cfg.tflm.downloads)  # before an arch export: fail fast
     mcu = load_mcu_cfg(cfg)
-    firmware.core_for(mcu.core)
-    report = firmware.run_firmware(find_model(cfg), mcu, src)
+    if cfg.runtime == "tinyengine":  # TinyEngine's generated code and kernels (tinynas.target.tinyengine)
+        from tinynas.target import tinyengine as runtime
+
+        runtime.check_core(mcu.core)
+        runtime.resolve_root(src)
+    else:
+        runtime = firmware
+        firmware.core_for(mcu.core)
+    report = runtime.run_firmware(find_model(cfg), mcu, src)
     if cfg.out:
         write_json(Path(cfg.out), report)
-    print(json.dumps(report, indent=1) if cfg.format == "json" else table(report), file=sys.stdout)
+    print(json.dumps(report, indent=1) if cfg.format == "json" else (
+        runtime.table(report) if runtime is not firmware else table(report)), file=sys.stdout)
     return report
