@@ -172,12 +172,15 @@ def estimate_latency(graph: Graph, mcu: MCU, runtime: str, table: OpTable | None
 # -- instructions to cycles (runtime=tflm on DSP-class cores) ----------------------------------------------
 def fully_connected_instructions(model: InstructionModel, table: OpTable) -> int:
     """Instructions of ``table``'s FULLY_CONNECTED ops (remembered per run and op)."""
-    key = f"fc instructions {model.token}"
+    key = _FC_KEYS.get(model.token) or _FC_KEYS.setdefault(model.token, f"fc instructions {model.token}")
 
     def fc(op: OpFacts) -> int:
         return model.op_instructions(op) if op.kind == "FULLY_CONNECTED" else 0
 
     return sum(per_run(table, key, lambda ops: sum(op_values(ops, key, fc))))
+
+
+_FC_KEYS: dict[int, str] = {}  # per instruction model: the per_run and per-op key of its FC instructions
 
 
 def instruction_cycles(model: InstructionModel, table: OpTable, mcu: MCU, instructions: int) -> float:
