@@ -3,10 +3,15 @@
     python benchmarks/latency_calibration.py            # fit + leave-one-out report
     python benchmarks/latency_calibration.py --write    # ... and write estimators/data/latency_coefficients.yaml
 
-The first table is the instruction model's (runtime=tflm on DSP-class cores): each published point's cycles per
-instruction (latency × clock ÷ the model's TFLM + CMSIS-NN instructions), one constant per board (geometric
-mean of its points, the value in conf/mcu/<board>.yaml) and each point's leave-one-out error (the constant of
-the board's other points). The second is the MAC-based model that still prices the other runtimes and cores.
+The first tables are the instruction model's (runtime=tflm on DSP-class cores):
+* each published point's cycles per instruction (latency × clock ÷ the model's TFLM + CMSIS-NN instructions),
+  each board's fit — cycles_per_instruction and fully_connected_cpi_ratio, the values in conf/mcu/<board>.yaml
+  (estimators.latency.fit_cycles_per_instruction) — and each point's leave-one-out error (the fit of the board's
+  other points; with no FC-heavy point left, FC ops run at the others' rate);
+* one-point calibration: each board calibrated on one model alone (one constant, as `tinynas calibrate` with one
+  measurement), its error on each of the board's other models;
+* the flash-term check: cycles = a × instructions + s × weight bytes CMSIS-NN's loops read, fitted per board.
+The last is the MAC-based model that still prices the other runtimes and cores.
 
 Residuals are relative (log latency), so a 10 ms and a 600 ms point weigh alike. The energy check multiplies
 latency by the board's active power from conf/mcu and compares with the csv's measured energy_uj.
@@ -30,9 +35,11 @@ import numpy as np
 import yaml
 from scipy.optimize import least_squares
 
-from estimators.latency import COEFFICIENTS, DATA_DIR, LatencyModel, core_families, core_family, graph_terms
+from estimators.latency import (COEFFICIENTS, DATA_DIR, LatencyModel, core_families, core_family,
+                                fit_cycles_per_instruction, fully_connected_instructions, graph_terms)
 from estimators.mcu import load_mcu
 from estimators.reference_models import model_key, reference_model
+from estimators.table import table_of
 
 ROOT = Path(__file__).resolve().parents[1]
 CSV = DATA_DIR / "latency_calibration.csv"
@@ -77,48 +84,131 @@ def predict(m: LatencyModel, p: dict) -> float:
     return m.cycles(p["terms"], p["family"], p["runtime"]) / (p["clock"] * 1e6) * 1e3
 
 
-def cpi_report(path: Path = CSV) -> dict[str, float]:
-    """Print the per-point cycles per instruction and leave-one-out errors; return each board's constant."""
-    from estimators.instructions import estimate_instructions
+def instruction_points(path: Path = CSV) -> dict[str, list[dict]]:
+    """The runtime=tflm points on DSP-class boards, by board: row, instructions, FC instructions, cycles and the
+    bytes of weights CMSIS-NN's loops read (for the flash-term check)."""
+    from estimators.instructions import load_instruction_model
 
+    model = load_instruction_model()
     with open(path) as f:
         rows = [r for r in csv.DictReader(f) if r["runtime"] == "tflm"]
-    by_board: dict[str, list[tuple[dict, float, float]]] = {}
-    skipped = set()
+    by_board: dict[str, list[dict]] = {}
     for r in rows:
         if load_mcu(r["mcu"], ROOT / "conf" / "mcu").kernel_isa != "dsp":
-            skipped.add(f"{r['mcu']} ({r['core']})")
             continue
-        n = estimate_instructions(reference_model(r["model"]))
-        cycles = float(r["latency_ms"]) * 1e-3 * float(r["clock_mhz"]) * 1e6
-        by_board.setdefault(r["mcu"], []).append((r, n, cycles))
-    print(f"{'mcu':10s} {'model':32s} {'instructions':>13s} {'meas ms':>8s} {'cyc/instr':>9s} {'LOO ms':>8s} "
-          f"{'LOO err':>8s}")
-    constants, all_errs, e_errs = {}, [], []
+        table = table_of(reference_model(r["model"]))
+        by_board.setdefault(r["mcu"], []).append(dict(
+            row=r, model=model_key(r["model"]), n=model.graph_instructions(table),
+            fc=fully_connected_instructions(model, table), weight_reads=weight_reads(table),
+            cycles=float(r["latency_ms"]) * 1e-3 * float(r["clock_mhz"]) * 1e6))
+    return by_board
+
+
+def weight_reads(table) -> int:
+    """Weight bytes CMSIS-NN's DSP loops read per Invoke: conv kernels (1x1 and im2col) each weight once per two
+    output pixels (2 x 2 output tiles), depthwise once per output pixel, fully connected once."""
+    total = 0
+    for op in table.ops:
+        if op.kind == "CONV_2D":
+            total += op.macs // 2
+        elif op.kind in ("DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            total += op.macs
+    return total
+
+
+def _ms(p: dict, cpi: float, ratio: float | None) -> float:
+    return (p["n"] + ((ratio or 1.0) - 1) * p["fc"]) * cpi / (float(p["row"]["clock_mhz"]) * 1e3)
+
+
+def _fit(pts: list[dict]) -> tuple[float, float | None]:
+    return fit_cycles_per_instruction([(p["cycles"], p["n"], p["fc"]) for p in pts])
+
+
+def cpi_report(path: Path = CSV) -> dict[str, tuple[float, float | None]]:
+    """Print each point's cycles per instruction, each board's fit and leave-one-out errors, the one-point
+    calibration matrix and the flash-term check; return each board's (cycles_per_instruction, FC ratio)."""
+    by_board = instruction_points(path)
+    print(f"{'mcu':10s} {'model':32s} {'instructions':>13s} {'FC share':>8s} {'meas ms':>8s} {'cyc/instr':>9s} "
+          f"{'LOO ms':>8s} {'LOO err':>8s}")
+    fitted, all_errs, conv_errs, e_errs = {}, [], [], []
     for board, pts in by_board.items():
         power = load_mcu(board, ROOT / "conf" / "mcu").active_power_mw
-        logs = [math.log(c / n) for _, n, c in pts]
-        constants[board] = math.exp(sum(logs) / len(logs))
+        fitted[board] = _fit(pts)
         errs = []
-        for i, (r, n, c) in enumerate(pts):
-            rest = logs[:i] + logs[i + 1:]
-            loo_ms = math.exp(sum(rest) / len(rest)) * n / (float(r["clock_mhz"]) * 1e3)
-            errs.append(loo_ms / float(r["latency_ms"]) - 1)
-            if r["energy_uj"]:
-                e_errs.append(loo_ms * power / float(r["energy_uj"]) - 1)  # ms × mW = µJ
-            print(f"{board:10s} {model_key(r['model']):32s} {n:13,.0f} {float(r['latency_ms']):8.2f} "
-                  f"{c / n:9.3f} {loo_ms:8.2f} {errs[-1]:+8.1%}")
+        for i, p in enumerate(pts):
+            loo_ms = _ms(p, *_fit(pts[:i] + pts[i + 1:]))  # no FC-heavy point left: FC ops at the others' rate
+            meas = float(p["row"]["latency_ms"])
+            errs.append(loo_ms / meas - 1)
+            if 2 * p["fc"] <= p["n"]:
+                conv_errs.append(errs[-1])
+            if p["row"]["energy_uj"]:
+                e_errs.append(loo_ms * power / float(p["row"]["energy_uj"]) - 1)  # ms × mW = µJ
+            print(f"{board:10s} {p['model']:32s} {p['n']:13,.0f} {p['fc'] / p['n']:8.1%} {meas:8.2f} "
+                  f"{p['cycles'] / p['n']:9.3f} {loo_ms:8.2f} {errs[-1]:+8.1%}")
         all_errs += errs
-        print(f"{board:10s} cycles_per_instruction {constants[board]:.3f} ({pts[0][0]['source']}); leave-one-out "
-              f"mean |err| {np.mean(np.abs(errs)):.1%}, max {np.max(np.abs(errs)):.1%}\n")
+        cpi, ratio = fitted[board]
+        print(f"{board:10s} cycles_per_instruction {cpi:.3f}, fully_connected_cpi_ratio "
+              f"{'null' if ratio is None else f'{ratio:.3f}'} ({pts[0]['row']['source']}); leave-one-out mean |err| "
+              f"{np.mean(np.abs(errs)):.1%}, max {np.max(np.abs(errs)):.1%}\n")
     print(f"instruction model: leave-one-out latency mean |err| {np.mean(np.abs(all_errs)):.1%}, median "
-          f"{np.median(np.abs(all_errs)):.1%}, max {np.max(np.abs(all_errs)):.1%} over {len(all_errs)} points"
-          + (f"; no DSP-class instruction model for {', '.join(sorted(skipped))}" if skipped else ""))
+          f"{np.median(np.abs(all_errs)):.1%}, max {np.max(np.abs(all_errs)):.1%} over {len(all_errs)} points; "
+          f"conv models (FC share < 50%): mean {np.mean(np.abs(conv_errs)):.1%}, max {np.max(np.abs(conv_errs)):.1%} "
+          f"over {len(conv_errs)}")
     if e_errs:
         print(f"energy (leave-one-out latency x datasheet active power vs measured energy_uj, {len(e_errs)} points): "
               f"mean |err| {np.mean(np.abs(e_errs)):.1%}, max {np.max(np.abs(e_errs)):.1%}")
     print()
-    return constants
+    one_point_report(by_board)
+    flash_term_report(by_board)
+    return fitted
+
+
+def one_point_report(by_board: dict[str, list[dict]]) -> None:
+    """Calibrate each board on one model alone (what `tinynas calibrate` does with one measurement: one constant,
+    FC ops at the same rate) and predict the board's other models."""
+    print("one-point calibration: cycles_per_instruction from the row's model alone, error on each other model")
+    every, conv = [], []
+    for board, pts in by_board.items():
+        names = [p["model"][:14] for p in pts]
+        print(f"{board:10s} {'calibrated on':32s} " + " ".join(f"{n:>14s}" for n in names) + f" {'mean':>6s}")
+        board_errs = []
+        for i, p in enumerate(pts):
+            cpi, _ = _fit([p])
+            errs = [_ms(q, cpi, None) / float(q["row"]["latency_ms"]) - 1 if j != i else None
+                    for j, q in enumerate(pts)]
+            got = [e for e in errs if e is not None]
+            board_errs += got
+            conv += [e for e, q in zip(errs, pts) if e is not None and 2 * q["fc"] <= q["n"] and 2 * p["fc"] <= p["n"]]
+            print(f"{'':10s} {p['model']:32s} " + " ".join(f"{'-' if e is None else f'{e:+.1%}':>14s}" for e in errs)
+                  + f" {np.mean(np.abs(got)):6.1%}")
+        every += board_errs
+        print(f"{board:10s} one-point mean |err| {np.mean(np.abs(board_errs)):.1%}, "
+              f"max {np.max(np.abs(board_errs)):.1%}")
+    print(f"one-point calibration: mean |err| {np.mean(np.abs(every)):.1%}, max {np.max(np.abs(every)):.1%} over "
+          f"{len(every)} predictions; conv model to conv model: mean {np.mean(np.abs(conv)):.1%}, max "
+          f"{np.max(np.abs(conv)):.1%} over {len(conv)}\n")
+
+
+def flash_term_report(by_board: dict[str, list[dict]]) -> None:
+    """The candidate flash term: cycles = a x instructions + s x weight bytes read, fitted per board (relative
+    least squares). A negative s (reading flash would save cycles) means the data refute it on that board."""
+    print("flash term check: cycles = a x instructions + s x weight bytes read (fitted per board)")
+    errs = []
+    for board, pts in by_board.items():
+        def solve(sub):
+            a = np.array([[q["n"] / q["cycles"], q["weight_reads"] / q["cycles"]] for q in sub])
+            return np.linalg.lstsq(a, np.ones(len(sub)), rcond=None)[0]
+        a, s = solve(pts)
+        loo = []
+        for i, p in enumerate(pts):
+            ai, si = solve(pts[:i] + pts[i + 1:])
+            loo.append((ai * p["n"] + si * p["weight_reads"]) / p["cycles"] - 1)
+        errs += loo
+        print(f"{board:10s} a {a:.3f} cycles/instruction, s {s:+.3f} cycles/byte "
+              f"({'refuted: negative' if s < 0 else 'positive'}); weight bytes per instruction "
+              + ", ".join(f"{p['model'][:10]} {p['weight_reads'] / p['n']:.2f}" for p in pts)
+              + f"; leave-one-out mean |err| {np.mean(np.abs(loo)):.1%}, max {np.max(np.abs(loo)):.1%}")
+    print(f"flash term: leave-one-out mean |err| {np.mean(np.abs(errs)):.1%}, max {np.max(np.abs(errs)):.1%}\n")
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from typing import Sequence
 from estimators.flash import FlashEstimate, estimate_flash
 from estimators.ir import Graph, LazyTuple
 from estimators.instructions import instruction_model_for
-from estimators.latency import estimate_latency
+from estimators.latency import estimate_latency, instruction_cycles, op_cycles
 from estimators.mcu import MCU
 from estimators.op_support import check_supported
 from estimators.patch import PatchConfig, patch_sram
@@ -28,7 +28,7 @@ class LayerEstimate:
     live_bytes: int
     latency_ms: float
     instructions: int | None = None  # TFLM + CMSIS-NN, where the instruction model covers the core
-    cycles: float | None = None  # instructions × the board's cycles_per_instruction
+    cycles: float | None = None  # instructions × the board's cycles per instruction (FC ops': × its ratio)
 
     def __init__(self, name: str, op: str, output_shape: tuple[int, ...], macs: int, params: int, live_bytes: int,
                  latency_ms: float, instructions: int | None = None, cycles: float | None = None) -> None:
@@ -62,7 +62,8 @@ class Estimate:
     flash_budget_bytes: int
     layers: Sequence[LayerEstimate]
     instructions: int | None = None  # one Invoke under TFLM + CMSIS-NN (None: no model for this core/runtime)
-    cycles: float | None = None  # instructions × cycles_per_instruction (None without either)
+    cycles: float | None = None  # instructions priced by the board (estimators.latency.instruction_cycles; None
+    # without an instruction model or cycles_per_instruction)
 
     @property
     def fits(self) -> bool | None:
@@ -120,7 +121,7 @@ def estimate(graph: Graph, mcu: MCU, runtime: str = "tflm", patch: PatchConfig |
     cpi = mcu.cycles_per_instruction
     priced = model is not None and cpi is not None and mcu.clock_mhz > 0
     if priced:  # per-layer figures only when the layers are read (a search reads the totals)
-        cycles = instructions * cpi
+        cycles = instruction_cycles(model, table, mcu, instructions)
         to_ms = 1e-3 / mcu.clock_mhz
         latency_ms, layer_ms = cycles * to_ms, None
     else:
@@ -130,7 +131,7 @@ def estimate(graph: Graph, mcu: MCU, runtime: str = "tflm", patch: PatchConfig |
 
     def layers():
         instr = model.per_op(table) if model else None
-        cyc = [n * cpi for n in instr] if priced else None  # counted, but the board has no cycles per instruction
+        cyc = op_cycles(table, instr, mcu) if priced else None  # counted, but the board has no cycles per instruction
         ms = [c * to_ms for c in cyc] if priced else layer_ms
         return (LayerEstimate(op.name, f.kind, f.out_shape, f.macs, f.params, live, t, n, c)
                 for op, f, live, t, n, c in zip(graph.ops, table.ops, sram.live_bytes, ms, instr or _NONE,

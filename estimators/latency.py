@@ -1,6 +1,15 @@
-"""Per-op latency from op kind, shape, core family and runtime, calibrated on published end-to-end latencies.
+"""Per-op latency: the instruction model's cycles (runtime=tflm on DSP-class cores), else a MAC-based model.
 
-Model (few parameters, because there are few published points)::
+Instructions to cycles (:func:`instruction_cycles`, :func:`op_cycles`)::
+
+    cycles = cycles_per_instruction × (instructions + (fully_connected_cpi_ratio − 1) × FC instructions)
+
+Both per board (``conf/mcu/<board>.yaml``, fitted by ``benchmarks/latency_calibration.py``): FULLY_CONNECTED
+ops run CMSIS-NN's matrix × vector kernel, which streams every weight once with no reuse, and on some boards
+at their own rate (the MLPerf Tiny AD autoencoder on the STM32L4R5: 2.0 cycles per instruction against 2.8–3.0
+for the conv models); the ratio is 1 (null) where no FC-heavy point calibrates it.
+
+MAC-based model, for the other runtimes and cores (few parameters, because there are few published points)::
 
     cycles(op) = scale[family, runtime] × (ratio[kind, isa] × MACs(op) + element_cycles × output elements(op))
 
@@ -19,15 +28,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import math
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from estimators.instructions import InstructionModel
 from estimators.ir import Graph
 from estimators.mcu import MCU
 from estimators.mcunet_memory import TINYENGINE_VIEWS
-from estimators.table import OpFacts, OpTable, per_op, table_of
+from estimators.table import OpFacts, OpTable, op_values, per_op, per_run, table_of
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 COEFFICIENTS = DATA_DIR / "latency_coefficients.yaml"
@@ -156,3 +167,63 @@ def estimate_latency(graph: Graph, mcu: MCU, runtime: str, table: OpTable | None
     if mcu.clock_mhz <= 0:
         return [0.0] * len(table.ops)
     return load_latency_model().op_ms(table, core_family(mcu.core), runtime, mcu.clock_mhz)
+
+
+# -- instructions to cycles (runtime=tflm on DSP-class cores) ----------------------------------------------
+def fully_connected_instructions(model: InstructionModel, table: OpTable) -> int:
+    """Instructions of ``table``'s FULLY_CONNECTED ops (remembered per run and op)."""
+    key = _FC_KEYS.get(model.token) or _FC_KEYS.setdefault(model.token, f"fc instructions {model.token}")
+
+    def fc(op: OpFacts) -> int:
+        return model.op_instructions(op) if op.kind == "FULLY_CONNECTED" else 0
+
+    return sum(per_run(table, key, lambda ops: sum(op_values(ops, key, fc))))
+
+
+_FC_KEYS: dict[int, str] = {}  # per instruction model: the per_run and per-op key of its FC instructions
+
+
+def instruction_cycles(model: InstructionModel, table: OpTable, mcu: MCU, instructions: int) -> float:
+    """Cycles of one Invoke of ``table`` on ``mcu`` (which has a ``cycles_per_instruction``), given its
+    ``instructions`` (``model.graph_instructions(table)``)."""
+    cpi, ratio = mcu.cycles_per_instruction, mcu.fully_connected_cpi_ratio
+    if ratio is None or ratio == 1:
+        return instructions * cpi
+    return (instructions + (ratio - 1) * fully_connected_instructions(model, table)) * cpi
+
+
+def op_cycles(table: OpTable, instructions: list[int], mcu: MCU) -> list[float]:
+    """Cycles of each op of ``table`` from its ``instructions`` (``model.per_op(table)``) on ``mcu``."""
+    cpi = mcu.cycles_per_instruction
+    fc = cpi * (mcu.fully_connected_cpi_ratio or 1.0)
+    return [n * (fc if op.kind == "FULLY_CONNECTED" else cpi) for op, n in zip(table.ops, instructions, strict=True)]
+
+
+def fit_cycles_per_instruction(points: list[tuple[float, int, int]], ratio: float | None = None
+                               ) -> tuple[float, float | None]:
+    """(cycles_per_instruction, fully_connected_cpi_ratio) of a board from its measured points, each (cycles,
+    instructions, FULLY_CONNECTED instructions); least squares on log cycles (a 10 ms and a 600 ms point weigh
+    alike). Both are fitted when the points hold an FC-heavy model (over half its instructions in FC ops) and
+    another; otherwise only the first, with the FC ops at ``ratio`` (None: 1), which is returned."""
+    heavy = [2 * f > n for _, n, f in points]
+    if not (any(heavy) and not all(heavy)):
+        logs = [math.log(c / (n + ((ratio or 1.0) - 1) * f)) for c, n, f in points]
+        return math.exp(sum(logs) / len(logs)), ratio
+    u, r = sum(math.log(c / n) for c, n, _ in points) / len(points), 1.0
+    for _ in range(50):  # Gauss-Newton on (log cycles_per_instruction, ratio)
+        jtj, jtf = [0.0, 0.0, 0.0], [0.0, 0.0]
+        for c, n, f in points:
+            priced = n + (r - 1) * f
+            res, d = u + math.log(priced / c), f / priced
+            jtj[0] += 1
+            jtj[1] += d
+            jtj[2] += d * d
+            jtf[0] += res
+            jtf[1] += res * d
+        det = jtj[0] * jtj[2] - jtj[1] ** 2
+        du = (jtj[2] * jtf[0] - jtj[1] * jtf[1]) / det
+        dr = (jtj[0] * jtf[1] - jtj[1] * jtf[0]) / det
+        u, r = u - du, max(r - dr, 1e-3)
+        if abs(du) < 1e-12 and abs(dr) < 1e-12:
+            break
+    return math.exp(u), r

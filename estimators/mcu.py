@@ -32,6 +32,9 @@ class MCU:
     # Core cycles per executed TFLM + CMSIS-NN instruction on this board (memory system, caches, runtime
     # version); None where no instruction model covers the core. Prices runtime=tflm latency.
     cycles_per_instruction: float | None = None
+    # Cycles per instruction of FULLY_CONNECTED ops ÷ cycles_per_instruction: their matrix × vector kernel
+    # streams each weight once (no reuse) and runs at its own rate on some boards; None: the same rate (1).
+    fully_connected_cpi_ratio: float | None = None
     sources: dict[str, str] = dataclasses.field(default_factory=dict, hash=False, compare=False)
 
     @property
@@ -55,9 +58,13 @@ class MCU:
         if missing:
             raise ValueError(f"MCU {d.get('name', '?')!r}: missing keys {missing}")
         cpi = d.get("cycles_per_instruction")
-        if cpi is not None and not (isinstance(cpi, (int, float)) and not isinstance(cpi, bool) and cpi > 0):
-            raise ValueError(f"MCU {d.get('name', '?')!r}: cycles_per_instruction={cpi!r}; allowed: a positive "
-                             "number or null")
+        name, ratio = d.get("name", "?"), d.get("fully_connected_cpi_ratio")
+        for key, value in (("cycles_per_instruction", cpi), ("fully_connected_cpi_ratio", ratio)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+                raise ValueError(f"MCU {name!r}: {key}={value!r}; allowed: a positive number or null")
+        if ratio is not None and cpi is None:
+            raise ValueError(f"MCU {name!r}: fully_connected_cpi_ratio={ratio!r} without cycles_per_instruction; "
+                             "allowed: null, or set cycles_per_instruction too")
         mcu = cls(**d)
         if cpi is not None and mcu.kernel_isa != "dsp":
             raise ValueError(f"MCU {mcu.name!r}: cycles_per_instruction={cpi!r}, but no instruction model covers its "

@@ -27,6 +27,8 @@ SUPPORTED_OPS: dict[str, frozenset[str] | None] = {
     "tinyengine": TINYENGINE_KINDS,
     "analytic": None,  # any kind but CUSTOM
 }
+# per_run keys of the kinds each runtime refuses
+_REFUSED_KEYS = {runtime: f"refused kinds, {runtime}" for runtime in SUPPORTED_OPS}
 
 
 class UnsupportedOps(ValueError):
@@ -49,10 +51,15 @@ def unsupported_ops(graph: Graph, runtime: str, table: OpTable | None = None) ->
     if runtime not in SUPPORTED_OPS:
         raise ValueError(f"unknown runtime {runtime!r}; allowed: {', '.join(SUPPORTED_OPS)}")
     allowed = SUPPORTED_OPS[runtime]
-    kinds = set().union(*per_run(table or table_of(graph), "op kinds", lambda ops: frozenset(op.kind for op in ops)))
-    bad = {k for k in kinds if k == "CUSTOM" or (allowed is not None and k not in allowed)}
-    if not bad:
+
+    def refused(ops: tuple) -> frozenset[str]:
+        return frozenset(op.kind for op in ops
+                         if op.kind == "CUSTOM" or (allowed is not None and op.kind not in allowed))
+
+    bad = per_run(table or table_of(graph), _REFUSED_KEYS[runtime], refused)  # remembered per run and runtime
+    if not any(bad):
         return frozenset()
+    bad = frozenset().union(*bad)
     return frozenset(k for k in _kind_names(graph) if k.split("(")[0] in bad)
 
 

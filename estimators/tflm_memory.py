@@ -28,6 +28,7 @@ from estimators.table import OpFacts, OpTable, activation_names, op_values, per_
 from estimators.planner import Buffer, align_up, arena_size, greedy_arena, greedy_plan, live_totals
 
 ARENA_ALIGNMENT = 16  # MicroArenaBufferAlignment()
+_FIRST = itemgetter(0)
 
 # Scratch requests of one op, from its facts: bytes per buffer, in request order.
 ScratchFn = Callable[[OpFacts], list[int]]
@@ -208,14 +209,10 @@ def _run(alignment: int, sizes: list[int], names: Callable[[Graph], list[str]]) 
             lambda: sizes, names)
 
 
-def _per_op_run(alignment: int, summary: tuple[tuple[int, ...], ...], tails: Callable[[], list[tuple[int, ...]]],
-                k: int, names: Callable[[Graph], list[str]]) -> _Run:
-    """The run of each op's non-zero ``tails()[.][k]`` bytes (the Prepare buffers, column 2, each listed as
-    many times as the op allocates them): its first size and aligned sum from ``summary`` (:func:`_summed_tails`
-    per op run, transposed)."""
-    def sizes() -> list[int]:
-        return list(chain.from_iterable([t[k]] * (t[6] if k == 2 else 1) for t in tails() if t[k]))
-    return alignment, next(filter(None, summary[k]), None), sum(summary[k + 3]), sizes, names
+def _op_sizes(tails: Callable[[], list[tuple[int, ...]]], k: int) -> Callable[[], list[int]]:
+    """The sizes of the tail run of each op's non-zero ``tails()[.][k]`` bytes (the Prepare buffers, column 2,
+    each listed as many times as the op allocates them)."""
+    return lambda: list(chain.from_iterable([t[k]] * (t[6] if k == 2 else 1) for t in tails() if t[k]))
 
 
 def _prepare_buffers(op: OpFacts, kernels: str) -> tuple[int, int]:
@@ -277,20 +274,45 @@ def _fixed_runs(pointer_bytes: int, input_channels: tuple[int, ...], output_chan
     return head, tuple(io)
 
 
-def _tail_runs(table: OpTable, pointer_bytes: int, n_scratch: int, kernels: str = "reference") -> list[_Run]:
-    """:func:`tail_allocations` grouped in runs of equal alignment."""
-    if pointer_bytes not in _STRUCTS:
-        raise ValueError(f"pointer_bytes must be one of {sorted(_STRUCTS)}, got {pointer_bytes!r}")
-    s, p = _STRUCTS[pointer_bytes], pointer_bytes
+def _tail_summary(table: OpTable, p: int, kernels: str) -> tuple[tuple[int, ...], ...]:
+    """:func:`_summed_tails` of each run of ``table``, transposed (six columns)."""
+    if p not in _STRUCTS:
+        raise ValueError(f"pointer_bytes must be one of {sorted(_STRUCTS)}, got {p!r}")
+    if kernels not in KERNELS:
+        raise ValueError(f"kernels must be one of {KERNELS}, got {kernels!r}")
+    return tuple(zip(*per_run(table, _TAIL_SUM_KEYS[p, kernels],
+                              lambda ops: _summed_tails(ops, p, kernels)))) or ((),) * 6
+
+
+def _tail_layout(table: OpTable, p: int, n_scratch: int, summary: tuple[tuple[int, ...], ...]
+                 ) -> list[tuple[int, int | None, int]]:
+    """(alignment, first size or None, aligned sum) of each run of :func:`_tail_runs`, in order: what
+    :func:`tail_bytes_of` needs, without the runs' size and name lists."""
+    s = _STRUCTS[p]
     head, io = _fixed_runs(p, table.input_channels, table.output_channels)
-    nodes = [s["node"] * len(table.ops), s["eval_tensor"] * table.tensors]
+    node_bytes = s["node"] * len(table.ops)
+    layout = [run[:3] for run in head]
+    layout.append((p, node_bytes, -(-node_bytes // p) * p + -(-s["eval_tensor"] * table.tensors // p) * p))
     # Builtin options are parsed for every op, then each kernel's Init allocates its OpData, then each
     # kernel's Prepare its per-channel multipliers and shifts. Each op's sizes are summed aligned as they
     # are listed (builtin data: 4 bytes, the others: the arena's 16).
-    if kernels not in KERNELS:
-        raise ValueError(f"kernels must be one of {KERNELS}, got {kernels!r}")
-    summary = tuple(zip(*per_run(table, _TAIL_SUM_KEYS[p, kernels],
-                                 lambda ops: _summed_tails(ops, p, kernels)))) or ((),) * 6
+    for alignment, k in ((4, 0), (ARENA_ALIGNMENT, 1), (ARENA_ALIGNMENT, 2)):
+        layout.append((alignment, next(filter(None, summary[k]), None), sum(summary[k + 3])))
+    if n_scratch:
+        layout.append((p, p * n_scratch, -(-p * n_scratch // p) * p))
+    if table.variable_sizes:  # AllocateVariables, in CommitStaticMemoryPlan: after the handles
+        layout.append(_run(ARENA_ALIGNMENT, list(table.variable_sizes), None)[:3])
+    layout += [run[:3] for run in io]
+    return layout
+
+
+def _tail_runs(table: OpTable, pointer_bytes: int, n_scratch: int, kernels: str = "reference") -> list[_Run]:
+    """:func:`tail_allocations` grouped in runs of equal alignment (:func:`_tail_layout` with each run's sizes
+    and names)."""
+    summary = _tail_summary(table, pointer_bytes, kernels)
+    s, p = _STRUCTS[pointer_bytes], pointer_bytes
+    head, io = _fixed_runs(p, table.input_channels, table.output_channels)
+    nodes = [s["node"] * len(table.ops), s["eval_tensor"] * table.tensors]
 
     def tails() -> list[tuple[int, ...]]:  # per op, for reports
         return per_op(table, _TAIL_KEYS[p, kernels], lambda op: _op_tail(op, p, kernels))
@@ -299,18 +321,17 @@ def _tail_runs(table: OpTable, pointer_bytes: int, n_scratch: int, kernels: str 
         return lambda g: [f"{op.name} {w}" for op, t in zip(g.ops, tails(), strict=True) if t[k]
                           for w in (what if k != 2 or t[6] == 2 else [f"kernel sum {i}" for i in range(t[6])])]
 
-    runs = [*head, (p, nodes[0], -(-nodes[0] // p) * p + -(-nodes[1] // p) * p, lambda: nodes,
-                    lambda g: ["node and registration structs", "eval tensors"]),
-            _per_op_run(4, summary, tails, 0, named(0, "builtin data")),
-            _per_op_run(ARENA_ALIGNMENT, summary, tails, 1, named(1, "op data")),
-            _per_op_run(ARENA_ALIGNMENT, summary, tails, 2, named(2, "multipliers", "shifts"))]
+    lists = [*(run[3:] for run in head), (lambda: nodes, lambda g: ["node and registration structs", "eval tensors"]),
+             (_op_sizes(tails, 0), named(0, "builtin data")), (_op_sizes(tails, 1), named(1, "op data")),
+             (_op_sizes(tails, 2), named(2, "multipliers", "shifts"))]
     if n_scratch:
-        runs.append(_run(p, [p * n_scratch], lambda g: ["scratch buffer handles"]))
-    if table.variable_sizes:  # AllocateVariables, in CommitStaticMemoryPlan: after the handles
-        runs.append(_run(ARENA_ALIGNMENT, list(table.variable_sizes),
-                         lambda g: [f"variable {n}" for n in g.variables if g.tensors[n].nbytes]))
-    runs += io
-    return runs
+        lists.append((lambda: [p * n_scratch], lambda g: ["scratch buffer handles"]))
+    if table.variable_sizes:
+        lists.append((lambda: list(table.variable_sizes),
+                      lambda g: [f"variable {n}" for n in g.variables if g.tensors[n].nbytes]))
+    lists += [run[3:] for run in io]
+    return [(*numbers, *sizes_and_names)
+            for numbers, sizes_and_names in zip(_tail_layout(table, p, n_scratch, summary), lists, strict=True)]
 
 
 def tail_allocations(graph: Graph, pointer_bytes: int, scratch: ScratchFn = reference_scratch
@@ -331,13 +352,14 @@ def kernels_of(scratch: ScratchFn) -> str:
 
 def scratch_count(run_scratch: list[tuple[int, tuple, tuple]]) -> int:
     """How many scratch buffers a table's :func:`head_scratch` holds (each needs a handle in the tail)."""
-    return sum(n for n, _, _ in run_scratch)
+    return sum(map(_FIRST, run_scratch))
 
 
 def tail_bytes_of(table: OpTable, pointer_bytes: int, n_scratch: int, kernels: str = "reference") -> int:
     """:func:`tail_bytes` given the :func:`scratch_count` and the :func:`kernels_of` the scratch rule."""
     used = 0
-    for alignment, first, aligned_sum, _, _ in _tail_runs(table, pointer_bytes, n_scratch, kernels):
+    summary = _tail_summary(table, pointer_bytes, kernels)
+    for alignment, first, aligned_sum in _tail_layout(table, pointer_bytes, n_scratch, summary):
         if first is not None:
             # The run's first allocation aligns ``used``; from there each adds exactly its aligned size.
             used = -(-(used + first) // alignment) * alignment + aligned_sum - -(-first // alignment) * alignment

@@ -24,6 +24,7 @@ def _short(value: Any) -> str:
     return str(value)
 
 
+@functools.lru_cache(maxsize=None)
 def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
 

@@ -212,16 +212,19 @@ class MCUNetSpace(SearchSpace):
     # -- block plan shared by the PyTorch and IR builders -----------------------------------------
     def blocks(self, arch: MCUNetArch) -> list[dict[str, int]]:
         """Every inverted-residual block: cin, cout, kernel, stride, expand, residual (first block included)."""
+        return [dict(zip(BLOCK_FIELDS, row)) for row in self.block_rows(arch)]
+
+    def block_rows(self, arch: MCUNetArch) -> list[tuple[int, ...]]:
+        """:meth:`blocks` as rows of their values in :data:`BLOCK_FIELDS` order (what :meth:`to_ir` reads, without
+        a dict per block)."""
         ch = self.channels(arch.width)
         within = self.shortcut == "within_stage"
-        cin, first = ch["first"], ch["first"]
-        plan = [dict(cin=ch["stem"], cout=first, kernel=3, stride=1, expand=1,
-                     residual=ch["stem"] == first and not within)]
+        cin = first = ch["first"]
+        plan = [(ch["stem"], first, 3, 1, 1, ch["stem"] == first and not within)]
         for (_, stride), cout, kernels, expands in zip(self.stages, ch["stages"], arch.kernels, arch.expands):
             for b, (kernel, expand) in enumerate(zip(kernels, expands)):
                 s = stride if b == 0 else 1
-                plan.append(dict(cin=cin, cout=cout, kernel=kernel, stride=s, expand=expand,
-                                 residual=s == 1 and cin == cout and not (within and b == 0)))
+                plan.append((cin, cout, kernel, s, expand, s == 1 and cin == cout and not (within and b == 0)))
                 cin = cout
         return plan
 
@@ -249,8 +252,8 @@ class MCUNetSpace(SearchSpace):
         ch = self.channels(arch.width)
         g = GraphBuilder(f"mcunet-{arch.hash}", self.input_shape(arch, in_channels))
         x = g.segment(("mcunet stem", ch["stem"]), g.input, "stem", _stem_ir, ch["stem"])
-        for i, blk in enumerate(self.blocks(arch)):
-            x = g.segment(inverted_residual_key(blk), x, f"block{i}", inverted_residual_ir, blk)
+        for i, row in enumerate(self.block_rows(arch)):  # keys: inverted_residual_key of the block's dict
+            x = g.segment(_ROW_KEY + row, x, f"block{i}", _block_row_ir, row)
         x = g.segment(("mcunet head", ch["head"], num_classes), x, "", _head_ir, ch["head"], num_classes)
         return g.finish(x)
 
@@ -277,6 +280,15 @@ def inverted_residual_key(blk: dict[str, int], activation: str = "relu6") -> tup
     """A ``GraphBuilder.segment`` key for :func:`inverted_residual_ir`: the whole block (its fields and their
     values) and the activation, so nothing the builder reads can be left out; flat, to hash fast."""
     return ("mbconv", activation, *blk, *blk.values())
+
+
+#: The fields of an MCUNet block, in the order of :meth:`MCUNetSpace.block_rows`' rows.
+BLOCK_FIELDS = ("cin", "cout", "kernel", "stride", "expand", "residual")
+_ROW_KEY = ("mbconv", "relu6", *BLOCK_FIELDS)  # + a row: inverted_residual_key(dict(zip(BLOCK_FIELDS, row)))
+
+
+def _block_row_ir(g: GraphBuilder, x: int, row: tuple[int, ...], name: str) -> int:
+    return inverted_residual_ir(g, x, dict(zip(BLOCK_FIELDS, row)), name)
 
 
 def inverted_residual_ir(g: GraphBuilder, x: int, blk: dict[str, int], name: str,

@@ -131,7 +131,9 @@ def test_flash_latency_and_macs_match_op_by_op_sums(graphs, board):
             if mcu.cycles_per_instruction is not None:  # the instruction model, op by op from its facts
                 n = instructions.op_instructions(op_facts(graph, op))
                 assert layer.instructions == pytest.approx(n, rel=1e-12)
-                expected = n * mcu.cycles_per_instruction / (mcu.clock_mhz * 1e3)
+                fc = op.kind == "FULLY_CONNECTED" and mcu.fully_connected_cpi_ratio is not None
+                rate = mcu.cycles_per_instruction * (mcu.fully_connected_cpi_ratio if fc else 1.0)
+                expected = n * rate / (mcu.clock_mhz * 1e3)
                 assert layer.latency_ms == pytest.approx(expected, rel=1e-12, abs=1e-15)
                 continue
             out = graph.tensors[op.outputs[0]].numel

@@ -56,7 +56,13 @@ def test_estimate_prices_tflm_latency_by_instructions_and_the_boards_cycles():
     per_op = model.per_op(table_of(graph))
     assert est.instructions == pytest.approx(sum(per_op) + model.invoke_overhead(len(per_op)))
     assert [l.instructions for l in est.layers] == pytest.approx(per_op)
-    assert est.cycles == pytest.approx(est.instructions * mcu.cycles_per_instruction)
+    fc = sum(n for n, op in zip(per_op, table_of(graph).ops) if op.kind == "FULLY_CONNECTED")
+    assert fc > 0 and mcu.fully_connected_cpi_ratio not in (None, 1)  # the board prices its FC ops apart
+    assert est.cycles == pytest.approx((est.instructions + (mcu.fully_connected_cpi_ratio - 1) * fc)
+                                       * mcu.cycles_per_instruction)
+    assert [l.cycles for l in est.layers] == pytest.approx(
+        [n * mcu.cycles_per_instruction * (mcu.fully_connected_cpi_ratio if l.op == "FULLY_CONNECTED" else 1)
+         for n, l in zip(per_op, est.layers)])
     assert est.latency_ms == pytest.approx(est.cycles / (mcu.clock_mhz * 1e3))
     assert est.energy_mj == pytest.approx(est.latency_ms * mcu.active_power_mw / 1000)
     doc = est.to_dict()
@@ -86,6 +92,10 @@ def test_bad_cycles_per_instruction_is_refused():
     for bad in (0, -1.5, "fast", True):
         with pytest.raises(ValueError, match="cycles_per_instruction"):
             MCU.from_dict({**d, "cycles_per_instruction": bad})
+        with pytest.raises(ValueError, match="fully_connected_cpi_ratio"):
+            MCU.from_dict({**d, "fully_connected_cpi_ratio": bad})
+    with pytest.raises(ValueError, match="fully_connected_cpi_ratio=0.7 without cycles_per_instruction"):
+        MCU.from_dict({**d, "cycles_per_instruction": None, "fully_connected_cpi_ratio": 0.7})
 
 
 def test_cycles_per_instruction_on_a_core_without_an_instruction_model_is_refused(tinynas_cli):
@@ -101,8 +111,8 @@ def _json(proc) -> dict:
 
 def test_override_and_one_point_calibration_round_trip(tinynas_cli):
     base = ["arch=mlperf_ic_resnet8", "mcu=stm32l4r5", "runtime=tflm", "format=json"]
-    one = _json(tinynas_cli("estimate", *base, "mcu.cycles_per_instruction=1"))
-    three = _json(tinynas_cli("estimate", *base, "mcu.cycles_per_instruction=3"))
+    one = _json(tinynas_cli("estimate", *base, "mcu.cycles_per_instruction=1", "mcu.fully_connected_cpi_ratio=1"))
+    three = _json(tinynas_cli("estimate", *base, "mcu.cycles_per_instruction=3", "mcu.fully_connected_cpi_ratio=1"))
     assert three["latency_ms"] == pytest.approx(3 * one["latency_ms"])
     assert one["cycles"] == one["instructions"]
     assert one["latency_ms"] == pytest.approx(one["instructions"] / 120e3)
@@ -128,6 +138,24 @@ def test_calibrate_fits_several_points_and_prints_the_spread(tinynas_cli):
     text = tinynas_cli("calibrate", "arch=[mlperf_kws_dscnn,mlperf_vww_mobilenetv1_0.25_96]", "mcu=ra6m4",
                        "measured_ms=[50.57,162.36]")
     assert text.returncode == 0 and f"mcu.cycles_per_instruction={doc['cycles_per_instruction']}" in text.stdout
+
+
+def test_calibrate_with_an_fc_heavy_model_fits_the_fc_ratio_and_its_overrides_reproduce_the_measurements(tinynas_cli):
+    # the MLPerf Tiny v0.5 STM32L4R5 latencies (latency_calibration.csv) on a board with no ratio of its own
+    models, measured = ["mlperf_kws_dscnn", "mlperf_ad_fc_autoencoder"], [181.92, 10.05]
+    doc = _json(tinynas_cli("calibrate", f"arch=[{','.join(models)}]", "mcu=stm32l4r5",
+                            "mcu.fully_connected_cpi_ratio=null", f"measured_ms=[{','.join(map(str, measured))}]",
+                            "format=json"))
+    assert 0.6 < doc["fully_connected_cpi_ratio"] < 0.8  # the AD model runs at 2.0 cycles per instruction, KWS 2.9
+    assert doc["override"] == (f"mcu.cycles_per_instruction={doc['cycles_per_instruction']} "
+                               f"mcu.fully_connected_cpi_ratio={doc['fully_connected_cpi_ratio']}")
+    ad = _json(tinynas_cli("estimate", f"arch={models[1]}", "mcu=stm32l4r5", "format=json", *doc["override"].split()))
+    assert ad["latency_ms"] == pytest.approx(measured[1], rel=1e-3)
+    import dataclasses
+
+    board = dataclasses.replace(load_mcu("stm32l4r5", MCU_DIR), cycles_per_instruction=doc["cycles_per_instruction"],
+                                fully_connected_cpi_ratio=doc["fully_connected_cpi_ratio"])
+    assert estimate(reference_model(models[0]), board, "tflm").latency_ms == pytest.approx(measured[0], rel=1e-3)
 
 
 @pytest.mark.parametrize("args, words", [

@@ -135,3 +135,15 @@ def test_default_spaces_keep_shape_based_shortcuts():
         for seed in range(5):
             plan = space.blocks(space.random(random.Random(seed)))
             assert [b["residual"] for b in plan] == [b["stride"] == 1 and b["cin"] == b["cout"] for b in plan]
+
+
+def test_to_ir_keys_its_blocks_as_inverted_residual_key_does():
+    """to_ir keys each block's segment from its row (no dict per block): the key inverted_residual_key gives the
+    block's dict, so spaces that build MBConv blocks from dicts share the recorded segments."""
+    from search_spaces.mcunet import _ROW_KEY, inverted_residual_key
+
+    for space in (SPACE, ZOO_LIKE):
+        for seed in range(20):
+            arch = space.random(random.Random(seed))
+            rows, plan = space.block_rows(arch), space.blocks(arch)
+            assert [_ROW_KEY + row for row in rows] == [inverted_residual_key(blk) for blk in plan]

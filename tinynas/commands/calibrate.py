@@ -1,7 +1,10 @@
 """`tinynas calibrate`: a board's cycles per instruction from latencies measured on it.
 
 cycles_per_instruction = measured_ms × clock ÷ the model's instructions (TFLM + CMSIS-NN, the estimators'
-instruction model). Several models: the geometric mean, and the spread as each model's leave-one-out error.
+instruction model), its FULLY_CONNECTED instructions counted × the board's ``fully_connected_cpi_ratio``.
+Several models: the geometric mean, and the spread as each model's leave-one-out error; when they hold an
+FC-heavy model (over half its instructions in FULLY_CONNECTED ops) and another, the ratio is fitted too
+(:func:`estimators.latency.fit_cycles_per_instruction`).
 """
 
 from __future__ import annotations
@@ -47,21 +50,23 @@ def pairs(cfg) -> list[tuple[str, str, float]]:
     return out
 
 
-def fit(points: list[tuple[float, float]]) -> tuple[float, list[float]]:
-    """Geometric-mean cycles per instruction over (cycles, instructions) points, and each point's
-    leave-one-out latency error (empty for one point)."""
-    logs = [math.log(c / n) for c, n in points]
-    cpi = math.exp(sum(logs) / len(logs))
+def fit(points: list[tuple[float, int, int]], ratio: float | None = None) -> tuple[float, float | None, list[float]]:
+    """(cycles_per_instruction, fully_connected_cpi_ratio, each point's leave-one-out latency error (empty for one
+    point)) over (cycles, instructions, FC instructions) points; ``ratio``: the board's, kept unless fitted."""
+    from estimators.latency import fit_cycles_per_instruction
+
+    cpi, fitted = fit_cycles_per_instruction(points, ratio)
     loo = []
-    if len(logs) > 1:
-        for i, (c, n) in enumerate(points):
-            rest = logs[:i] + logs[i + 1:]
-            loo.append(math.exp(sum(rest) / len(rest)) * n / c - 1)
-    return cpi, loo
+    if len(points) > 1:
+        for i, (c, n, f) in enumerate(points):
+            rest_cpi, rest_ratio = fit_cycles_per_instruction(points[:i] + points[i + 1:], ratio)
+            loo.append(rest_cpi * (n + ((rest_ratio or 1.0) - 1) * f) / c - 1)
+    return cpi, fitted, loo
 
 
 def run(cfg) -> dict:
     from estimators.instructions import instruction_model_for
+    from estimators.latency import fully_connected_instructions
     from estimators.table import table_of
     from tinynas.commands.estimate import load_graph
 
@@ -77,22 +82,29 @@ def run(cfg) -> dict:
     rows, points = [], []
     for key, model, ms in pairs(cfg):
         graph = load_graph(OmegaConf.merge(cfg, {"model": None, "arch": None, key: model}))
-        instructions = instruction_model_for(mcu, runtime).graph_instructions(table_of(graph))
-        cycles = ms * 1e-3 * mcu.clock_mhz * 1e6
-        points.append((cycles, instructions))
+        table, instruction_model = table_of(graph), instruction_model_for(mcu, runtime)
+        instructions = instruction_model.graph_instructions(table)
+        fc = fully_connected_instructions(instruction_model, table)
+        points.append((ms * 1e-3 * mcu.clock_mhz * 1e6, instructions, fc))
         rows.append({key: model, "instructions": int(round(instructions)), "measured_ms": ms,
-                     "cycles_per_instruction": cycles / instructions})
-    cpi, loo = fit(points)
-    for row, err in zip(rows, loo):
-        row["leave_one_out_error"] = err
+                     "fully_connected_instructions": fc})
+    cpi, ratio, loo = fit(points, mcu.fully_connected_cpi_ratio)
+    for row, (cycles, n, fc), err in zip(rows, points, loo or [None] * len(rows)):
+        row["cycles_per_instruction"] = cycles / (n + ((ratio or 1.0) - 1) * fc)
+        if err is not None:
+            row["leave_one_out_error"] = err
+    override = f"mcu.cycles_per_instruction={round(cpi, 4)}"
+    if ratio != mcu.fully_connected_cpi_ratio:  # fitted here
+        override += f" mcu.fully_connected_cpi_ratio={round(ratio, 4)}"
     doc = {"mcu": mcu.name, "runtime": runtime, "clock_mhz": mcu.clock_mhz,
            "instructions": rows[0]["instructions"] if len(rows) == 1 else [r["instructions"] for r in rows],
            "measured_ms": rows[0]["measured_ms"] if len(rows) == 1 else [r["measured_ms"] for r in rows],
            "cycles_per_instruction": round(cpi, 4), "points": rows,
+           "fully_connected_cpi_ratio": None if ratio is None else round(ratio, 4),
            "spread": {"min": min(r["cycles_per_instruction"] for r in rows),
                       "max": max(r["cycles_per_instruction"] for r in rows),
                       "leave_one_out_max_abs_error": max(map(abs, loo)) if loo else None},
-           "override": f"mcu.cycles_per_instruction={round(cpi, 4)}"}
+           "override": override}
     if cfg.out:
         write_json(Path(cfg.out), doc)
     print(json.dumps(doc, indent=1) if cfg.format == "json" else text(doc), file=sys.stdout)
@@ -107,5 +119,7 @@ def text(doc: dict) -> str:
         lines.append(f"{name[-40:]:<40} {r['instructions']:>14,} {r['measured_ms']:>12.3f} "
                      f"{r['cycles_per_instruction']:>13.4f} {'' if loo is None else f'{100 * loo:+7.1f}%':>8}")
     lines += ["", f"{doc['mcu']} ({doc['runtime']}, {doc['clock_mhz']:g} MHz): cycles_per_instruction "
-              f"{doc['cycles_per_instruction']}", f"use it: {doc['override']}"]
+              f"{doc['cycles_per_instruction']}" + ("" if doc["fully_connected_cpi_ratio"] is None else
+                                                  f", FULLY_CONNECTED ops x {doc['fully_connected_cpi_ratio']}"),
+              f"use it: {doc['override']}"]
     return "\n".join(lines)
