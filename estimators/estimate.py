@@ -121,7 +121,7 @@ def estimate(graph: Graph, mcu: MCU, runtime: str = "tflm", patch: PatchConfig |
     cpi = mcu.cycles_per_instruction
     priced = model is not None and cpi is not None and mcu.clock_mhz > 0
     if priced:  # per-layer figures only when the layers are read (a search reads the totals)
-        cycles = instruction_cycles(model, table, mcu, instructions)
+        cycles = instruction_cycles(model, table, mcu, instructions, runtime)
         to_ms = 1e-3 / mcu.clock_mhz
         latency_ms, layer_ms = cycles * to_ms, None
     else:
@@ -131,7 +131,7 @@ def estimate(graph: Graph, mcu: MCU, runtime: str = "tflm", patch: PatchConfig |
 
     def layers():
         instr = model.per_op(table) if model else None
-        cyc = op_cycles(table, instr, mcu) if priced else None  # counted, but the board has no cycles per instruction
+        cyc = op_cycles(table, instr, mcu, runtime) if priced else None  # counted, but the board has no cycles per instruction
         ms = [c * to_ms for c in cyc] if priced else layer_ms
         return (LayerEstimate(op.name, f.kind, f.out_shape, f.macs, f.params, live, t, n, c)
                 for op, f, live, t, n, c in zip(graph.ops, table.ops, sram.live_bytes, ms, instr or _NONE,

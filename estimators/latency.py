@@ -183,19 +183,26 @@ def fully_connected_instructions(model: InstructionModel, table: OpTable) -> int
 _FC_KEYS: dict[int, str] = {}  # per instruction model: the per_run and per-op key of its FC instructions
 
 
-def instruction_cycles(model: InstructionModel, table: OpTable, mcu: MCU, instructions: int) -> float:
-    """Cycles of one Invoke of ``table`` on ``mcu`` (which has a ``cycles_per_instruction``), given its
-    ``instructions`` (``model.graph_instructions(table)``)."""
-    cpi, ratio = mcu.cycles_per_instruction, mcu.fully_connected_cpi_ratio
+def fully_connected_ratio(mcu: MCU, runtime: str) -> float | None:
+    """``mcu.fully_connected_cpi_ratio`` where it applies: it is fitted on TFLM + CMSIS-NN's FULLY_CONNECTED kernel
+    (a matrix × vector loop), which other runtimes do not run (TinyEngine runs an FC as a 1×1 convolution)."""
+    return mcu.fully_connected_cpi_ratio if runtime == "tflm" else None
+
+
+def instruction_cycles(model: InstructionModel, table: OpTable, mcu: MCU, instructions: int,
+                       runtime: str = "tflm") -> float:
+    """Cycles of one Invoke of ``table`` on ``mcu`` (which has a ``cycles_per_instruction``) under ``runtime``,
+    given its ``instructions`` (``model.graph_instructions(table)``)."""
+    cpi, ratio = mcu.cycles_per_instruction, fully_connected_ratio(mcu, runtime)
     if ratio is None or ratio == 1:
         return instructions * cpi
     return (instructions + (ratio - 1) * fully_connected_instructions(model, table)) * cpi
 
 
-def op_cycles(table: OpTable, instructions: list[int], mcu: MCU) -> list[float]:
+def op_cycles(table: OpTable, instructions: list[int], mcu: MCU, runtime: str = "tflm") -> list[float]:
     """Cycles of each op of ``table`` from its ``instructions`` (``model.per_op(table)``) on ``mcu``."""
     cpi = mcu.cycles_per_instruction
-    fc = cpi * (mcu.fully_connected_cpi_ratio or 1.0)
+    fc = cpi * (fully_connected_ratio(mcu, runtime) or 1.0)
     return [n * (fc if op.kind == "FULLY_CONNECTED" else cpi) for op, n in zip(table.ops, instructions, strict=True)]
 
 
