@@ -162,7 +162,7 @@ def test_calibrate_with_an_fc_heavy_model_fits_the_fc_ratio_and_its_overrides_re
     (["arch=mlperf_kws_dscnn", "mcu=stm32l4r5", "measured_ms=-3"], "measured_ms=-3"),
     (["arch=mlperf_kws_dscnn", "mcu=stm32l4r5"], "measured_ms= is required"),
     (["arch=[mlperf_kws_dscnn,mlperf_ic_resnet8]", "mcu=stm32l4r5", "measured_ms=[1.0]"], "one measured_ms per"),
-    (["arch=mlperf_kws_dscnn", "mcu=stm32l4r5", "runtime=tinyengine", "measured_ms=5"], "runtime=tinyengine"),
+    (["arch=mlperf_kws_dscnn", "mcu=stm32l4r5", "runtime=tflm-reference", "measured_ms=5"], "runtime=tflm-reference"),
     (["arch=mlperf_kws_dscnn", "mcu=stm32g0b1", "measured_ms=5"], "cortex-m0plus"),
     (["mcu=stm32l4r5", "measured_ms=5"], "exactly one of"),
 ])

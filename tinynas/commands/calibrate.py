@@ -64,9 +64,14 @@ def fit(points: list[tuple[float, int, int]], ratio: float | None = None) -> tup
     return cpi, fitted, loo
 
 
+# Runtimes with an instruction model (estimators.instructions.instruction_model_for): TFLM + CMSIS-NN, and
+# TinyEngine's generated code (which `analytic` borrows; calibrate that one as runtime=tinyengine).
+CALIBRATED_RUNTIMES = ("tflm", "tinyengine")
+
+
 def run(cfg) -> dict:
     from estimators.instructions import instruction_model_for
-    from estimators.latency import fully_connected_instructions
+    from estimators.latency import fully_connected_instructions, fully_connected_ratio
     from estimators.table import table_of
     from tinynas.commands.estimate import load_graph
 
@@ -74,8 +79,9 @@ def run(cfg) -> dict:
         raise ConfigError(f"format={cfg.format!r} is unknown; allowed: text, json")
     runtime = check_runtime(cfg.runtime)
     mcu = load_mcu_cfg(cfg)
-    if runtime != "tflm":
-        raise ConfigError(f"runtime={runtime}: only runtime=tflm has an instruction model to calibrate")
+    if runtime not in CALIBRATED_RUNTIMES:
+        raise ConfigError(f"runtime={runtime} has no instruction model to calibrate; allowed: "
+                          f"{', '.join(CALIBRATED_RUNTIMES)}")
     if mcu.kernel_isa != "dsp" or mcu.clock_mhz <= 0:
         raise ConfigError(f"mcu={mcu.name}: core {mcu.core} has no instruction model; allowed: boards with a "
                           "Cortex-M4, M7 or M33 core (CMSIS-NN's DSP class)")
@@ -84,17 +90,18 @@ def run(cfg) -> dict:
         graph = load_graph(OmegaConf.merge(cfg, {"model": None, "arch": None, key: model}))
         table, instruction_model = table_of(graph), instruction_model_for(mcu, runtime)
         instructions = instruction_model.graph_instructions(table)
-        fc = fully_connected_instructions(instruction_model, table)
+        fc = fully_connected_instructions(instruction_model, table) if runtime == "tflm" else 0  # see
+        # estimators.latency.fully_connected_ratio: the FC ratio is TFLM's FC kernel's
         points.append((ms * 1e-3 * mcu.clock_mhz * 1e6, instructions, fc))
         rows.append({key: model, "instructions": int(round(instructions)), "measured_ms": ms,
                      "fully_connected_instructions": fc})
-    cpi, ratio, loo = fit(points, mcu.fully_connected_cpi_ratio)
+    cpi, ratio, loo = fit(points, fully_connected_ratio(mcu, runtime))
     for row, (cycles, n, fc), err in zip(rows, points, loo or [None] * len(rows)):
         row["cycles_per_instruction"] = cycles / (n + ((ratio or 1.0) - 1) * fc)
         if err is not None:
             row["leave_one_out_error"] = err
     override = f"mcu.cycles_per_instruction={round(cpi, 4)}"
-    if ratio != mcu.fully_connected_cpi_ratio:  # fitted here
+    if ratio != fully_connected_ratio(mcu, runtime):  # fitted here
         override += f" mcu.fully_connected_cpi_ratio={round(ratio, 4)}"
     doc = {"mcu": mcu.name, "runtime": runtime, "clock_mhz": mcu.clock_mhz,
            "instructions": rows[0]["instructions"] if len(rows) == 1 else [r["instructions"] for r in rows],
