@@ -86,10 +86,11 @@ def cpi_report(path: Path = CSV) -> dict[str, float]:
     by_board: dict[str, list[tuple[dict, float, float]]] = {}
     skipped = set()
     for r in rows:
-        if load_mcu(r["mcu"], ROOT / "conf" / "mcu").kernel_isa != "dsp":
+        isa = load_mcu(r["mcu"], ROOT / "conf" / "mcu").instruction_class
+        if isa is None:
             skipped.add(f"{r['mcu']} ({r['core']})")
             continue
-        n = estimate_instructions(reference_model(r["model"]))
+        n = estimate_instructions(reference_model(r["model"]), isa)
         cycles = float(r["latency_ms"]) * 1e-3 * float(r["clock_mhz"]) * 1e6
         by_board.setdefault(r["mcu"], []).append((r, n, cycles))
     print(f"{'mcu':10s} {'model':32s} {'instructions':>13s} {'meas ms':>8s} {'cyc/instr':>9s} {'LOO ms':>8s} "
@@ -113,7 +114,7 @@ def cpi_report(path: Path = CSV) -> dict[str, float]:
               f"mean |err| {np.mean(np.abs(errs)):.1%}, max {np.max(np.abs(errs)):.1%}\n")
     print(f"instruction model: leave-one-out latency mean |err| {np.mean(np.abs(all_errs)):.1%}, median "
           f"{np.median(np.abs(all_errs)):.1%}, max {np.max(np.abs(all_errs)):.1%} over {len(all_errs)} points"
-          + (f"; no DSP-class instruction model for {', '.join(sorted(skipped))}" if skipped else ""))
+          + (f"; no instruction model for {', '.join(sorted(skipped))}" if skipped else ""))
     if e_errs:
         print(f"energy (leave-one-out latency x datasheet active power vs measured energy_uj, {len(e_errs)} points): "
               f"mean |err| {np.mean(np.abs(e_errs)):.1%}, max {np.max(np.abs(e_errs)):.1%}")

@@ -14,6 +14,8 @@ import yaml
 # Cores whose CMSIS-NN kernels use the DSP (SIMD) extension, and those with the MVE (Helium) extension.
 DSP_CORES = frozenset({"cortex-m4f", "cortex-m4", "cortex-m7", "cortex-m33"})
 MVE_CORES = frozenset({"cortex-m55", "cortex-m85"})
+# Cores that run ARMv6-M code (Thumb-1, no DSP): CMSIS-NN's plain-C paths.
+ARMV6M_CORES = frozenset({"cortex-m0", "cortex-m0plus"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +45,15 @@ class MCU:
             return "dsp"
         return "generic"
 
+    @property
+    def instruction_class(self) -> str | None:
+        """Which instruction model prices TFLM + CMSIS-NN on this core: 'dsp' (M4/M7/M33), 'mve' (M55/M85),
+        'armv6m' (M0/M0+), or None (no model: other cores)."""
+        core = self.core.split()[0]  # e.g. "cortex-m0plus (x2)"
+        if core in ARMV6M_CORES:
+            return "armv6m"
+        return {"dsp": "dsp", "mve": "mve"}.get(self.kernel_isa)
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MCU":
         fields = {f.name for f in dataclasses.fields(cls)}
@@ -59,9 +70,10 @@ class MCU:
             raise ValueError(f"MCU {d.get('name', '?')!r}: cycles_per_instruction={cpi!r}; allowed: a positive "
                              "number or null")
         mcu = cls(**d)
-        if cpi is not None and mcu.kernel_isa != "dsp":
+        if cpi is not None and mcu.instruction_class is None:
             raise ValueError(f"MCU {mcu.name!r}: cycles_per_instruction={cpi!r}, but no instruction model covers its "
-                             f"core {mcu.core!r}; allowed: null (instruction models: Cortex-M4, M7, M33)")
+                             f"core {mcu.core!r}; allowed: null (instruction models: Cortex-M0/M0+, M4, M7, M33, "
+                             "M55, M85)")
         return mcu
 
     @classmethod

@@ -71,9 +71,9 @@ def run(cfg) -> dict:
     mcu = load_mcu_cfg(cfg)
     if runtime != "tflm":
         raise ConfigError(f"runtime={runtime}: only runtime=tflm has an instruction model to calibrate")
-    if mcu.kernel_isa != "dsp" or mcu.clock_mhz <= 0:
+    if mcu.instruction_class is None or mcu.clock_mhz <= 0:
         raise ConfigError(f"mcu={mcu.name}: core {mcu.core} has no instruction model; allowed: boards with a "
-                          "Cortex-M4, M7 or M33 core (CMSIS-NN's DSP class)")
+                          "Cortex-M0/M0+ (ARMv6-M), M4, M7, M33 (DSP) or M55, M85 (MVE) core")
     rows, points = [], []
     for key, model, ms in pairs(cfg):
         graph = load_graph(OmegaConf.merge(cfg, {"model": None, "arch": None, key: model}))
