@@ -301,10 +301,16 @@ def instruction_model_for(mcu: MCU, runtime: str) -> InstructionModel | None:
     isa = mcu.instruction_class
     if runtime != "tflm" or isa is None:
         return None
+    return _class_model(isa)
+
+
+@functools.lru_cache(maxsize=None)
+def _class_model(isa: str) -> InstructionModel:
+    """The shipped model of instruction class ``isa`` (keyed by the class name: cheaper than by path)."""
     return load_instruction_model(MODEL_FILES[isa])
 
 
 def estimate_instructions(graph: Graph, isa: str = "dsp") -> int:
     """Instructions of one Invoke of ``graph`` under TFLM + CMSIS-NN on a core of class ``isa``: 'dsp'
     (Cortex-M4/M7/M33), 'armv6m' (M0/M0+) or 'mve' (M55/M85)."""
-    return load_instruction_model(MODEL_FILES[isa]).graph_instructions(table_of(graph))
+    return _class_model(isa).graph_instructions(table_of(graph))

@@ -6,6 +6,7 @@ Every number in those files carries its source; nothing about a board is a const
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ class MCU:
             return "dsp"
         return "generic"
 
-    @property
+    @functools.cached_property
     def instruction_class(self) -> str | None:
         """Which instruction model prices TFLM + CMSIS-NN on this core: 'dsp' (M4/M7/M33), 'mve' (M55/M85),
         'armv6m' (M0/M0+), or None (no model: other cores)."""
