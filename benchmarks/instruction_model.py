@@ -1,11 +1,13 @@
-"""Emulate exported archs of every search space on the Cortex-M4 target, fit the per-op instruction model.
+"""Emulate exported archs of every search space on a Cortex-M target, fit the per-op instruction model of its class.
 
     python benchmarks/instruction_model.py --emulate   # export + firmware + QEMU: writes instruction_samples.csv
     python benchmarks/instruction_model.py             # fit on the samples, report, write instruction_model.yaml
     python benchmarks/instruction_model.py --held-out  # the shipped model on archs of seeds it was not fitted on
+    python benchmarks/instruction_model.py --class mve --emulate   # the same for another class (armv6m, mve)
 
-Ground truth: ``tinynas.target`` (TFLM + CMSIS-NN built with TFLM's Makefile for cortex-m4, run in
-qemu-system-arm mps2-an386 with the instruction-counting plugin). Each sample is one op of an exported arch
+Ground truth: ``tinynas.target`` (TFLM + CMSIS-NN built with TFLM's Makefile for the class's core, run in
+qemu-system-arm with the instruction-counting plugin): the DSP class on cortex-m4 (mps2-an386), ARMv6-M on
+cortex-m0plus (mps2-an385), MVE on cortex-m55 (mps3-an547). Each sample is one op of an exported arch
 (its facts as the estimators read them from the .tflite, and its emulated instructions); each model adds one
 row of Invoke overhead (Invoke minus the sum of its op spans). The MLPerf Tiny reference models
 (tests/tflite_models.py) are emulated too and take part in the fit. The fit is per op variant
@@ -33,13 +35,19 @@ import time
 import numpy as np
 import yaml
 
-from estimators.instructions import (DATA_DIR, ELEMENTWISE, MODEL_YAML, ROW_FIELDS, WINDOWED, InstructionModel,
+from estimators.instructions import (DATA_DIR, ELEMENTWISE, MODEL_FILES, ROW_FIELDS, WINDOWED, InstructionModel,
                                      facts_from_row, facts_row, fit_variant, generic_features, op_features)
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = DATA_DIR / "instruction_samples.csv"
 SHARED = ROOT.parent / "shared" / "third_party"
-MCU = "stm32f412"  # Cortex-M4F: the DSP class, emulated on mps2-an386
+# Per instruction class: the catalogue board whose core is emulated (its core's build and QEMU board).
+BOARDS = {"dsp": "stm32f412",    # Cortex-M4F, mps2-an386
+          "armv6m": "stm32g0b1",  # Cortex-M0+, mps2-an385
+          "mve": "ra8d1"}         # Cortex-M85: Cortex-M55 code (Armv8.1-M + MVE), mps3-an547
+
+
+def samples_path(isa: str) -> Path:
+    return DATA_DIR / ("instruction_samples.csv" if isa == "dsp" else f"instruction_samples_{isa}.csv")
 
 # Search spaces narrowed to sizes that export and emulate in seconds; every layer kind of each space remains.
 SPACES = {
@@ -90,13 +98,13 @@ def export_arch(space_name: str, seed: int, out: Path) -> Path:
     return tflite
 
 
-def emulate(tflite: Path, src) -> dict:
-    """The firmware report of ``tflite`` on the Cortex-M4 target."""
+def emulate(tflite: Path, src, isa: str = "dsp") -> dict:
+    """The firmware report of ``tflite`` on the emulated core of instruction class ``isa``."""
     from estimators import load_mcu
     from tinynas.paths import MCU_DIR
     from tinynas.target.firmware import run_firmware
 
-    return run_firmware(tflite, load_mcu(MCU, MCU_DIR), src)
+    return run_firmware(tflite, load_mcu(BOARDS[isa], MCU_DIR), src)
 
 
 def sample_rows(name: str, tflite: Path, report: dict) -> list[dict]:
@@ -115,14 +123,15 @@ def sample_rows(name: str, tflite: Path, report: dict) -> list[dict]:
     return rows
 
 
-def run_emulation(work: Path, seeds=FIT_SEEDS, spaces=tuple(SPACES), out: Path | None = None) -> list[dict]:
+def run_emulation(work: Path, seeds=FIT_SEEDS, spaces=tuple(SPACES), out: Path | None = None,
+                  isa: str = "dsp") -> list[dict]:
     src = sources()
     rows = []
     for space_name in spaces:
         for seed in seeds:
             t0 = time.monotonic()
             tflite = export_arch(space_name, seed, work)
-            report = emulate(tflite, src)
+            report = emulate(tflite, src, isa)
             rows += sample_rows(f"{space_name}-{seed}", tflite, report)
             if out is not None:
                 write_samples(rows, out)  # after every model: an interrupted run keeps what it measured
@@ -131,7 +140,7 @@ def run_emulation(work: Path, seeds=FIT_SEEDS, spaces=tuple(SPACES), out: Path |
     return rows
 
 
-def emulate_references(work: Path) -> list[dict]:
+def emulate_references(work: Path, isa: str = "dsp") -> list[dict]:
     """Rows of the MLPerf Tiny reference models (tests/tflite_models.py builds them with Keras)."""
     sys.path.insert(0, str(ROOT))
     from tests.tflite_models import build_mlperf_tiny
@@ -139,13 +148,13 @@ def emulate_references(work: Path) -> list[dict]:
     src = sources()
     rows = []
     for name, tflite in build_mlperf_tiny(work / "mlperf_tiny").items():
-        report = emulate(tflite, src)
+        report = emulate(tflite, src, isa)
         rows += sample_rows(f"mlperf-{name}", tflite, report)
         print(f"mlperf-{name}: {len(report['per_op'])} ops, {report['instructions']:,} instructions", file=sys.stderr)
     return rows
 
 
-def write_samples(rows: list[dict], path: Path = SAMPLES) -> None:
+def write_samples(rows: list[dict], path: Path) -> None:
     fields = ["model", "index", *ROW_FIELDS, "instructions"]
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fields, restval="")
@@ -153,12 +162,12 @@ def write_samples(rows: list[dict], path: Path = SAMPLES) -> None:
         w.writerows(rows)
 
 
-def read_samples(path: Path = SAMPLES) -> list[dict]:
+def read_samples(path: Path) -> list[dict]:
     with open(path) as f:
         return list(csv.DictReader(f))
 
 
-def provenance(src) -> dict:
+def provenance(src, isa: str = "dsp") -> dict:
     def head(repo: Path) -> str:
         """The checkout's commit: git, else the snapshot table of a third_party README beside it."""
         out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True)
@@ -175,20 +184,24 @@ def provenance(src) -> dict:
     from tinynas.target.build import BUILD_TYPE, Tree, core_for
     from tinynas.target.sources import tool_version
 
-    tree = Tree(src, core_for("cortex-m4f"))
-    flags = tree.flags()
+    from estimators import load_mcu
+    from tinynas.paths import MCU_DIR
+
+    core = core_for(load_mcu(BOARDS[isa], MCU_DIR).core)
+    flags = Tree(src, core).flags()
     return {"tflm_commit": head(src.root), "cmsis_nn_commit": head(src.downloads / "cmsis_nn"),
             "compiler": tool_version("arm-none-eabi-gcc"), "emulator": tool_version("qemu-system-arm"),
-            "target": f"TARGET=cortex_m_qemu TARGET_ARCH=cortex-m4 OPTIMIZED_KERNEL_DIR=cmsis_nn BUILD_TYPE={BUILD_TYPE}",
-            "cxxflags": " ".join(flags.cxxflags), "board": "qemu-system-arm -M mps2-an386 (Cortex-M4)"}
+            "target": f"TARGET=cortex_m_qemu TARGET_ARCH={core.target_arch} OPTIMIZED_KERNEL_DIR=cmsis_nn "
+                      f"BUILD_TYPE={BUILD_TYPE}",
+            "cxxflags": " ".join(flags.cxxflags), "board": f"qemu-system-arm -M {core.board} ({core.target_arch})"}
 
 
-def fit(rows: list[dict]) -> dict:
+def fit(rows: list[dict], isa: str = "dsp") -> dict:
     """Coefficients per op variant from the sample rows; prints each variant's in-sample error."""
     by_variant: dict[str, list[tuple[np.ndarray, float]]] = {}
     for r in rows:
         facts = facts_from_row(r)
-        variant, x = op_features(facts) if facts is not None else ("INVOKE", [1.0, float(r["out_numel"])])
+        variant, x = op_features(facts, isa) if facts is not None else ("INVOKE", [1.0, float(r["out_numel"])])
         by_variant.setdefault(variant, []).append((np.asarray(x, float), float(r["instructions"])))
     # Kinds met later without a variant of their own: one generic fit over every elementwise-like op.
     generic = [(np.asarray(generic_features(f), float), float(r["instructions"]))
@@ -219,33 +232,34 @@ def model_errors(model: InstructionModel, rows: list[dict]) -> dict[str, tuple[i
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--class", dest="isa", choices=sorted(BOARDS), default="dsp",
+                    help="instruction class: dsp (Cortex-M4/M7/M33), armv6m (M0/M0+), mve (M55/M85)")
     ap.add_argument("--emulate", action="store_true", help="export and emulate the sample archs first")
     ap.add_argument("--work", default=None, help="folder for the exports (default: $TINYNAS_CACHE/instruction_model)")
     ap.add_argument("--no-write", action="store_true", help="report only; do not write the model YAML")
     ap.add_argument("--held-out", action="store_true",
                     help="only emulate the held-out seeds (TEST_SEEDS) and report the shipped model's error on them")
     args = ap.parse_args()
+    isa, samples, model_yaml = args.isa, samples_path(args.isa), MODEL_FILES[args.isa]
     src = sources()
-    if args.held_out:
+    if args.emulate or args.held_out:
         from tinynas.target.sources import cache_dir
 
         work = Path(args.work) if args.work else cache_dir() / "instruction_model"
-        errs = model_errors(InstructionModel.from_yaml(), run_emulation(work, seeds=TEST_SEEDS))
+    if args.held_out:
+        errs = model_errors(InstructionModel.from_yaml(model_yaml), run_emulation(work, seeds=TEST_SEEDS, isa=isa))
         for m, (total, e) in sorted(errs.items()):
             print(f"{m:<24} {total:>14,} instructions  model {100 * e:+6.2f}%")
         print(f"held out: median |error| {100 * np.median([abs(e) for _, e in errs.values()]):.2f}%, "
               f"max {100 * max(abs(e) for _, e in errs.values()):.2f}%")
         return
     if args.emulate:
-        from tinynas.target.sources import cache_dir
-
-        work = Path(args.work) if args.work else cache_dir() / "instruction_model"
-        rows = run_emulation(work, out=SAMPLES)
-        write_samples(rows + emulate_references(work))
-    rows = read_samples()
-    coefs = fit(rows)
+        rows = run_emulation(work, out=samples, isa=isa)
+        write_samples(rows + emulate_references(work, isa), samples)
+    rows = read_samples(samples)
+    coefs = fit(rows, isa)
     doc = {"generated_by": "benchmarks/instruction_model.py", "generated_at": datetime.date.today().isoformat(),
-           "isa": "dsp", "fitted_on": sorted({r["model"] for r in rows}), **provenance(src),
+           "isa": isa, "fitted_on": sorted({r["model"] for r in rows}), **provenance(src, isa),
            "features": "estimators/instructions.py op_features (order of each variant's coefficients)",
            "coefficients": {k: [float(c) for c in v] for k, v in coefs.items()}}
     model = InstructionModel.from_dict(doc)
@@ -255,10 +269,10 @@ def main() -> None:
     print(f"whole models: median |error| {100 * np.median([abs(e) for _, e in errs.values()]):.2f}%, "
           f"max {100 * max(abs(e) for _, e in errs.values()):.2f}% (in sample)")
     if not args.no_write:
-        with open(MODEL_YAML, "w") as f:
+        with open(model_yaml, "w") as f:
             f.write("# Generated by benchmarks/instruction_model.py; do not edit.\n")
             yaml.safe_dump(doc, f, sort_keys=False, width=120)
-        print(f"wrote {MODEL_YAML.relative_to(ROOT)}")
+        print(f"wrote {model_yaml.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -85,16 +85,17 @@ def predict(m: LatencyModel, p: dict) -> float:
 
 
 def instruction_points(path: Path = CSV) -> dict[str, list[dict]]:
-    """The runtime=tflm points on DSP-class boards, by board: row, instructions, FC instructions, cycles and the
-    bytes of weights CMSIS-NN's loops read (for the flash-term check)."""
-    from estimators.instructions import load_instruction_model
+    """The runtime=tflm points on boards with an instruction model (their core's class), by board: row,
+    instructions, FC instructions, cycles and the bytes of weights CMSIS-NN's loops read (for the flash-term
+    check)."""
+    from estimators.instructions import instruction_model_for
 
-    model = load_instruction_model()
     with open(path) as f:
         rows = [r for r in csv.DictReader(f) if r["runtime"] == "tflm"]
     by_board: dict[str, list[dict]] = {}
     for r in rows:
-        if load_mcu(r["mcu"], ROOT / "conf" / "mcu").kernel_isa != "dsp":
+        model = instruction_model_for(load_mcu(r["mcu"], ROOT / "conf" / "mcu"), "tflm")
+        if model is None:
             continue
         table = table_of(reference_model(r["model"]))
         by_board.setdefault(r["mcu"], []).append(dict(
@@ -128,6 +129,9 @@ def cpi_report(path: Path = CSV) -> dict[str, tuple[float, float | None]]:
     """Print each point's cycles per instruction, each board's fit and leave-one-out errors, the one-point
     calibration matrix and the flash-term check; return each board's (cycles_per_instruction, FC ratio)."""
     by_board = instruction_points(path)
+    with open(path) as f:
+        skipped = sorted({f"{r['mcu']} ({r['core']})" for r in csv.DictReader(f) if r["runtime"] == "tflm"
+                          and r["mcu"] not in by_board})
     print(f"{'mcu':10s} {'model':32s} {'instructions':>13s} {'FC share':>8s} {'meas ms':>8s} {'cyc/instr':>9s} "
           f"{'LOO ms':>8s} {'LOO err':>8s}")
     fitted, all_errs, conv_errs, e_errs = {}, [], [], []
@@ -153,7 +157,7 @@ def cpi_report(path: Path = CSV) -> dict[str, tuple[float, float | None]]:
     print(f"instruction model: leave-one-out latency mean |err| {np.mean(np.abs(all_errs)):.1%}, median "
           f"{np.median(np.abs(all_errs)):.1%}, max {np.max(np.abs(all_errs)):.1%} over {len(all_errs)} points; "
           f"conv models (FC share < 50%): mean {np.mean(np.abs(conv_errs)):.1%}, max {np.max(np.abs(conv_errs)):.1%} "
-          f"over {len(conv_errs)}")
+          f"over {len(conv_errs)}" + (f"; no instruction model for {', '.join(skipped)}" if skipped else ""))
     if e_errs:
         print(f"energy (leave-one-out latency x datasheet active power vs measured energy_uj, {len(e_errs)} points): "
               f"mean |err| {np.mean(np.abs(e_errs)):.1%}, max {np.max(np.abs(e_errs)):.1%}")

@@ -4,10 +4,11 @@ Each op maps to the kernel variant CMSIS-NN's wrappers pick for it (``CONV_2D/1x
 ``DEPTHWISE_CONV_2D/3x3``, ...) and to a few counts that kernel's loops run over (MACs, the MACs that land
 inside the input — padding taps are skipped or zero-filled —, output elements, output pixels, channels).
 Instructions are the dot product of those counts with the variant's fitted coefficients; one Invoke adds
-``INVOKE`` (a constant plus a cost per op). Coefficients: ``data/instruction_model.yaml``, written by
-``benchmarks/instruction_model.py`` from emulated exported archs, with the TFLM / CMSIS-NN commits, compiler
-and flags they hold for. Counts include TFLM's profiler hook around each op (about 20 instructions), as the
-firmware that measured them does.
+``INVOKE`` (a constant plus a cost per op). One model per instruction class (the kernels CMSIS-NN compiles for
+that ISA): DSP (Cortex-M4/M7/M33, ``data/instruction_model.yaml``), ARMv6-M (M0/M0+, ``..._armv6m.yaml``) and
+MVE (M55/M85, ``..._mve.yaml``), each written by ``benchmarks/instruction_model.py`` from emulated exported archs,
+with the TFLM / CMSIS-NN commits, compiler and flags it holds for. Counts include TFLM's profiler hook around each
+op (about 20 instructions), as the firmware that measured them does.
 """
 
 from __future__ import annotations
@@ -24,9 +25,13 @@ import yaml
 from estimators.ir import Graph
 from estimators.mcu import MCU
 from estimators.table import OpFacts, OpTable, op_values, per_op, per_run, table_of
+from estimators.tflm_memory import CH_IN_BLOCK_MVE
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 MODEL_YAML = DATA_DIR / "instruction_model.yaml"
+# One model per instruction class (``MCU.instruction_class``): the kernels CMSIS-NN compiles for that ISA.
+MODEL_FILES = {"dsp": MODEL_YAML, "armv6m": DATA_DIR / "instruction_model_armv6m.yaml",
+               "mve": DATA_DIR / "instruction_model_mve.yaml"}
 ROW_FIELDS = ("kind", "in_shape", "out_shape", "out_numel", "macs", "params", "out_channels", "in_dtype",
               "aux_numel", "kernel", "stride", "padding", "depth_multiplier")
 ELEMENTWISE = "OTHER"  # op kinds without a variant of their own
@@ -78,8 +83,70 @@ def _mat_mult(m: int, n: int, k: int) -> list[int]:
             pairs * odd_m * q4, pairs * odd_m * r1, odd_n * m, odd_n * m * k]
 
 
-def op_features(op: OpFacts) -> tuple[str, list[float]]:
-    """The kernel variant ``op`` runs and the counts its instructions are linear in (order = coefficients')."""
+_MVE_KINDS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"})  # kernels of their own on MVE
+
+
+def _vectors(n: int) -> int:
+    """Tail-predicated 16-byte MVE loop steps over ``n`` int8 values."""
+    return -(-n // 16)
+
+
+def _mve_mat_mult(m: int, n: int, k: int) -> list[int]:
+    """Loop counts of CMSIS-NN's MVE ``arm_nn_mat_mult_nt_t_s8`` (m × k input rows, n × k weight rows): 4 input
+    rows × 1 weight row per step over ``k`` in 16-byte vectors; the odd input rows one by one, their outputs
+    requantised 4 at a time and the weight rows left over one by one."""
+    v, quads, rest = _vectors(k), m // 4, m % 4
+    return [quads, quads * n, quads * n * v, rest, rest * n, rest * n * v, rest * (n // 4), rest * (n % 4)]
+
+
+def _mve_features(op: OpFacts) -> tuple[str, list[float]]:
+    """Conv, depthwise and fully connected kernels of CMSIS-NN on an MVE (Helium) core."""
+    kind = op.kind
+    if kind == "FULLY_CONNECTED":  # arm_nn_vec_mat_mult_t_s8: 4 output neurons per step, k in 16-byte vectors
+        units = op.out_shape[-1]
+        k = op.macs // max(units, 1)
+        v = _vectors(k)
+        return kind, [1.0, units // 4, (units // 4) * v, units % 4, (units % 4) * v, k]
+    taps, pixels, ph, pw = _window(op)
+    kh, kw = op.kernel
+    if kind == "CONV_2D":
+        cin, cout = op.in_shape[-1], op.out_channels
+        if op.kernel == (1, 1) and ph == pw == 0:
+            if op.stride == (1, 1):  # arm_convolve_1x1_s8_fast: one matrix product over every pixel
+                return "CONV_2D/1x1_fast", [1.0, *_mve_mat_mult(pixels, cout, cin)]
+            oh = op.out_shape[1]  # arm_convolve_1x1_s8: one matrix product per output row
+            return "CONV_2D/1x1", [1.0, oh, *(oh * v for v in _mve_mat_mult(pixels // oh, cout, cin))]
+        # arm_convolve_s8: per pixel, copy the window's taps (fill padding) in 16-byte vectors; per 4 pixels, a
+        # matrix product of 4 rows; the pixels left over in one last product.
+        vc, pad_taps = _vectors(cin), pixels * kh * kw - taps
+        quads, rest = pixels // 4, pixels % 4
+        k = kh * kw * cin
+        mm = [a + b for a, b in zip((quads * v for v in _mve_mat_mult(4, cout, k)), _mve_mat_mult(rest, cout, k))]
+        return "CONV_2D/kxk", [1.0, pixels, pixels * kh, taps, taps * vc, pad_taps, pad_taps * vc, quads, *mm]
+    # DEPTHWISE_CONV_2D, arm_depthwise_conv_s8_opt (depth multiplier 1, every kernel size), per block of up to
+    # 124 channels: per pixel, the window's taps copied in 16-byte vectors; per 4 pixels, 4 channels at a time
+    # over the taps; the pixels left over likewise one by one. Other depth multipliers: arm_depthwise_conv_s8.
+    c = op.out_channels
+    if op.depth_multiplier != 1:
+        oh = _pad_before(op.in_shape[1], kh, op.stride[0], op.padding)[0]
+        return "DEPTHWISE_CONV_2D/generic", [1.0, op.macs, taps * c, op.out_numel, pixels, oh * c, c]
+    kk, quads, rest = kh * kw, pixels // 4, pixels % 4
+    pad_taps, oh = pixels * kk - taps, op.out_shape[1]
+    x = [1.0] + [0] * 14
+    for active in [CH_IN_BLOCK_MVE] * (c // CH_IN_BLOCK_MVE) + ([c % CH_IN_BLOCK_MVE] if c % CH_IN_BLOCK_MVE else []):
+        v, groups = _vectors(active), -(-active // 4)
+        for i, val in enumerate((1, oh, pixels, pixels * kh, taps, pad_taps, taps * v, pad_taps * v, quads,
+                                 quads * groups, quads * groups * kk, rest, rest * groups, rest * groups * kk)):
+            x[1 + i] += val
+    return "DEPTHWISE_CONV_2D/opt", x
+
+
+def op_features(op: OpFacts, isa: str = "dsp") -> tuple[str, list[float]]:
+    """The kernel variant ``op`` runs on an ``isa`` core ('dsp', 'armv6m', 'mve') and the counts its instructions
+    are linear in (order = coefficients'). ARMv6-M runs the DSP class's loop structure in plain C, except that
+    CMSIS-NN's optimised depthwise kernel falls back to the generic one there; MVE has kernels of its own."""
+    if isa == "mve" and op.kind in _MVE_KINDS:
+        return _mve_features(op)
     kind = op.kind
     if kind == "CONV_2D":
         taps, pixels, ph, pw = _window(op)
@@ -105,6 +172,8 @@ def op_features(op: OpFacts) -> tuple[str, list[float]]:
             variant = "DEPTHWISE_CONV_2D/generic"
         elif op.kernel == (3, 3) and ph <= 1 and pw <= 1:
             variant = "DEPTHWISE_CONV_2D/3x3"
+        elif isa == "armv6m":  # arm_depthwise_conv_s8_opt without DSP: arm_depthwise_conv_s8
+            variant = "DEPTHWISE_CONV_2D/generic"
         else:
             variant = "DEPTHWISE_CONV_2D/opt"
         if variant != "DEPTHWISE_CONV_2D/opt":
@@ -121,7 +190,10 @@ def op_features(op: OpFacts) -> tuple[str, list[float]]:
                          pixels * c1 * kk, pixels * c1]
     if kind == "FULLY_CONNECTED":  # loops over output neurons, per-tensor or per-channel (out_channels is 0 then)
         units = op.out_shape[-1]
-        return kind, [1.0, op.macs, units, op.macs // max(units, 1)]
+        k = op.macs // max(units, 1)
+        if isa == "armv6m":  # arm_nn_vec_mat_mult_t_s8 in plain C: 3 neurons per step over k, the rest one by one
+            return kind, [1.0, units // 3, (units // 3) * k, units % 3, (units % 3) * k]
+        return kind, [1.0, op.macs, units, k]
     if kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         taps, pixels, _, _ = _window(op)
         return kind, [1.0, taps * op.out_shape[-1], op.out_numel, pixels]
@@ -175,13 +247,17 @@ class InstructionModel:
     """Coefficients per kernel variant; :meth:`op_instructions` prices one op, :meth:`graph_instructions` a graph."""
 
     coefficients: dict[str, tuple[float, ...]]
-    meta: dict[str, Any]
+    meta: dict[str, Any]  # provenance; "isa": the instruction class whose kernels the coefficients price
     token: int = dataclasses.field(default_factory=lambda: next(_TOKENS), init=False, repr=False)
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> "InstructionModel":
         coefs = {k: tuple(float(c) for c in v) for k, v in doc["coefficients"].items()}
         return cls(coefs, {k: v for k, v in doc.items() if k != "coefficients"})
+
+    @property
+    def isa(self) -> str:
+        return self.meta.get("isa", "dsp")
 
     @classmethod
     def from_yaml(cls, path: str | Path = MODEL_YAML) -> "InstructionModel":
@@ -190,7 +266,7 @@ class InstructionModel:
 
     def op_instructions(self, op: OpFacts) -> int:
         """Whole instructions (integers: sums over ops are exact in any order, so per run and per op agree)."""
-        variant, x = op_features(op)
+        variant, x = op_features(op, self.isa)
         coef = self.coefficients.get(variant) or self.coefficients[ELEMENTWISE]
         return max(0, round(sum(c * v for c, v in zip(coef, x))))
 
@@ -220,19 +296,30 @@ def load_instruction_model(path: str | Path = MODEL_YAML) -> InstructionModel:
 
 
 def instruction_model_for(mcu: MCU, runtime: str):
-    """The instruction model that prices ``runtime`` on ``mcu``'s core: TFLM + CMSIS-NN's for ``tflm``,
-    TinyEngine's (:mod:`estimators.tinyengine_instructions`) for ``tinyengine`` and for ``analytic`` (MCUNet's
-    accounting, whose published latencies are TinyEngine's); None where none does (``tflm-reference``, cores
-    outside the DSP class)."""
-    if mcu.kernel_isa != "dsp":
-        return None
+    """The instruction model that prices ``runtime`` on ``mcu``'s core: TFLM + CMSIS-NN's model of the core's
+    ``instruction_class`` (ARMv6-M, DSP or MVE) for ``tflm``; TinyEngine's
+    (:mod:`estimators.tinyengine_instructions`, fitted on its ARMv7E-M code) for ``tinyengine`` and ``analytic``
+    (MCUNet's accounting, whose published latencies are TinyEngine's) on DSP-class cores; None elsewhere
+    (``tflm-reference``, other cores)."""
+    isa = mcu.instruction_class
     if runtime in ("tinyengine", "analytic"):
+        if isa != "dsp":
+            return None
         from estimators.tinyengine_instructions import load_tinyengine_model
 
         return load_tinyengine_model()
-    return load_instruction_model() if runtime == "tflm" else None
+    if runtime != "tflm" or isa is None:
+        return None
+    return _class_model(isa)
 
 
-def estimate_instructions(graph: Graph) -> int:
-    """Instructions of one Invoke of ``graph`` under TFLM + CMSIS-NN on a DSP-class core (Cortex-M4/M7/M33)."""
-    return load_instruction_model().graph_instructions(table_of(graph))
+@functools.lru_cache(maxsize=None)
+def _class_model(isa: str) -> InstructionModel:
+    """The shipped model of instruction class ``isa`` (keyed by the class name: cheaper than by path)."""
+    return load_instruction_model(MODEL_FILES[isa])
+
+
+def estimate_instructions(graph: Graph, isa: str = "dsp") -> int:
+    """Instructions of one Invoke of ``graph`` under TFLM + CMSIS-NN on a core of class ``isa``: 'dsp'
+    (Cortex-M4/M7/M33), 'armv6m' (M0/M0+) or 'mve' (M55/M85)."""
+    return _class_model(isa).graph_instructions(table_of(graph))

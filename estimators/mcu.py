@@ -6,6 +6,7 @@ Every number in those files carries its source; nothing about a board is a const
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ import yaml
 # Cores whose CMSIS-NN kernels use the DSP (SIMD) extension, and those with the MVE (Helium) extension.
 DSP_CORES = frozenset({"cortex-m4f", "cortex-m4", "cortex-m7", "cortex-m33"})
 MVE_CORES = frozenset({"cortex-m55", "cortex-m85"})
+# Cores that run ARMv6-M code (Thumb-1, no DSP): CMSIS-NN's plain-C paths.
+ARMV6M_CORES = frozenset({"cortex-m0", "cortex-m0plus"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +49,15 @@ class MCU:
             return "dsp"
         return "generic"
 
+    @functools.cached_property
+    def instruction_class(self) -> str | None:
+        """Which instruction model prices TFLM + CMSIS-NN on this core: 'dsp' (M4/M7/M33), 'mve' (M55/M85),
+        'armv6m' (M0/M0+), or None (no model: other cores)."""
+        core = self.core.split()[0]  # e.g. "cortex-m0plus (x2)"
+        if core in ARMV6M_CORES:
+            return "armv6m"
+        return {"dsp": "dsp", "mve": "mve"}.get(self.kernel_isa)
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MCU":
         fields = {f.name for f in dataclasses.fields(cls)}
@@ -66,9 +78,10 @@ class MCU:
             raise ValueError(f"MCU {name!r}: fully_connected_cpi_ratio={ratio!r} without cycles_per_instruction; "
                              "allowed: null, or set cycles_per_instruction too")
         mcu = cls(**d)
-        if cpi is not None and mcu.kernel_isa != "dsp":
+        if cpi is not None and mcu.instruction_class is None:
             raise ValueError(f"MCU {mcu.name!r}: cycles_per_instruction={cpi!r}, but no instruction model covers its "
-                             f"core {mcu.core!r}; allowed: null (instruction models: Cortex-M4, M7, M33)")
+                             f"core {mcu.core!r}; allowed: null (instruction models: Cortex-M0/M0+, M4, M7, M33, "
+                             "M55, M85)")
         return mcu
 
     @classmethod

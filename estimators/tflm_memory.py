@@ -183,7 +183,9 @@ CMSIS_NN_UNMODELLED = frozenset({"SVDF", "TRANSPOSE_CONV"})
 # CMSIS-NN kernels whose OpData differs from the reference kernel's (sizeof on x86-64 and arm-none-eabi):
 # cmsis_nn/unidirectional_sequence_lstm.cc's OpData (OpDataLSTM + cmsis_nn_lstm_params).
 _CMSIS_NN_OP_DATA = {"UNIDIRECTIONAL_SEQUENCE_LSTM": {8: 1008, 4: 912}}
-KERNELS = ("reference", "cmsis-nn")
+# cmsis-nn-mve: CMSIS-NN built for an MVE core, whose kernels keep other persistent data (FC kernel sums).
+KERNELS = ("reference", "cmsis-nn", "cmsis-nn-mve")
+CH_IN_BLOCK_MVE = 124  # CMSIS-NN's MVE depthwise kernel works on blocks of this many channels
 
 _OP_DATA_BYTES = {p: {kind: size[p] for kind, (size, _) in _OP_DATA.items()} for p in _STRUCTS}
 _PER_CHANNEL_KINDS = frozenset(kind for kind, (_, per_channel) in _OP_DATA.items() if per_channel)
@@ -215,11 +217,27 @@ def _op_sizes(tails: Callable[[], list[tuple[int, ...]]], k: int) -> Callable[[]
     return lambda: list(chain.from_iterable([t[k]] * (t[6] if k == 2 else 1) for t in tails() if t[k]))
 
 
+def _fc_kernel_sums(op: OpFacts, kernels: str) -> bool:
+    """Whether ``op`` is an int8 FULLY_CONNECTED whose CMSIS-NN MVE kernel keeps int32 kernel sums, one per output
+    neuron, in a persistent buffer (cmsis_nn/fully_connected.cc, KERNELS_OPTIMIZED_FOR_SPEED: constant weights,
+    not run as a 1x1 conv)."""
+    return (kernels == "cmsis-nn-mve" and op.kind == "FULLY_CONNECTED" and op.in_dtype == "int8"
+            and not _fc_as_conv_1x1(op))
+
+
+def _fc_as_conv_1x1(op: OpFacts) -> bool:
+    """cmsis_nn/fully_connected.cc runs an int8 FC with a >2-D output and accumulation depth % 4 == 0 as a 1x1 conv."""
+    return len(op.out_shape) > 2 and op.in_shape[-1] % 4 == 0
+
+
 def _prepare_buffers(op: OpFacts, kernels: str) -> tuple[int, int]:
     """(bytes, count) of the equal persistent buffers ``op``'s kernel allocates in Prepare, per-channel data aside:
-    CMSIS-NN's quantized LSTM keeps 8 kernel sums of the hidden width, int32 (int8 input) or int64 (int16)."""
-    if kernels == "cmsis-nn" and op.kind == "UNIDIRECTIONAL_SEQUENCE_LSTM" and op.in_dtype in ("int8", "int16"):
+    CMSIS-NN's quantized LSTM keeps 8 kernel sums of the hidden width, int32 (int8 input) or int64 (int16); its
+    MVE fully connected kernel one int32 sum per output neuron."""
+    if kernels != "reference" and op.kind == "UNIDIRECTIONAL_SEQUENCE_LSTM" and op.in_dtype in ("int8", "int16"):
         return (4 if op.in_dtype == "int8" else 8) * op.out_shape[-1], 8
+    if _fc_kernel_sums(op, kernels):
+        return 4 * op.out_shape[-1], 1
     return 0, 0
 
 
@@ -230,10 +248,12 @@ def _op_tail(op: OpFacts, pointer_bytes: int, kernels: str = "reference") -> tup
     if sizes is None:
         return 0, 0, 0, 0, 0, 0, 0
     b, d, channels, b_aligned, d_aligned = sizes
-    if kernels == "cmsis-nn" and op.kind in _CMSIS_NN_OP_DATA:
+    if kernels != "reference" and op.kind in _CMSIS_NN_OP_DATA:
         d = _CMSIS_NN_OP_DATA[op.kind][pointer_bytes]
         d_aligned = align_up(d, ARENA_ALIGNMENT)
     c, n = (4 * op.out_channels, 2) if channels and op.out_channels else _prepare_buffers(op, kernels)
+    if n == 2 and _fc_kernel_sums(op, kernels):  # per-channel multipliers, shifts, then the kernel sums: equal sizes
+        n = 3
     return b, d, c, b_aligned, d_aligned, n * (-(-c // ARENA_ALIGNMENT) * ARENA_ALIGNMENT), n
 
 
@@ -399,20 +419,23 @@ def cmsis_nn_scratch(isa: str) -> ScratchFn:
                 return [4 * math.ceil(kh * kw * cin / 16) * 16]
             return [2 * align_up(kh * kw * cin, 4) * 2]
         if kind == "DEPTHWISE_CONV_2D":
+            # arm_depthwise_conv_wrapper_s8_get_buffer_size: only depth multiplier 1 asks for a buffer. MVE: 4
+            # pixels' windows of a 124-channel block, int8, every kernel size (checked on the emulated M55); DSP:
+            # C·Kh·Kw int16, none on the 3x3 path; none without DSP (ARMv6-M: checked on the emulated M0+).
             kh, kw = op.kernel
-            c = op.in_shape[-1]
-            fast = (kh, kw) == (3, 3) and op.depth_multiplier == 1
-            # arm_depthwise_conv_wrapper_s8_get_buffer_size: the 3x3 path needs none; the optimised path's
-            # buffer is C·Kh·Kw int16 with DSP and none without (ARMv6-M: checked on the emulated M0+).
-            return [] if isa == "generic" or (fast and isa == "dsp") else [c * kh * kw * 2]
-        if kind == "FULLY_CONNECTED" and op.in_dtype == "int8" and len(op.out_shape) > 2 and op.in_shape[-1] % 4 == 0:
+            if op.depth_multiplier != 1 or isa == "generic":
+                return []
+            if isa == "mve":
+                return [4 * CH_IN_BLOCK_MVE * kh * kw]
+            return [] if (kh, kw) == (3, 3) else [op.in_shape[-1] * kh * kw * 2]
+        if kind == "FULLY_CONNECTED" and op.in_dtype == "int8" and _fc_as_conv_1x1(op):
             # cmsis_nn/fully_connected.cc: run as a 1x1 conv (its buffer: none from GCC builds); per-tensor
             # weights get a scratch of faked per-channel multipliers and shifts, Cout int32 each.
             return [] if op.out_channels else [8 * op.out_shape[-1]]
-        if kind == "FULLY_CONNECTED" and isa == "mve":
-            return [4 * op.out_shape[-1]]
+        if kind == "FULLY_CONNECTED" and isa == "mve" and op.in_dtype != "int8":
+            return [4 * op.out_shape[-1]]  # int8: kernel sums in the tail instead (_fc_kernel_sums)
         return reference_scratch(op)
 
     scratch.__qualname__ = f"cmsis_nn_scratch({isa!r})"
-    scratch.kernels = "cmsis-nn"
+    scratch.kernels = "cmsis-nn-mve" if isa == "mve" else "cmsis-nn"
     return scratch

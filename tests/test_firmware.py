@@ -1,4 +1,4 @@
-"""The target in the loop: TFLite Micro + CMSIS-NN firmware for Cortex-M4, run in qemu-system-arm.
+"""The target in the loop: TFLite Micro + CMSIS-NN firmware for Cortex-M cores, run in qemu-system-arm.
 
 Ground truth for the runtime=tflm estimators: the emulated 32-bit target's arena (TFLM's RecordingMicroAllocator
 on the board) and outputs bit-identical to the tflite-micro Python interpreter. Needs a TFLM tree
@@ -140,11 +140,55 @@ def test_without_a_tree_one_line_says_what_to_clone(tinynas_cli, tmp_path):
     assert p.returncode == 2 and "not a tflite-micro checkout" in p.stderr
 
 
-def test_an_unbuilt_core_is_refused(target, tinynas_cli, tmp_path):
+def test_a_core_without_a_build_is_refused(target, tinynas_cli, tmp_path):
     env = {"TINYNAS_TFLM_ROOT": str(target.root), "TINYNAS_TFLM_DOWNLOADS": str(target.downloads),
            "PYTHONPATH": str(ROOT)}
-    p = tinynas_cli("firmware", f"model={tmp_path / 'm.tflite'}", "mcu=stm32f746", env=env)
-    assert p.returncode == 2 and "cortex-m7" in p.stderr and "supported cores: cortex-m4f" in p.stderr
+    p = tinynas_cli("firmware", f"model={tmp_path / 'm.tflite'}", "mcu=esp32s3", env=env)
+    assert p.returncode == 2 and "xtensa-lx7" in p.stderr and "supported cores: cortex-m0plus" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_every_cortex_m_board_of_the_catalogue_has_a_build_and_an_emulated_board():
+    """M0+/M3/M4/M7/M33/M55 (and the M85, which runs M55 code): each maps to TFLM flags and a QEMU board whose
+    memory map has a linker script; the other cores (Xtensa, the x86_64 host) are refused."""
+    from tinynas.target.build import DATA, core_for
+    from tinynas.target.sources import TargetUnavailable
+    from estimators.mcu import catalogue
+
+    boards = {"cortex-m0plus": "mps2-an385", "cortex-m3": "mps2-an385", "cortex-m4f": "mps2-an386",
+              "cortex-m7": "mps2-an500", "cortex-m33": "mps2-an505", "cortex-m55": "mps3-an547",
+              "cortex-m85": "mps3-an547"}
+    for name, mcu in catalogue(MCU_DIR).items():
+        key = mcu.core.split()[0]
+        if key in boards:
+            core = core_for(mcu.core)
+            assert core.board == boards[key] and (DATA / core.linker_script).is_file(), name
+        else:
+            with pytest.raises(TargetUnavailable, match="supported cores"):
+                core_for(mcu.core)
+
+
+# One catalogue board per emulated core beyond the M4: (board, QEMU machine, TFLM TARGET_ARCH).
+OTHER_CORES = [("stm32f746", "mps2-an500", "cortex-m7"), ("ra6m4", "mps2-an505", "cortex-m33"),
+               ("ra8d1", "mps3-an547", "cortex-m55")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("board, machine, arch", OTHER_CORES)
+def test_other_cores_run_bit_exact_with_the_estimated_arena(target, mlperf_tiny, reports, board, machine, arch):
+    """Cortex-M7 (AN500: PSRAM at 0x60000000), M33 (AN505, Secure), M55 (AN547, MVE kernels; the M85 board runs
+    M55 code): outputs bit-exact, the runtime=tflm estimate (the core's CMSIS-NN scratch) = the board's arena.
+    On the M55 the depthwise convs' scratch (4 × 124 × Kh·Kw B) and the FC's kernel sums (in the tail) differ
+    from the M4's: the tail's small residual must be the M4's, to the byte."""
+    from tinynas.target.firmware import run_firmware
+
+    r = run_firmware(mlperf_tiny["kws"], load_mcu(board, MCU_DIR), target)
+    assert machine in r["emulator"] and r["core"] == arch and r["outputs_match_interpreter"] is True
+    assert r["estimate"]["sram_head_bytes"] == r["arena"]["head"]
+    assert abs(r["estimate"]["sram_total_bytes"] - r["arena_used_bytes"]) <= 0.005 * r["arena_used_bytes"]
+    m4 = reports("kws")
+    residual = [x["estimate"]["sram_total_bytes"] - x["arena_used_bytes"] for x in (r, m4)]
+    assert residual[0] == residual[1]
 
 
 @pytest.mark.slow
@@ -223,12 +267,12 @@ def test_undefined_symbols_from_the_linker():
 
 
 @pytest.mark.slow
-def test_armv6m_firmware_on_the_m4_board_matches_the_estimate(target, mlperf_tiny):
+def test_armv6m_firmware_on_the_m3_board_matches_the_estimate(target, mlperf_tiny):
     """Cortex-M0+ (stm32g0b1): CMSIS-NN's plain-C paths. Its depthwise convs ask for no scratch at all."""
     from tinynas.target.firmware import run_firmware
 
     r = run_firmware(mlperf_tiny["kws"], load_mcu("stm32g0b1", MCU_DIR), target)
-    assert r["core"] == "cortex-m0plus" and r["outputs_match_interpreter"] is True
+    assert "mps2-an385" in r["emulator"] and r["core"] == "cortex-m0plus" and r["outputs_match_interpreter"] is True
     assert r["estimate"]["sram_head_bytes"] == r["arena"]["head"]
     assert abs(r["estimate"]["sram_total_bytes"] - r["arena_used_bytes"]) <= 0.005 * r["arena_used_bytes"]
 

@@ -74,13 +74,33 @@ def test_cores_and_runtimes_without_an_instruction_model_keep_the_mac_model():
     from estimators.latency import estimate_latency
 
     graph = reference_model("mlperf_kws_dscnn")
-    for mcu_name, runtime in [("stm32f746", "tflm-reference"), ("stm32g0b1", "tflm"), ("ra8d1", "tflm"),
-                              ("stm32g0b1", "tinyengine")]:
+    for mcu_name, runtime in [("stm32f746", "tflm-reference"), ("esp32s3", "tflm"), ("stm32g0b1", "tinyengine")]:
         mcu = load_mcu(mcu_name, MCU_DIR)
         est = estimate(graph, mcu, runtime)
         assert est.instructions is None and est.cycles is None
         assert est.latency_ms == pytest.approx(sum(estimate_latency(graph, mcu, runtime)))
         assert est.to_dict()["layers"][0]["instructions"] is None
+
+
+@pytest.mark.parametrize("board, isa", [("stm32g0b1", "armv6m"), ("rp2040", "armv6m"), ("ra8d1", "mve")])
+def test_armv6m_and_mve_cores_count_instructions_by_their_class(board, isa):
+    """Cortex-M0+ and M85 boards: instructions from their class's model (not the DSP one); without a published
+    latency on the board (cycles_per_instruction null) latency stays on the MAC model until one is calibrated."""
+    import dataclasses
+
+    from estimators.latency import estimate_latency
+
+    graph = reference_model("mlperf_kws_dscnn")
+    mcu = load_mcu(board, MCU_DIR)
+    assert mcu.instruction_class == isa
+    est = estimate(graph, mcu, "tflm")
+    assert est.instructions == estimate_instructions(graph, isa) != estimate_instructions(graph, "dsp")
+    if mcu.cycles_per_instruction is None:
+        assert est.cycles is None
+        assert est.latency_ms == pytest.approx(sum(estimate_latency(graph, mcu, "tflm")))
+    priced = estimate(graph, dataclasses.replace(mcu, cycles_per_instruction=2.0), "tflm")
+    assert priced.cycles == 2.0 * est.instructions
+    assert priced.latency_ms == pytest.approx(priced.cycles / (mcu.clock_mhz * 1e3))
 
 
 def test_bad_cycles_per_instruction_is_refused():
@@ -99,8 +119,8 @@ def test_bad_cycles_per_instruction_is_refused():
 
 
 def test_cycles_per_instruction_on_a_core_without_an_instruction_model_is_refused(tinynas_cli):
-    proc = tinynas_cli("estimate", "arch=mlperf_kws_dscnn", "mcu=stm32g0b1", "mcu.cycles_per_instruction=2")
-    assert proc.returncode == 2 and "cycles_per_instruction=2" in proc.stderr and "cortex-m0plus" in proc.stderr
+    proc = tinynas_cli("estimate", "arch=mlperf_kws_dscnn", "mcu=esp32s3", "mcu.cycles_per_instruction=2")
+    assert proc.returncode == 2 and "cycles_per_instruction=2" in proc.stderr and "xtensa-lx7" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
@@ -163,7 +183,7 @@ def test_calibrate_with_an_fc_heavy_model_fits_the_fc_ratio_and_its_overrides_re
     (["arch=mlperf_kws_dscnn", "mcu=stm32l4r5"], "measured_ms= is required"),
     (["arch=[mlperf_kws_dscnn,mlperf_ic_resnet8]", "mcu=stm32l4r5", "measured_ms=[1.0]"], "one measured_ms per"),
     (["arch=mlperf_kws_dscnn", "mcu=stm32l4r5", "runtime=tflm-reference", "measured_ms=5"], "runtime=tflm-reference"),
-    (["arch=mlperf_kws_dscnn", "mcu=stm32g0b1", "measured_ms=5"], "cortex-m0plus"),
+    (["arch=mlperf_kws_dscnn", "mcu=esp32s3", "measured_ms=5"], "xtensa-lx7"),
     (["mcu=stm32l4r5", "measured_ms=5"], "exactly one of"),
 ])
 def test_calibrate_bad_input_is_one_line_and_exit_2(tinynas_cli, args, words):
@@ -211,3 +231,19 @@ def test_search_space_irs_are_priced_like_their_exported_firmware(space_exports,
     """What a search prices (the space's IR, built without PyTorch) matches the exported model's firmware."""
     for name, (_, ir) in space_exports.items():
         assert estimate_instructions(ir) == pytest.approx(emulated[name][1]["instructions"], rel=TOLERANCE), name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("isa", ["armv6m", "mve"])
+def test_armv6m_and_mve_models_match_their_emulated_firmware(mlperf_tiny, space_exports, firmware_report, isa):
+    """The ARMv6-M model against Cortex-M0+ firmware (mps2-an385), the MVE model against Cortex-M55 firmware
+    (mps3-an547, Helium kernels), on the same held-out archs and references as the DSP class."""
+    from estimators.tflite_reader import read_tflite
+    from tests.conftest import target_benchmark
+
+    board = target_benchmark().BOARDS[isa]
+    paths = {**mlperf_tiny, **{name: path for name, (path, _) in space_exports.items()}}
+    counted = {name: firmware_report(path, board)["instructions"] for name, path in paths.items()}
+    errors = {name: estimate_instructions(read_tflite(path), isa) / counted[name] - 1 for name, path in paths.items()}
+    print("\n".join(f"{isa} {n:<24} {counted[n]:>14,} {100 * e:+6.2f}%" for n, e in errors.items()))
+    assert {n: round(e, 4) for n, e in errors.items() if abs(e) > TOLERANCE} == {}

@@ -12,7 +12,7 @@ from estimators.mcu import MCU
 from estimators.planner import Buffer, arena_size, first_fit_plan, greedy_plan
 from estimators.sram import RUNTIMES, estimate_sram
 from estimators.table import op_facts
-from estimators.tflm_memory import cmsis_nn_scratch, head_buffers
+from estimators.tflm_memory import cmsis_nn_scratch, head_buffers, tail_allocations
 
 HOST = MCU(name="host", board="x", core="x86_64", clock_mhz=0, sram_bytes=0, flash_bytes=0,
            active_power_mw=0, pointer_bytes=8)
@@ -72,9 +72,15 @@ def test_cmsis_scratch_rules():
     assert cmsis_nn_scratch("mve")(op_facts(g, conv)) == [4 * 32]                  # 4 × ceil16(27)
     assert cmsis_nn_scratch("dsp")(op_facts(g, dw)) == []                         # 3×3 fast path
     assert cmsis_nn_scratch("generic")(op_facts(g, dw)) == []                     # no DSP: none at all
-    assert cmsis_nn_scratch("mve")(op_facts(g, g.ops[-1])) == [16]                 # FC: Cout·4 B on MVE
+    assert cmsis_nn_scratch("mve")(op_facts(g, dw)) == [4 * 124 * 9]              # 4 windows of a 124-channel block
+    assert cmsis_nn_scratch("mve")(op_facts(g, g.ops[-1])) == []                   # int8 FC: kernel sums in the tail
     assert estimate_sram(g, "tflm", mcu("cortex-m4")).activation_bytes >= \
         estimate_sram(g, "tflm-reference", mcu("cortex-m4")).activation_bytes
+    # the MVE FC keeps Cout int32 kernel sums in the tail (4 outputs: 16 B); DSP builds keep none
+    tails = {isa: [(name, size) for name, size, _ in tail_allocations(g, 4, cmsis_nn_scratch(isa))]
+             for isa in ("dsp", "mve")}
+    assert [t for t in tails["mve"] if "kernel sum" in t[0]] == [(f"{g.ops[-1].name} kernel sum 0", 16)]
+    assert not [t for t in tails["dsp"] if "kernel sum" in t[0]]
 
 
 def test_analytic_and_tinyengine_on_a_residual_block():

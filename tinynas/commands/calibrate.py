@@ -82,9 +82,11 @@ def run(cfg) -> dict:
     if runtime not in CALIBRATED_RUNTIMES:
         raise ConfigError(f"runtime={runtime} has no instruction model to calibrate; allowed: "
                           f"{', '.join(CALIBRATED_RUNTIMES)}")
-    if mcu.kernel_isa != "dsp" or mcu.clock_mhz <= 0:
-        raise ConfigError(f"mcu={mcu.name}: core {mcu.core} has no instruction model; allowed: boards with a "
-                          "Cortex-M4, M7 or M33 core (CMSIS-NN's DSP class)")
+    if instruction_model_for(mcu, runtime) is None or mcu.clock_mhz <= 0:
+        cores = ("Cortex-M0/M0+ (ARMv6-M), M4, M7, M33 (DSP) or M55, M85 (MVE)" if runtime == "tflm" else
+                 "Cortex-M4, M7 or M33 (TinyEngine's ARMv7E-M code)")
+        raise ConfigError(f"mcu={mcu.name}: core {mcu.core} has no {runtime} instruction model; allowed: boards "
+                          f"with a {cores} core")
     rows, points = [], []
     for key, model, ms in pairs(cfg):
         graph = load_graph(OmegaConf.merge(cfg, {"model": None, "arch": None, key: model}))

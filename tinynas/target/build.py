@@ -40,16 +40,28 @@ class Core:
     """A Cortex-M core as TFLM's Makefile names it and the QEMU board that runs its code."""
 
     name: str         # the MCU catalogue's core, e.g. cortex-m4f
-    target_arch: str  # TFLM TARGET_ARCH
+    target_arch: str  # TFLM TARGET_ARCH (gcc -mcpu)
     board: str        # qemu-system-arm -M
+    memory: str       # the board's memory map: data/<memory>.ld
+
+    @property
+    def linker_script(self) -> str:
+        return f"{self.memory}.ld"
 
 
-# Cores with a tested build and board (ARMv6-M code runs on the M4 board). M7, M33, M55 follow once tested.
-CORES = {
-    "cortex-m4f": Core("cortex-m4f", "cortex-m4", "mps2-an386"),
-    "cortex-m4": Core("cortex-m4", "cortex-m4", "mps2-an386"),
-    "cortex-m0plus": Core("cortex-m0plus", "cortex-m0plus", "mps2-an386"),
-}
+# Each catalogue core: the build (TARGET_ARCH) and the emulated board that runs it. ARMv6-M code (M0+) runs
+# on the M3 board; the Cortex-M85 (Armv8.1-M + MVE, like the M55; GCC 12 has no -mcpu=cortex-m85) runs
+# Cortex-M55 code on the M55 board.
+CORES = {c.name: c for c in (
+    Core("cortex-m0plus", "cortex-m0plus", "mps2-an385", "mps2"),
+    Core("cortex-m3", "cortex-m3", "mps2-an385", "mps2"),
+    Core("cortex-m4f", "cortex-m4", "mps2-an386", "mps2"),
+    Core("cortex-m4", "cortex-m4", "mps2-an386", "mps2"),
+    Core("cortex-m7", "cortex-m7", "mps2-an500", "mps2-an500"),
+    Core("cortex-m33", "cortex-m33", "mps2-an505", "mps2-an505"),
+    Core("cortex-m55", "cortex-m55", "mps3-an547", "mps3-an547"),
+    Core("cortex-m85", "cortex-m55", "mps3-an547", "mps3-an547"),
+)}
 
 
 def core_for(name: str) -> Core:
@@ -109,13 +121,14 @@ class Tree:
 
     @contextlib.contextmanager
     def locked(self):
+        """Held while building for this core: the copy is made once, then one process at a time builds a core's
+        objects (each core has its own ``gen/`` folder, so other cores build beside it)."""
         self.base.mkdir(parents=True, exist_ok=True)
-        with open(self.base / "lock", "w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        if not (self.base / "READY").is_file():
+            with _flock(self.base / "lock"):
+                self.prepare()
+        with _flock(self.base / f"lock-{self.core.target_arch}"):
+            yield
 
     # -- the Makefile -----------------------------------------------------------------------------------
     def make_args(self) -> list[str]:
@@ -221,6 +234,16 @@ class Tree:
                    for s in symbols if "::" not in s and "(" not in s):
                 found.append(o)
         return found
+
+
+@contextlib.contextmanager
+def _flock(path: Path):
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def undefined_symbols(link_stderr: str) -> set[str]:

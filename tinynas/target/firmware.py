@@ -22,7 +22,8 @@ from tinynas.target.sources import BuildFailed, Sources, TargetUnavailable, dige
 
 INPUT_SEED = 0
 ARENA_CAP = 12 << 20  # PSRAM is 16 MB; the rest holds the heap and the stack
-RUNNER_FILES = ("runner.cc", "startup.c", "mps2.ld")
+RUNNER_FILES = ("runner.cc", "startup.c", "cortex_m_sections.ld", "mps2.ld", "mps2-an500.ld", "mps2-an505.ld",
+                "mps3-an547.ld")  # the linker scripts: one per board memory map, sharing the sections
 
 
 def op_kinds(tflite: bytes) -> list[str]:
@@ -80,11 +81,12 @@ def _compile(tree: Tree, out: Path) -> list[Path]:
 
 
 def _link(tree: Tree, out: Path, own: list[Path], lib_objs: list[str]) -> subprocess.CompletedProcess:
-    f = tree.flags()
+    f, script = tree.flags(), out / tree.core.linker_script
     lib = out / "libtflm.a"
     lib.unlink(missing_ok=True)
     subprocess.run(["arm-none-eabi-ar", "rcs", str(lib), *lib_objs], cwd=tree.dir, check=True)
-    return subprocess.run(["arm-none-eabi-g++", *f.cxxflags, "-T", str(out / "mps2.ld"), "-o", str(out / "firmware.elf"),
+    return subprocess.run(["arm-none-eabi-g++", *f.cxxflags, "-T", str(script), f"-L{out}", "-o",
+                           str(out / "firmware.elf"),
                            *map(str, own), str(lib), *f.ldflags, f"-Wl,-Map={out / 'firmware.map'}"],
                           capture_output=True, text=True)
 

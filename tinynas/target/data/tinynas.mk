@@ -10,3 +10,10 @@ tinynas_print:
 	@echo "TINYNAS_THIRD_PARTY_KERNELS=$(MICROLITE_THIRD_PARTY_KERNEL_OBJS)"
 
 tinynas_objs: $(TINYNAS_OBJS)
+
+# The Cortex-M55's MVE (Helium) needs a floating-point ABI: with -mfloat-abi=soft (cortex_m_qemu's default) GCC
+# turns MVE off and CMSIS-NN builds its scalar code. softfp, as TFLM's cortex_m_generic target does for the M55.
+ifneq ($(filter cortex-m55%,$(TARGET_ARCH)),)
+  CXXFLAGS := $(patsubst -mfloat-abi=soft,-mfloat-abi=softfp,$(CXXFLAGS))
+  CCFLAGS := $(patsubst -mfloat-abi=soft,-mfloat-abi=softfp,$(CCFLAGS))
+endif
