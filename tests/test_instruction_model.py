@@ -98,7 +98,7 @@ def test_armv6m_and_mve_cores_count_instructions_by_their_class(board, isa):
     if mcu.cycles_per_instruction is None:
         assert est.cycles is None
         assert est.latency_ms == pytest.approx(sum(estimate_latency(graph, mcu, "tflm")))
-    priced = estimate(graph, dataclasses.replace(mcu, cycles_per_instruction=2.0), "tflm")
+    priced = estimate(graph, dataclasses.replace(mcu, cycles_per_instruction=2.0, fully_connected_cpi_ratio=None), "tflm")
     assert priced.cycles == 2.0 * est.instructions
     assert priced.latency_ms == pytest.approx(priced.cycles / (mcu.clock_mhz * 1e3))
 
