@@ -83,19 +83,45 @@ def sample_arch(space_name: str, seed: int):
 
 def export_arch(space_name: str, seed: int, out: Path) -> Path:
     """A random arch of ``space_name`` (seed ``seed``), exported to full-int8 .tflite with fresh weights."""
+    space, arch, in_ch = sample_arch(space_name, seed)
+    return export_space_arch(space, arch, in_ch, seed, out / f"{space_name}-{seed}")
+
+
+def export_space_arch(space, arch, in_ch: int, seed: int, out_dir: Path) -> Path:
+    """``arch`` of ``space`` with random weights as after training (:func:`trained_like`), exported to
+    ``out_dir/model_int8.tflite`` (kept when it exists)."""
     import torch
 
     from tinynas.export import export_model
 
-    space, arch, in_ch = sample_arch(space_name, seed)
     torch.manual_seed(seed)
-    model = space.build_torch(arch, in_ch, 10)
+    model = trained_like(space.build_torch(arch, in_ch, 10), seed)
     h, w, c = space.input_shape(arch, in_ch)
     calib = np.random.default_rng(seed).standard_normal((8, c, h, w)).astype(np.float32)
-    tflite = out / f"{space_name}-{seed}" / "model_int8.tflite"
+    tflite = out_dir / "model_int8.tflite"
     if not tflite.is_file():
         export_model(model, calib, tflite.parent)
     return tflite
+
+
+def trained_like(model, seed: int):
+    """``model`` with random batch-norm statistics and biases, as after training. A freshly built model's folded
+    biases are all zero: the converter then stores equal bias buffers once and drops zero fully-connected biases,
+    which no trained model's file does."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                n = m.num_features
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            elif isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and m.bias is not None:
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+    return model
 
 
 def emulate(tflite: Path, src, isa: str = "dsp") -> dict:

@@ -26,7 +26,7 @@ from estimators.ir import WEIGHTED_KINDS, Graph, Op
 from estimators.macs import op_macs, op_params
 
 _FIELDS = ("kind", "out_shape", "out_numel", "macs", "params", "out_channels", "in_shape", "in_dtype", "aux_numel",
-           "kernel", "stride", "padding", "depth_multiplier", "cell_bytes")
+           "kernel", "stride", "padding", "depth_multiplier", "cell_bytes", "activation")
 
 
 class OpFacts:
@@ -36,7 +36,8 @@ class OpFacts:
     reduction's axes; 0 without one); ``out_channels``: a weighted op's output channels (conv: its
     weight's Cout, depthwise: its channels, fully connected: its output width; 0 for other kinds);
     ``kernel`` / ``stride`` / ``padding`` / ``depth_multiplier``: its window attributes, with TFLite's
-    defaults; ``cell_bytes``: an LSTM's batch × hidden width × cell state item size (0 for other kinds).
+    defaults; ``cell_bytes``: an LSTM's batch × hidden width × cell state item size (0 for other kinds);
+    ``activation``: its fused activation (None without one).
     A per-channel weight gives ``out_channels`` (fully connected: only when quantized per channel, as TFLM keeps
     per-channel multipliers only then; transpose conv: its weight's Cout). ``memo`` caches what estimators derive from the facts (scratch requests per rule, tail sizes
     per pointer width): facts are shared by every graph that holds the same layer, so each derivation runs
@@ -48,11 +49,11 @@ class OpFacts:
     def __init__(self, kind: str, out_shape: tuple[int, ...], out_numel: int, macs: int, params: int,
                  out_channels: int, in_shape: tuple[int, ...], in_dtype: str, aux_numel: int,
                  kernel: tuple[int, ...], stride: tuple[int, ...], padding: str, depth_multiplier: int,
-                 cell_bytes: int = 0) -> None:
+                 cell_bytes: int = 0, activation: str | None = None) -> None:
         self.kind, self.out_shape, self.out_numel, self.macs, self.params = kind, out_shape, out_numel, macs, params
         self.out_channels, self.in_shape, self.in_dtype, self.aux_numel = out_channels, in_shape, in_dtype, aux_numel
         self.kernel, self.stride, self.padding, self.depth_multiplier = kernel, stride, padding, depth_multiplier
-        self.cell_bytes = cell_bytes
+        self.cell_bytes, self.activation = cell_bytes, activation
         self.memo: dict[Any, Any] = {}
 
     def key(self) -> tuple:
@@ -90,7 +91,8 @@ def op_facts(graph: Graph, op: Op) -> OpFacts:
                    x.shape if x is not None else (), x.dtype if x is not None else "",
                    tensors[inputs[1]].numel if len(inputs) > 1 else 0,
                    tuple(attrs.get("kernel", (1, 1))), tuple(attrs.get("stride", (1, 1))),
-                   attrs.get("padding", "valid"), attrs.get("depth_multiplier", 1), attrs.get("cell_bytes", 0))
+                   attrs.get("padding", "valid"), attrs.get("depth_multiplier", 1), attrs.get("cell_bytes", 0),
+                   attrs.get("activation"))
 
 
 class OpRun:

@@ -5,7 +5,8 @@ from cached layer configurations and replayed blocks), plans the TFLM head from 
 neighbour-list greedy, sums the tail by alignment runs and live bytes with a difference array, and remembers
 each op's scratch, tail and latency figures. Each figure is checked here against the plain rule:
 lifetimes read op by op, TFLM's greedy rule over every placed buffer, the itemised tail allocated one by
-one, latency and MACs per op, the flash formula term by term; and cached builds against cold ones.
+one, latency and MACs per op, the flash terms summed per run against those of the graph read op by op; and
+cached builds against cold ones.
 (MACs and params against PyTorch's own forward hooks: tests/test_search_space_mcunet.py; the head against
 the TFLM interpreter's arena: tests/test_sram.py.)
 """
@@ -23,12 +24,12 @@ import pytest
 
 from estimators import estimate, load_mcu
 from estimators import builder as builder_module
-from estimators.flash import FLASH_MODEL, _yaml, runtime_code_bytes
+from estimators.flash import flash_terms, output_patterns, runtime_code_bytes, tflite_bytes
 from estimators.ir import Op, Tensor, make_tensor
 from estimators.instructions import load_instruction_model
 from estimators.latency import core_family, load_latency_model
 from estimators.macs import op_macs, op_params
-from estimators.table import op_facts
+from estimators.table import OpTable, op_facts
 from estimators.tflm_memory import ARENA_ALIGNMENT, cmsis_nn_scratch, reference_scratch, tail_allocations
 from search_spaces import get_space
 
@@ -110,16 +111,16 @@ def test_sram_matches_the_plain_rules(graphs, board, runtime):
 @pytest.mark.parametrize("board", BOARDS)
 def test_flash_latency_and_macs_match_op_by_op_sums(graphs, board):
     mcu = load_mcu(board, ROOT / "conf" / "mcu")
-    model = _yaml(FLASH_MODEL)
-    exporter = model["exporters"][model["default_exporter"]]
     latency, instructions = load_latency_model(), load_instruction_model()
     family = core_family(mcu.core) if mcu.clock_mhz > 0 else None
     for graph in graphs:
         est = estimate(graph, mcu, "tflm")
-        tensors = list(graph.tensors.values())
-        file_bytes = round(sum(t.numel * {"int8": 1, "int32": 4}[t.dtype] for t in tensors if t.const)
-                           + model["quant_param_bytes_per_channel"] * sum(t.quant_channels for t in tensors)
-                           + exporter["per_tensor_bytes"] * len(tensors) + exporter["fixed_bytes"])
+        plain = OpTable.from_graph(graph)  # one run of facts read op by op from the tensors
+        file_bytes = tflite_bytes(graph, table=plain)
+        fast, slow = flash_terms(graph), flash_terms(graph, plain)
+        assert {k: v for k, v in fast.items() if k not in ("runs", "named")} == \
+            {k: v for k, v in slow.items() if k not in ("runs", "named")}
+        assert output_patterns(fast) == output_patterns(slow)
         assert (est.flash.model_bytes, est.flash.runtime_bytes) == (file_bytes, runtime_code_bytes("tflm"))
         macs = [op_macs(graph, op) for op in graph.ops]
         assert [layer.macs for layer in est.layers] == macs and est.macs == sum(macs)

@@ -1,8 +1,7 @@
-"""Flash estimate against real full-int8 .tflite files (ground truth: the converters' own output bytes)."""
+"""Flash estimate against real full-int8 .tflite files (ground truth: the bytes our export pipeline writes)."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -10,29 +9,32 @@ import pytest
 from estimators.flash import estimate_flash, flash_terms, runtime_code_bytes, tflite_bytes
 from estimators.mcu import load_mcu
 from estimators.reference_models import reference_model
+from estimators.table import table_of
 
 ROOT = Path(__file__).resolve().parents[1]
-HELD_OUT_SEEDS = (1001, 1002)  # the calibration uses seeds 0..n-1
-
-
-def _calibration():
-    spec = importlib.util.spec_from_file_location("flash_calibration", ROOT / "benchmarks" / "flash_calibration.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("exporter", ["keras", "onnx2tf"])
-def test_estimate_within_2_percent_of_real_files(exporter, tmp_path):
-    cal = _calibration()
-    seeds = HELD_OUT_SEEDS if exporter == "keras" else HELD_OUT_SEEDS[:1]  # onnx2tf takes ~40 s a file
-    for arch, graph in cal.archs(range(seeds[0], seeds[-1] + 1)):
-        if exporter == "keras":
-            real = len(cal.keras_tflite(arch))
-        else:
-            real = len(cal.onnx2tf_tflite(arch, tmp_path / arch.hash))
-        assert tflite_bytes(graph, exporter) == pytest.approx(real, rel=0.02), (arch, real)
+def test_every_space_ir_estimates_its_exported_file_within_1_percent(space_exports):
+    """A held-out exported arch of every search space (not among the calibration's files): what a search
+    prices from the space's IR against the size of the .tflite file the export wrote."""
+    errors = {name: tflite_bytes(ir) / path.stat().st_size - 1 for name, (path, ir) in space_exports.items()}
+    print("\n".join(f"{name:<22} {space_exports[name][0].stat().st_size:>10,} B  {100 * e:+.3f}%"
+                    for name, e in errors.items()))
+    assert {n: round(e, 4) for n, e in errors.items() if abs(e) > 0.01} == {}
+
+
+@pytest.mark.slow
+def test_every_space_ir_counts_the_files_tensors_constants_and_channels(space_exports):
+    """The counts the model prices exactly, against the exported file read back: its tensors (constants
+    that equal ops share stored once, a RESHAPE before FULLY_CONNECTED dropped), its constant bytes and its
+    quantization channels."""
+    from estimators.tflite_reader import read_tflite
+
+    for name, (path, ir) in space_exports.items():
+        terms, file = flash_terms(ir), table_of(read_tflite(path))
+        assert (terms["tensors"], terms["const_bytes"], terms["quant_channels"]) == \
+            (file.tensors, file.const_bytes, file.quant_channels), name
 
 
 def test_model_bytes_cover_weights_and_quantization_parameters():
@@ -58,4 +60,3 @@ def test_unknown_runtime_or_exporter_is_named():
         runtime_code_bytes("tvm")
     with pytest.raises(ValueError, match="coreml"):
         tflite_bytes(reference_model("mlperf_kws_dscnn"), "coreml")
-

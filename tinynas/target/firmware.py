@@ -161,6 +161,7 @@ def arena_for(tflite_path: Path, estimate_total: int | None) -> int:
 def estimate_for(tflite_path: Path, mcu) -> dict | None:
     """The estimators' figures for the model, board and runtime=tflm (None where they refuse the model)."""
     from estimators import estimate
+    from estimators.flash import with_model_file
     from estimators.tflite_reader import read_tflite
 
     try:
@@ -168,7 +169,8 @@ def estimate_for(tflite_path: Path, mcu) -> dict | None:
     except ValueError as e:
         print(f"tinynas firmware: no estimate: {e}", file=sys.stderr)
         return None
-    return {"sram_total_bytes": est.sram.total_bytes, "flash_bytes": est.flash.total_bytes,
+    flash = with_model_file(est.flash, Path(tflite_path).stat().st_size)  # the model part is the file's size
+    return {"sram_total_bytes": est.sram.total_bytes, "flash_bytes": flash.total_bytes,
             "latency_ms": est.latency_ms, "sram_head_bytes": est.sram.activation_bytes,
             "sram_tail_bytes": est.sram.persistent_bytes}
 
