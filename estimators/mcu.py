@@ -43,6 +43,11 @@ class MCU:
             return "dsp"
         return "generic"
 
+    @property
+    def arm_eabi(self) -> bool:
+        """Whether TFLM's structs are laid out by arm-none-eabi-gcc (Arm EABI: short enums), as on every Cortex-M."""
+        return self.core.startswith("cortex-m")
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MCU":
         fields = {f.name for f in dataclasses.fields(cls)}
