@@ -332,7 +332,7 @@ def _op_tail(op: OpFacts, pointer_bytes: int, arm_eabi: bool, kernels: str = "re
     if sizes is None:
         return 0, 0, 0, 1, 0, 0, 0
     b, b_alignment, d, channels, d_aligned = sizes
-    if kernels == "cmsis-nn" and (arm_eabi or op.kind in _CMSIS_NN_OP_DATA):
+    if kernels != "reference" and (arm_eabi or op.kind in _CMSIS_NN_OP_DATA):
         d = OP_DATA_ARM_CMSIS_NN.get(op.kind, (0,))[0] if arm_eabi else _CMSIS_NN_OP_DATA[op.kind][pointer_bytes]
         d_aligned = align_up(d, ARENA_ALIGNMENT)
     c, n = (4 * op.out_channels, 2) if channels and op.out_channels else _prepare_buffers(op, kernels)

@@ -61,11 +61,13 @@ def test_firmware_outputs_are_bit_exact(reports, name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_tflm_estimate_is_the_emulated_cortex_m4_arena(reports, name):
-    """runtime=tflm (4-byte pointers, CMSIS-NN scratch): head exactly, total within 0.5% of the board's arena."""
+    """runtime=tflm from the .tflite (4-byte pointers, Arm EABI structs, CMSIS-NN scratch and OpData): the board's
+    arena to the byte, head and tail (the issue asks for the head exactly and the total within 0.5%)."""
     r = reports(name)
     est, arena = r["estimate"], r["arena"]
-    assert est["sram_head_bytes"] == arena["head"]
-    assert abs(est["sram_total_bytes"] - r["arena_used_bytes"]) <= 0.005 * r["arena_used_bytes"], (est, arena)
+    print(f"{name}: Invoke {r['instructions']:,}, arena {r['arena_used_bytes']:,} = {arena['head']:,} + "
+          f"{arena['tail']:,}, estimate {est['sram_total_bytes']:,}")
+    assert (est["sram_head_bytes"], est["sram_tail_bytes"]) == (arena["head"], arena["tail"]), (est, arena)
 
 
 @pytest.mark.slow
@@ -80,8 +82,8 @@ def test_to_ir_estimate_of_an_exported_arch_is_the_emulated_arena(reports, expor
 
 @pytest.mark.slow
 def test_every_space_estimates_its_exported_firmwares_arena(space_exports, firmware_report):
-    """A held-out exported arch of every search space: the estimate from the .tflite file and from the space's
-    own IR (what a search prices) both give the board's arena head exactly and its total within 0.5%."""
+    """A held-out exported arch of every search space: the estimate from the .tflite file gives the board's arena
+    to the byte; from the space's own IR (what a search prices), its head exactly and its total within 0.5%."""
     from estimators import estimate
 
     mcu, off = load_mcu(MCU, MCU_DIR), {}
@@ -92,9 +94,28 @@ def test_every_space_estimates_its_exported_firmwares_arena(space_exports, firmw
                                     ("ir", est.activation_bytes, est.total_bytes)]:
             print(f"{name:<22} {source:<4} head {head:>8,} / {r['arena']['head']:>8,}"
                   f"  total {total:>8,} / {r['arena_used_bytes']:>8,}")
-            if head != r["arena"]["head"] or abs(total - r["arena_used_bytes"]) > 0.005 * r["arena_used_bytes"]:
+            tolerance = 0 if source == "file" else 0.005 * r["arena_used_bytes"]
+            if head != r["arena"]["head"] or abs(total - r["arena_used_bytes"]) > tolerance:
                 off[f"{name} ({source})"] = (head, r["arena"]["head"], total, r["arena_used_bytes"])
     assert off == {}
+
+
+
+@pytest.mark.slow
+def test_per_tensor_fully_connected_arena_is_the_boards(target, tmp_path):
+    """The AD autoencoder with per-tensor FULLY_CONNECTED weights (the fixture's are per-channel; the estimators'
+    MLPerf AD IR is per-tensor): no per-channel multipliers and shifts in the tail, and the estimate is still the
+    emulated M4's arena to the byte."""
+    from tests.tflite_models import _keras, convert_int8, fc_autoencoder
+    from tinynas.target.firmware import run_firmware
+
+    tf, _ = _keras()
+    tf.keras.utils.set_random_seed(0)
+    path = convert_int8(fc_autoencoder(), tmp_path / "ad_per_tensor.tflite", per_channel_dense=False)
+    r = run_firmware(path, load_mcu(MCU, MCU_DIR), target)
+    assert r["outputs_match_interpreter"] is True
+    assert (r["estimate"]["sram_head_bytes"], r["estimate"]["sram_total_bytes"]) == (r["arena"]["head"],
+                                                                                      r["arena_used_bytes"])
 
 
 @pytest.mark.slow
@@ -166,6 +187,59 @@ def test_arch_is_exported_and_its_firmware_recorded(target, tinynas_cli, tmp_pat
     again = tinynas_cli("firmware", f"run={export_dir}", f"mcu={MCU}", "format=json", env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads(again.stdout)["instructions"] == r["instructions"]
+    # The firmware is the export's own main.cc and model_data.cc/.h ...
+    assert r["sources"] == {"export": True, **{n: str(export_dir / n) for n in ("main.cc", "model_data.cc", "model_data.h")}}
+    assert recorded["sources"] == {"export": True, "main.cc": "main.cc", "model_data.cc": "model_data.cc",
+                                   "model_data.h": "model_data.h"}
+    _edited_main_changes_the_firmware(target, export_dir, r, tmp_path)
+    # ... whose header states the input the model expects: the .tflite's quantization and the dataset's normalisation.
+    _header_states_the_input(export_dir, opts)
+
+
+def _edited_main_changes_the_firmware(target, export_dir: Path, r: dict, tmp_path: Path) -> None:
+    """One line added to the export's main.cc (a print after AllocateTensors, outside the counted spans) gives
+    another ELF that runs more instructions in all and exactly the same ones in Invoke and in each op."""
+    import shutil
+
+    from tinynas.target.firmware import EXPORT_FILES, export_sources, run_firmware
+
+    copy = tmp_path / "edited"
+    copy.mkdir()
+    for name in ("model_int8.tflite", *EXPORT_FILES):
+        shutil.copyfile(export_dir / name, copy / name)
+    main = (copy / "main.cc").read_text()
+    assert main.count("  ReportArena(interpreter);\n") == 1
+    (copy / "main.cc").write_text(main.replace("  ReportArena(interpreter);\n", "  ReportArena(interpreter);\n"
+                                               '  MicroPrintf("an edited main.cc");\n'))
+    edited = run_firmware(copy / "model_int8.tflite", load_mcu(MCU, MCU_DIR), target)
+    assert edited["sources"]["main.cc"] == str(copy / "main.cc") and edited["elf"] != r["elf"]
+    assert (edited["instructions"], edited["per_op"]) == (r["instructions"], r["per_op"])
+    assert edited["emulation"]["instructions_total"] > r["emulation"]["instructions_total"]
+    with pytest.raises(Exception, match="does not hold the bytes"):
+        export_sources(copy / "model_int8.tflite", b"another model")
+
+
+def _header_states_the_input(export_dir: Path, opts: list[str]) -> None:
+    import re
+
+    from omegaconf import OmegaConf
+
+    from tinynas.data import load_dataset
+    from tinynas.export.verify import io_specs
+
+    header = (export_dir / "model_data.h").read_text()
+
+    def const(name: str) -> float:
+        return float(re.search(rf"constexpr (?:float|int) {name} = ([^f;]+)f?;", header).group(1))
+
+    inp, _ = io_specs(export_dir / "model_int8.tflite")
+    assert [const(n) for n in ("kInputHeight", "kInputWidth", "kInputChannels")] == list(inp.shape[1:])
+    assert const("kInputZeroPoint") == inp.zero_point and abs(const("kInputScale") / inp.scale - 1) < 1e-6
+    data = load_dataset(OmegaConf.load(ROOT / "conf" / "dataset" / "digits.yaml"))
+    assert abs(const("kInputMean") / data.mean - 1) < 1e-6 and abs(const("kInputStd") / data.std - 1) < 1e-6
+    assert const("kInputRawScale") == 1 / 16  # sklearn's digits are stored as 0..16
+    h, w = data.image_size
+    assert f"resize {h}x{w} frames to {inp.shape[1]}x{inp.shape[2]}, bilinear" in header
 
 
 @pytest.mark.slow
