@@ -314,14 +314,9 @@ def test_a_failed_build_is_one_line_naming_its_first_error_and_log(tmp_path):
     assert issubclass(EmulationError, TinyNASError)
 
 
-def test_arm_builtin_options_are_the_compilers(target, tmp_path):
-    """The runtime=tflm tail's Arm EABI builtin options (sizeof, alignof of each TfLite*Params: short enums) are what
-    arm-none-eabi-g++ makes of the TFLM tree with the firmware's own flags. (The kernels' OpData sizes are checked by
-    the emulated arenas above, to the byte; probing each kernel file here would take a minute of compiling.)"""
-    import re
-    import subprocess
-
-    from estimators.tflm_memory import _BUILTIN_DATA_ARM_EABI, BUILTIN_STRUCTS
+@pytest.fixture(scope="module")
+def arm_cxx(target):
+    """(arm-none-eabi-g++ with the firmware's own flags and include paths, the tree copy to run it in)."""
     from tinynas.target.build import Tree, core_for
 
     tree = Tree(target, core_for("cortex-m4f"))
@@ -329,11 +324,40 @@ def test_arm_builtin_options_are_the_compilers(target, tmp_path):
     flags = tree.flags()
     includes = [i if not i.startswith("-I") or i[2:].startswith("/") else f"-I{tree.dir / i[2:]}"
                 for i in flags.includes]
+    return ["arm-none-eabi-g++", *flags.cxxflags, *includes], tree.dir
+
+
+def test_arm_builtin_options_are_the_compilers(arm_cxx, tmp_path):
+    """The runtime=tflm tail's Arm EABI builtin options (sizeof, alignof of each TfLite*Params: short enums) are what
+    arm-none-eabi-g++ makes of the TFLM tree with the firmware's own flags. (The kernels' OpData sizes are checked by
+    the emulated arenas above, to the byte; probing each kernel file here would take a minute of compiling.)"""
+    import re
+    import subprocess
+
+    from estimators.tflm_memory import _BUILTIN_DATA_ARM_EABI, BUILTIN_STRUCTS
+
     probe = tmp_path / "builtin.cc"
     probe.write_text('#include "tensorflow/lite/c/builtin_op_data.h"\ntemplate <int S, int A> struct Show;\n' + "".join(
         f"Show<sizeof({struct}), alignof({struct})> v_{kind};\n" for kind, struct in BUILTIN_STRUCTS.items()))
-    proc = subprocess.run(["arm-none-eabi-g++", *flags.cxxflags, *includes, "-fsyntax-only", str(probe)],
-                          capture_output=True, text=True, cwd=tree.dir)
+    cxx, cwd = arm_cxx
+    proc = subprocess.run([*cxx, "-fsyntax-only", str(probe)], capture_output=True, text=True, cwd=cwd)
     found = {kind: (int(size), int(align))
              for size, align, kind in re.findall(r"aggregate 'Show<(\d+), (\d+)> v_(\w+)'", proc.stderr)}
     assert found == _BUILTIN_DATA_ARM_EABI, proc.stderr[-2000:]
+
+
+def test_exported_main_compiles_for_a_board_without_the_target_hooks(arm_cxx, mlperf_tiny, tmp_path):
+    """main.cc as the user builds it (no -DTINYNAS_TARGET: its own hooks), for a Cortex-M4, warning-free."""
+    import subprocess
+
+    from tinynas.export.firmware import Preprocessing, model_ops, write_main, write_model_data
+    from tinynas.export.verify import io_specs
+
+    path = mlperf_tiny["kws"]
+    inp, out = io_specs(path)
+    write_model_data(tmp_path, path.read_bytes(), 32768, inp, out, "kws", Preprocessing("mfcc", None, 1.0, 0.5, 2.0))
+    main = write_main(tmp_path, model_ops(path.read_bytes()), "kws")
+    cxx, cwd = arm_cxx
+    proc = subprocess.run([*cxx, f"-I{tmp_path}", "-Werror", "-c", str(main), "-o", str(tmp_path / "main.o")],
+                          capture_output=True, text=True, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
