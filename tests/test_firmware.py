@@ -193,7 +193,7 @@ def test_arch_is_exported_and_its_firmware_recorded(target, tinynas_cli, tmp_pat
                                    "model_data.h": "model_data.h"}
     _edited_main_changes_the_firmware(target, export_dir, r, tmp_path)
     # ... whose header states the input the model expects: the .tflite's quantization and the dataset's normalisation.
-    _header_states_the_input(export_dir, opts)
+    _header_states_the_input(export_dir, opts, r["arena_used_bytes"])
 
 
 def _edited_main_changes_the_firmware(target, export_dir: Path, r: dict, tmp_path: Path) -> None:
@@ -219,7 +219,7 @@ def _edited_main_changes_the_firmware(target, export_dir: Path, r: dict, tmp_pat
         export_sources(copy / "model_int8.tflite", b"another model")
 
 
-def _header_states_the_input(export_dir: Path, opts: list[str]) -> None:
+def _header_states_the_input(export_dir: Path, opts: list[str], board_arena: int) -> None:
     import re
 
     from omegaconf import OmegaConf
@@ -240,6 +240,7 @@ def _header_states_the_input(export_dir: Path, opts: list[str]) -> None:
     assert const("kInputRawScale") == 1 / 16  # sklearn's digits are stored as 0..16
     h, w = data.image_size
     assert f"resize {h}x{w} frames to {inp.shape[1]}x{inp.shape[2]}, bilinear" in header
+    assert const("kTensorArenaSize") >= board_arena  # the handoff's arena fits the board's
 
 
 @pytest.mark.slow

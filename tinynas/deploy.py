@@ -176,6 +176,7 @@ def export_checked(model: nn.Module, arch: ArchSpec, space: SearchSpace, data: D
     result = export_model(model.cpu().eval(), calib, out_dir, test=(test.x, test.y),
                           arena_margin=float(export_cfg.get("arena_margin", 0.1)),
                           preprocessing=Preprocessing.of(data),
+                          board_arena=(mcu.name, target.sram.total_bytes) if runtime == "tflm" else None,
                           estimates={"mcu": host.name, "runtime": "tflm-reference",
                                      "sram_bytes": on_host.sram.total_bytes,
                                      "activation_bytes": on_host.sram.activation_bytes,

@@ -47,10 +47,12 @@ def _export_arch(cfg) -> Path:
     from tinynas.target.sources import cache_dir
 
     from tinynas.export import firmware as writers
+    from tinynas.export import pipeline
 
     arch = Path(str(cfg.arch))
     ident = arch.read_text() if arch.is_file() else str(cfg.arch)
-    writer = hashlib.sha256(Path(writers.__file__).read_bytes()).hexdigest()  # new firmware files: a new export
+    # a changed export (its firmware files, their arena or preprocessing) is a new export
+    writer = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (writers, pipeline))).hexdigest()
     key = hashlib.sha256(json.dumps([ident, writer, str(cfg.checkpoint), cfg.seed, OmegaConf.to_container(
         cfg.search_space, resolve=True), OmegaConf.to_container(cfg.dataset, resolve=True)], sort_keys=True,
         default=str).encode()).hexdigest()[:16]
