@@ -58,6 +58,11 @@ class MCU:
             return "armv6m"
         return {"dsp": "dsp", "mve": "mve"}.get(self.kernel_isa)
 
+    @property
+    def arm_eabi(self) -> bool:
+        """Whether TFLM's structs are laid out by arm-none-eabi-gcc (Arm EABI: short enums), as on every Cortex-M."""
+        return self.core.startswith("cortex-m")
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MCU":
         fields = {f.name for f in dataclasses.fields(cls)}

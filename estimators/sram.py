@@ -39,7 +39,7 @@ class SramEstimate:
 def _tflm(table: OpTable, mcu: MCU, scratch) -> SramEstimate:
     run_scratch = head_scratch(table, scratch)
     head, live = head_bytes_and_live(table, run_scratch)
-    tail = tail_bytes_of(table, mcu.pointer_bytes, scratch_count(run_scratch), kernels_of(scratch))
+    tail = tail_bytes_of(table, mcu.pointer_bytes, scratch_count(run_scratch), kernels_of(scratch), mcu.arm_eabi)
     return SramEstimate(head, tail, head + tail, live)
 
 

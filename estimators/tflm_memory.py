@@ -135,11 +135,18 @@ def head_bytes_and_live(table: OpTable, run_scratch: list[tuple[int, tuple, tupl
 
 
 # -- tail ----------------------------------------------------------------------------------------------
-# Bytes of TFLM structs by pointer width (8: 64-bit host, 4: 32-bit MCU), from their definitions.
+# Bytes of TFLM structs by pointer width (8: 64-bit host, 4: 32-bit MCU), from their definitions; ``base``: the
+# allocator's own objects, allocated first (``base_alignment``).
 _STRUCTS = {
-    8: dict(eval_tensor=24, node=64, tflite_tensor=64, affine_quant=24, base=488),
-    4: dict(eval_tensor=12, node=32, tflite_tensor=40, affine_quant=12, base=244),
+    8: dict(eval_tensor=24, node=64, tflite_tensor=64, affine_quant=24, base=488, base_alignment=16, end_alignment=16),
+    4: dict(eval_tensor=12, node=32, tflite_tensor=40, affine_quant=12, base=244, base_alignment=16, end_alignment=16),
 }
+# As built by arm-none-eabi-gcc for a Cortex-M (TFLM 90b983c, GCC 12.2): short enums shrink TfLiteTensor (its type
+# and allocation type take a byte each) to 32 B, and the allocator's objects are RecordingSingleArenaBufferAllocator
+# 52 + GreedyMemoryPlanner 44 + RecordingMicroAllocator 124 + MicroBuiltinDataAllocator 8 + SubgraphAllocations 8
+# = 236 B, each 4-aligned; the tail the board reports ends where its last allocation does (``end_alignment``).
+# With these the emulated M4's tail is met to the byte (tests/test_firmware.py).
+_STRUCTS_ARM_EABI = {**_STRUCTS[4], "tflite_tensor": 32, "base": 236, "base_alignment": 4, "end_alignment": 4}
 # The kernel's OpData (bytes by pointer width) and whether it keeps per-channel multipliers and shifts.
 _OP_DATA = {
     "CONV_2D": ({8: 80, 4: 64}, True),
@@ -167,11 +174,57 @@ _OP_DATA = {
     "RELU": ({8: 28, 4: 28}, False),  # ReluOpData, Relu6OpData (activations.h)
     "RELU6": ({8: 8, 4: 8}, False),
 }
-# The parsed builtin options (TfLite*Params, no pointers), as the tail grows by them.
+# The OpData each kernel's Init allocates in TFLM's CMSIS-NN build for a Cortex-M (runtime=tflm), as built by
+# arm-none-eabi-gcc (TFLM 90b983c, GCC 12.2): kind → (sizeof, its kernel file under tensorflow/lite/micro/kernels,
+# the struct); the emulated M4's arenas in tests/test_firmware.py check them.
+OP_DATA_ARM_CMSIS_NN = {
+    "CONV_2D": (60, "cmsis_nn/conv.cc", "OpData"),
+    "DEPTHWISE_CONV_2D": (60, "cmsis_nn/depthwise_conv.cc", "OpData"),
+    "FULLY_CONNECTED": (72, "cmsis_nn/fully_connected.cc", "OpData"),
+    "AVERAGE_POOL_2D": (36, "cmsis_nn/pooling.cc", "OpData"),
+    "MAX_POOL_2D": (36, "cmsis_nn/pooling.cc", "OpData"),
+    "ADD": (60, "cmsis_nn/add.cc", "OpData"),
+    "MUL": (36, "mul_common.cc", "OpDataMul"),
+    "MEAN": (44, "reduce.cc", "OpDataReduce"),
+    "SUM": (44, "reduce.cc", "OpDataReduce"),
+    "SOFTMAX": (64, "cmsis_nn/softmax.cc", "CMSISNNSoftmaxParams"),
+    "PAD": (56, "pad_common.cc", "OpData"),
+    "CONCATENATION": (24, "concatenation.cc", "OpData"),
+    "HARD_SWISH": (20, "hard_swish.cc", "HardSwishParams"),
+    "LOGISTIC": (16, "logistic.cc", "OpDataLogistic"),
+    "QUANTIZE": (32, "quantize.cc", "OpDataQuantizeReference"),
+    "DEQUANTIZE": (32, "dequantize.cc", "DequantizeOpData"),
+    "SVDF": (40, "cmsis_nn/svdf.cc", "CmsisNnOpDataSvdf"),
+    "TRANSPOSE_CONV": (76, "cmsis_nn/transpose_conv.cc", "OpData"),
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": (912, "cmsis_nn/unidirectional_sequence_lstm.cc", "OpData"),
+    "STRIDED_SLICE": (84, "strided_slice_common.cc", "StridedSliceParams"),
+    "RELU": (28, "activations.cc", "ReluOpData"),
+    "RELU6": (8, "activations.cc", "Relu6OpData"),
+}
+# The parsed builtin options (TfLite*Params, no pointers), as the tail grows by them: bytes, each aligned to 4 (the
+# 64-bit host interpreter's, which the tests measure; also used for 32-bit targets other than Arm).
 _BUILTIN_DATA = {"CONV_2D": 28, "DEPTHWISE_CONV_2D": 28, "FULLY_CONNECTED": 32, "AVERAGE_POOL_2D": 40,
                  "MAX_POOL_2D": 40, "ADD": 8, "MUL": 8, "MEAN": 8, "SUM": 8, "SOFTMAX": 4, "RESHAPE": 36,
                  "CONCATENATION": 8, "SVDF": 12, "TRANSPOSE_CONV": 20, "UNIDIRECTIONAL_SEQUENCE_LSTM": 16,
                  "STRIDED_SLICE": 24}
+# The same structs built by arm-none-eabi-gcc (Arm EABI for bare metal: an enum takes the fewest bytes that hold
+# its values, -fshort-enums by default): (sizeof, alignof) with TFLM 90b983c, GCC 12.2. Each is allocated with
+# its alignof (MicroBuiltinDataAllocator), so TfLiteFullyConnectedParams (two enums, two bools, one enum) is 5 B
+# at any address. tests/test_firmware.py checks these against the compiler.
+_BUILTIN_DATA_ARM_EABI = {"CONV_2D": (28, 4), "DEPTHWISE_CONV_2D": (28, 4), "FULLY_CONNECTED": (5, 1),
+                          "AVERAGE_POOL_2D": (40, 4), "MAX_POOL_2D": (40, 4), "ADD": (2, 1), "MUL": (1, 1),
+                          "MEAN": (1, 1), "SUM": (1, 1), "SOFTMAX": (4, 4), "RESHAPE": (36, 4),
+                          "CONCATENATION": (8, 4), "SVDF": (8, 4), "TRANSPOSE_CONV": (16, 4),
+                          "UNIDIRECTIONAL_SEQUENCE_LSTM": (16, 4), "STRIDED_SLICE": (24, 4)}
+# The struct named for each kind above, for the compiler check.
+BUILTIN_STRUCTS = {"CONV_2D": "TfLiteConvParams", "DEPTHWISE_CONV_2D": "TfLiteDepthwiseConvParams",
+                   "FULLY_CONNECTED": "TfLiteFullyConnectedParams", "AVERAGE_POOL_2D": "TfLitePoolParams",
+                   "MAX_POOL_2D": "TfLitePoolParams", "ADD": "TfLiteAddParams", "MUL": "TfLiteMulParams",
+                   "MEAN": "TfLiteReducerParams", "SUM": "TfLiteReducerParams", "SOFTMAX": "TfLiteSoftmaxParams",
+                   "RESHAPE": "TfLiteReshapeParams", "CONCATENATION": "TfLiteConcatenationParams",
+                   "SVDF": "TfLiteSVDFParams", "TRANSPOSE_CONV": "TfLiteTransposeConvParams",
+                   "UNIDIRECTIONAL_SEQUENCE_LSTM": "TfLiteUnidirectionalSequenceLSTMParams",
+                   "STRIDED_SLICE": "TfLiteStridedSliceParams"}
 
 
 # The kinds whose tail and scratch this module models (every kind with kernel data or builtin options, RESHAPE
@@ -181,40 +234,90 @@ MODELLED_KINDS = frozenset(_OP_DATA) | frozenset(_BUILTIN_DATA)
 # emulated-target check: the firmware runs int8-in, int8-out, single-input models, and these test models are not).
 CMSIS_NN_UNMODELLED = frozenset({"SVDF", "TRANSPOSE_CONV"})
 # CMSIS-NN kernels whose OpData differs from the reference kernel's (sizeof on x86-64 and arm-none-eabi):
-# cmsis_nn/unidirectional_sequence_lstm.cc's OpData (OpDataLSTM + cmsis_nn_lstm_params).
-_CMSIS_NN_OP_DATA = {"UNIDIRECTIONAL_SEQUENCE_LSTM": {8: 1008, 4: 912}}
+# cmsis_nn/unidirectional_sequence_lstm.cc's OpData (OpDataLSTM + cmsis_nn_lstm_params) and
+# cmsis_nn/fully_connected.cc's (OpDataFullyConnected + two buffer indices, the kernel-sums pointer and three
+# int32 sizes; the emulated M4 records 72 B per FULLY_CONNECTED op).
+_CMSIS_NN_OP_DATA = {"UNIDIRECTIONAL_SEQUENCE_LSTM": {8: 1008, 4: 912}, "FULLY_CONNECTED": {8: 96, 4: 72}}
 # cmsis-nn-mve: CMSIS-NN built for an MVE core, whose kernels keep other persistent data (FC kernel sums).
 KERNELS = ("reference", "cmsis-nn", "cmsis-nn-mve")
 CH_IN_BLOCK_MVE = 124  # CMSIS-NN's MVE depthwise kernel works on blocks of this many channels
 
 _OP_DATA_BYTES = {p: {kind: size[p] for kind, (size, _) in _OP_DATA.items()} for p in _STRUCTS}
 _PER_CHANNEL_KINDS = frozenset(kind for kind, (_, per_channel) in _OP_DATA.items() if per_channel)
-# Per pointer width, kind → (builtin data bytes, OpData bytes, keeps per-channel data, the two sizes aligned)
-# for kinds with any of them.
-_KIND_TAIL = {p: {kind: (_BUILTIN_DATA.get(kind, 0), _OP_DATA_BYTES[p].get(kind, 0), kind in _PER_CHANNEL_KINDS,
-                         align_up(_BUILTIN_DATA.get(kind, 0), 4), align_up(_OP_DATA_BYTES[p].get(kind, 0), ARENA_ALIGNMENT))
-                  for kind in {*_BUILTIN_DATA, *_OP_DATA}} for p in _STRUCTS}
+# The C ABIs whose struct layouts differ: (pointer bytes, Arm EABI or not).
+_ABIS = ((8, False), (4, False), (4, True))
 
 
-# per_op keys of _op_tail and per_run keys of _summed_tails, per (pointer width, kernels)
-_TAIL_KEYS = {(p, k): f"tflm tail, {p}-byte pointers, {k} kernels" for p in _STRUCTS for k in KERNELS}
-_TAIL_SUM_KEYS = {(p, k): f"tflm tail sums, {p}-byte pointers, {k} kernels" for p in _STRUCTS for k in KERNELS}
+def _builtin_data(kind: str, arm_eabi: bool) -> tuple[int, int]:
+    """(bytes, alignment) of ``kind``'s parsed builtin options under the ABI."""
+    if arm_eabi:
+        return _BUILTIN_DATA_ARM_EABI.get(kind, (0, 1))
+    return _BUILTIN_DATA.get(kind, 0), 4
 
-# A run of tail allocations sharing one alignment: (alignment, its first allocation's size or None when it
-# is empty, the sum of its sizes each aligned, sizes(), names(graph)); sizes and names are listed only when a
-# report asks for them.
-_Run = tuple[int, "int | None", int, Callable[[], list[int]], Callable[[Graph], list[str]]]
+
+# Per ABI, kind → (builtin data bytes, its alignment, OpData bytes, keeps per-channel data, OpData aligned) for
+# kinds with any of them.
+_KIND_TAIL = {(p, arm): {kind: (*_builtin_data(kind, arm), _OP_DATA_BYTES[p].get(kind, 0), kind in _PER_CHANNEL_KINDS,
+                                align_up(_OP_DATA_BYTES[p].get(kind, 0), ARENA_ALIGNMENT))
+                         for kind in {*_BUILTIN_DATA, *_OP_DATA}} for p, arm in _ABIS}
+
+
+# per_op keys of _op_tail and per_run keys of _summed_tails, per (ABI, kernels)
+_TAIL_KEYS = {(p, arm, k): f"tflm tail, {p}-byte pointers{', Arm EABI' if arm else ''}, {k} kernels"
+              for p, arm in _ABIS for k in KERNELS}
+_TAIL_SUM_KEYS = {key: name.replace("tflm tail", "tflm tail sums") for key, name in _TAIL_KEYS.items()}
+
+# A run of tail allocations: (grow(used): the tail's bytes after them, given its bytes before; sizes(): their
+# (bytes, alignment); names(graph)); sizes and names are listed only when a report asks for them.
+_Run = tuple[Callable[[int], int], Callable[[], list[tuple[int, int]]], Callable[[Graph], list[str]]]
+
+
+def _grow_aligned(alignment: int, first: int | None, aligned_sum: int) -> Callable[[int], int]:
+    """grow() of allocations sharing one alignment: the first aligns ``used``; from there each adds exactly its
+    aligned size (``aligned_sum`` in all)."""
+    if first is None:
+        return lambda used: used
+    rest = aligned_sum - -(-first // alignment) * alignment
+    return lambda used: -(-(used + first) // alignment) * alignment + rest
 
 
 def _run(alignment: int, sizes: list[int], names: Callable[[Graph], list[str]]) -> _Run:
-    return (alignment, sizes[0] if sizes else None, sum(-(-size // alignment) * alignment for size in sizes),
-            lambda: sizes, names)
+    aligned_sum = sum(-(-size // alignment) * alignment for size in sizes)
+    return (_grow_aligned(alignment, sizes[0] if sizes else None, aligned_sum),
+            lambda: [(size, alignment) for size in sizes], names)
 
 
-def _op_sizes(tails: Callable[[], list[tuple[int, ...]]], k: int) -> Callable[[], list[int]]:
-    """The sizes of the tail run of each op's non-zero ``tails()[.][k]`` bytes (the Prepare buffers, column 2,
-    each listed as many times as the op allocates them)."""
-    return lambda: list(chain.from_iterable([t[k]] * (t[6] if k == 2 else 1) for t in tails() if t[k]))
+def _per_op_run(alignment: int, summary: tuple[tuple, ...], tails: Callable[[], list[tuple[int, ...]]],
+                k: int, names: Callable[[Graph], list[str]]) -> _Run:
+    """The run of each op's non-zero ``tails()[.][k]`` bytes (OpData, column 1, or the Prepare buffers, column 2,
+    each listed as many times as the op allocates them): its first size and aligned sum from ``summary``
+    (:func:`_summed_tails` per op run, transposed)."""
+    def sizes() -> list[tuple[int, int]]:
+        return [(t[k], alignment) for t in tails() if t[k] for _ in range(t[6] if k == 2 else 1)]
+    return _grow_aligned(alignment, next(filter(None, summary[k]), None), sum(summary[k + 3])), sizes, names
+
+
+def _builtin_run(growths: tuple[tuple[int, ...], ...], tails: Callable[[], list[tuple[int, ...]]],
+                 names: Callable[[Graph], list[str]]) -> _Run:
+    """The run of every op's builtin data, each at its own alignment (at most 4): ``growths`` holds each op run's
+    growth from each ``used % 4`` (:func:`_builtin_growth`)."""
+    def grow(used: int) -> int:
+        for growth in growths:
+            used += growth[used & 3]
+        return used
+    return grow, lambda: [(t[0], t[3]) for t in tails() if t[0]], names
+
+
+def _builtin_growth(tails: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+    """Bytes the builtin data of ops with ``tails`` add to a tail of ``r`` bytes, for r = 0..3 (mod 4)."""
+    out = []
+    for r in range(4):
+        used = r
+        for t in tails:
+            if t[0]:
+                used = -(-(used + t[0]) // t[3]) * t[3]
+        out.append(used - r)
+    return tuple(out)
 
 
 def _fc_kernel_sums(op: OpFacts, kernels: str) -> bool:
@@ -241,44 +344,43 @@ def _prepare_buffers(op: OpFacts, kernels: str) -> tuple[int, int]:
     return 0, 0
 
 
-def _op_tail(op: OpFacts, pointer_bytes: int, kernels: str = "reference") -> tuple[int, ...]:
+def _op_tail(op: OpFacts, pointer_bytes: int, arm_eabi: bool, kernels: str = "reference") -> tuple[int, ...]:
     """(builtin data, OpData, bytes of each Prepare buffer (per-channel multipliers and shifts, or kernel sums),
-    the three aligned (the last over all Prepare buffers), how many Prepare buffers) of one op."""
-    sizes = _KIND_TAIL[pointer_bytes].get(op.kind)
+    the builtin data's alignment, OpData aligned, all Prepare buffers aligned, how many Prepare buffers) of one op."""
+    sizes = _KIND_TAIL[pointer_bytes, arm_eabi].get(op.kind)
     if sizes is None:
-        return 0, 0, 0, 0, 0, 0, 0
-    b, d, channels, b_aligned, d_aligned = sizes
-    if kernels != "reference" and op.kind in _CMSIS_NN_OP_DATA:
-        d = _CMSIS_NN_OP_DATA[op.kind][pointer_bytes]
+        return 0, 0, 0, 1, 0, 0, 0
+    b, b_alignment, d, channels, d_aligned = sizes
+    if kernels != "reference" and (arm_eabi or op.kind in _CMSIS_NN_OP_DATA):
+        d = OP_DATA_ARM_CMSIS_NN.get(op.kind, (0,))[0] if arm_eabi else _CMSIS_NN_OP_DATA[op.kind][pointer_bytes]
         d_aligned = align_up(d, ARENA_ALIGNMENT)
     c, n = (4 * op.out_channels, 2) if channels and op.out_channels else _prepare_buffers(op, kernels)
     if n == 2 and _fc_kernel_sums(op, kernels):  # per-channel multipliers, shifts, then the kernel sums: equal sizes
         n = 3
-    return b, d, c, b_aligned, d_aligned, n * (-(-c // ARENA_ALIGNMENT) * ARENA_ALIGNMENT), n
+    return b, d, c, b_alignment, d_aligned, n * (-(-c // ARENA_ALIGNMENT) * ARENA_ALIGNMENT), n
 
 
-def _summed_tails(ops: tuple[OpFacts, ...], pointer_bytes: int, kernels: str = "reference") -> tuple[int, ...]:
-    """:func:`_op_tail` over consecutive ``ops``: the first non-zero of each of the three sizes (0: none), then
-    the sums of the three aligned sizes."""
-    tails = op_values(ops, _TAIL_KEYS[pointer_bytes, kernels], lambda op: _op_tail(op, pointer_bytes, kernels))
-    if len(tails) == 1:
-        return tails[0][:6]
-    b = d = c = b_sum = d_sum = c_sum = 0
-    for tb, td, tc, tb_aligned, td_aligned, tc_aligned, _ in tails:
-        b, d, c = b or tb, d or td, c or tc
-        b_sum += tb_aligned
+def _summed_tails(ops: tuple[OpFacts, ...], pointer_bytes: int, arm_eabi: bool, kernels: str = "reference"
+                  ) -> tuple:
+    """:func:`_op_tail` over consecutive ``ops``: (the builtin data's :func:`_builtin_growth`, the first non-zero
+    OpData and Prepare buffer sizes (0: none), 0, the sums of those two aligned)."""
+    tails = op_values(ops, _TAIL_KEYS[pointer_bytes, arm_eabi, kernels],
+                      lambda op: _op_tail(op, pointer_bytes, arm_eabi, kernels))
+    d = c = d_sum = c_sum = 0
+    for _, td, tc, _, td_aligned, tc_aligned, _ in tails:
+        d, c = d or td, c or tc
         d_sum += td_aligned
         c_sum += tc_aligned
-    return b, d, c, b_sum, d_sum, c_sum
+    return _builtin_growth(tails), d, c, 0, d_sum, c_sum
 
 
 @functools.lru_cache(maxsize=64)
-def _fixed_runs(pointer_bytes: int, input_channels: tuple[int, ...], output_channels: tuple[int, ...]
-                ) -> tuple[tuple[_Run, ...], tuple[_Run, ...]]:
+def _fixed_runs(pointer_bytes: int, arm_eabi: bool, input_channels: tuple[int, ...],
+                output_channels: tuple[int, ...]) -> tuple[tuple[_Run, ...], tuple[_Run, ...]]:
     """The tail runs that depend only on the target and the graph's inputs and outputs: (the allocator's
     own objects, the interpreter's input and output tensors)."""
-    s, p = _STRUCTS[pointer_bytes], pointer_bytes
-    head = (_run(ARENA_ALIGNMENT, [s["base"]], lambda g: ["allocator objects"]),)
+    s, p = _STRUCTS_ARM_EABI if arm_eabi else _STRUCTS[pointer_bytes], pointer_bytes
+    head = (_run(s["base_alignment"], [s["base"]], lambda g: ["allocator objects"]),)
     io: list[_Run] = []
     for role, channels_of in (("input", input_channels), ("output", output_channels)):
         io.append(_run(ARENA_ALIGNMENT, [p * len(channels_of)], lambda g, role=role: [f"{role} tensor pointers"]))
@@ -294,75 +396,53 @@ def _fixed_runs(pointer_bytes: int, input_channels: tuple[int, ...], output_chan
     return head, tuple(io)
 
 
-def _tail_summary(table: OpTable, p: int, kernels: str) -> tuple[tuple[int, ...], ...]:
-    """:func:`_summed_tails` of each run of ``table``, transposed (six columns)."""
-    if p not in _STRUCTS:
-        raise ValueError(f"pointer_bytes must be one of {sorted(_STRUCTS)}, got {p!r}")
+def _tail_runs(table: OpTable, pointer_bytes: int, n_scratch: int, kernels: str = "reference",
+               arm_eabi: bool = False) -> list[_Run]:
+    """:func:`tail_allocations` grouped in runs."""
+    if pointer_bytes not in _STRUCTS or (pointer_bytes, arm_eabi) not in _ABIS:
+        raise ValueError(f"pointer_bytes must be one of {sorted(_STRUCTS)} (Arm EABI: 4), got {pointer_bytes!r}")
+    s, p = _STRUCTS_ARM_EABI if arm_eabi else _STRUCTS[pointer_bytes], pointer_bytes
+    head, io = _fixed_runs(p, arm_eabi, table.input_channels, table.output_channels)
+    nodes = [s["node"] * len(table.ops), s["eval_tensor"] * table.tensors]
+    # Builtin options are parsed for every op, then each kernel's Init allocates its OpData, then each
+    # kernel's Prepare its per-channel multipliers and shifts. Builtin data are aligned to their struct's
+    # alignment, the others to the arena's 16.
     if kernels not in KERNELS:
         raise ValueError(f"kernels must be one of {KERNELS}, got {kernels!r}")
-    return tuple(zip(*per_run(table, _TAIL_SUM_KEYS[p, kernels],
-                              lambda ops: _summed_tails(ops, p, kernels)))) or ((),) * 6
-
-
-def _tail_layout(table: OpTable, p: int, n_scratch: int, summary: tuple[tuple[int, ...], ...]
-                 ) -> list[tuple[int, int | None, int]]:
-    """(alignment, first size or None, aligned sum) of each run of :func:`_tail_runs`, in order: what
-    :func:`tail_bytes_of` needs, without the runs' size and name lists."""
-    s = _STRUCTS[p]
-    head, io = _fixed_runs(p, table.input_channels, table.output_channels)
-    node_bytes = s["node"] * len(table.ops)
-    layout = [run[:3] for run in head]
-    layout.append((p, node_bytes, -(-node_bytes // p) * p + -(-s["eval_tensor"] * table.tensors // p) * p))
-    # Builtin options are parsed for every op, then each kernel's Init allocates its OpData, then each
-    # kernel's Prepare its per-channel multipliers and shifts. Each op's sizes are summed aligned as they
-    # are listed (builtin data: 4 bytes, the others: the arena's 16).
-    for alignment, k in ((4, 0), (ARENA_ALIGNMENT, 1), (ARENA_ALIGNMENT, 2)):
-        layout.append((alignment, next(filter(None, summary[k]), None), sum(summary[k + 3])))
-    if n_scratch:
-        layout.append((p, p * n_scratch, -(-p * n_scratch // p) * p))
-    if table.variable_sizes:  # AllocateVariables, in CommitStaticMemoryPlan: after the handles
-        layout.append(_run(ARENA_ALIGNMENT, list(table.variable_sizes), None)[:3])
-    layout += [run[:3] for run in io]
-    return layout
-
-
-def _tail_runs(table: OpTable, pointer_bytes: int, n_scratch: int, kernels: str = "reference") -> list[_Run]:
-    """:func:`tail_allocations` grouped in runs of equal alignment (:func:`_tail_layout` with each run's sizes
-    and names)."""
-    summary = _tail_summary(table, pointer_bytes, kernels)
-    s, p = _STRUCTS[pointer_bytes], pointer_bytes
-    head, io = _fixed_runs(p, table.input_channels, table.output_channels)
-    nodes = [s["node"] * len(table.ops), s["eval_tensor"] * table.tensors]
+    summary = tuple(zip(*per_run(table, _TAIL_SUM_KEYS[p, arm_eabi, kernels],
+                                 lambda ops: _summed_tails(ops, p, arm_eabi, kernels)))) or ((),) * 6
 
     def tails() -> list[tuple[int, ...]]:  # per op, for reports
-        return per_op(table, _TAIL_KEYS[p, kernels], lambda op: _op_tail(op, p, kernels))
+        return per_op(table, _TAIL_KEYS[p, arm_eabi, kernels], lambda op: _op_tail(op, p, arm_eabi, kernels))
 
     def named(k: int, *what: str) -> Callable[[Graph], list[str]]:  # the ops with a tail allocation k, for reports
         return lambda g: [f"{op.name} {w}" for op, t in zip(g.ops, tails(), strict=True) if t[k]
                           for w in (what if k != 2 or t[6] == 2 else [f"kernel sum {i}" for i in range(t[6])])]
 
-    lists = [*(run[3:] for run in head), (lambda: nodes, lambda g: ["node and registration structs", "eval tensors"]),
-             (_op_sizes(tails, 0), named(0, "builtin data")), (_op_sizes(tails, 1), named(1, "op data")),
-             (_op_sizes(tails, 2), named(2, "multipliers", "shifts"))]
+    runs = [*head, _run(p, nodes, lambda g: ["node and registration structs", "eval tensors"]),
+            _builtin_run(summary[0], tails, named(0, "builtin data")),
+            _per_op_run(ARENA_ALIGNMENT, summary, tails, 1, named(1, "op data")),
+            _per_op_run(ARENA_ALIGNMENT, summary, tails, 2, named(2, "multipliers", "shifts"))]
     if n_scratch:
-        lists.append((lambda: [p * n_scratch], lambda g: ["scratch buffer handles"]))
-    if table.variable_sizes:
-        lists.append((lambda: list(table.variable_sizes),
-                      lambda g: [f"variable {n}" for n in g.variables if g.tensors[n].nbytes]))
-    lists += [run[3:] for run in io]
-    return [(*numbers, *sizes_and_names)
-            for numbers, sizes_and_names in zip(_tail_layout(table, p, n_scratch, summary), lists, strict=True)]
+        runs.append(_run(p, [p * n_scratch], lambda g: ["scratch buffer handles"]))
+    if table.variable_sizes:  # AllocateVariables, in CommitStaticMemoryPlan: after the handles
+        runs.append(_run(ARENA_ALIGNMENT, list(table.variable_sizes),
+                         lambda g: [f"variable {n}" for n in g.variables if g.tensors[n].nbytes]))
+    runs += io
+    # The host interpreter's tail ends 16-aligned; the Arm board's where its last allocation does.
+    runs.append(_run(s["end_alignment"], [0], lambda g: ["end of the tail"]))
+    return runs
 
 
-def tail_allocations(graph: Graph, pointer_bytes: int, scratch: ScratchFn = reference_scratch
-                     ) -> list[tuple[str, int, int]]:
-    """(what, bytes, alignment) of every tail allocation, in TFLM's order."""
+def tail_allocations(graph: Graph, pointer_bytes: int, scratch: ScratchFn = reference_scratch,
+                     arm_eabi: bool = False) -> list[tuple[str, int, int]]:
+    """(what, bytes, alignment) of every tail allocation, in TFLM's order. ``arm_eabi``: the target's structs are
+    laid out by arm-none-eabi-gcc (:attr:`estimators.mcu.MCU.arm_eabi`)."""
     table = table_of(graph)
     return [(name, size, alignment)
-            for alignment, _, _, sizes, names in _tail_runs(table, pointer_bytes,
-                                                            scratch_count(head_scratch(table, scratch)),
-                                                            kernels_of(scratch))
-            for name, size in zip(names(graph), sizes(), strict=True)]
+            for _, sizes, names in _tail_runs(table, pointer_bytes, scratch_count(head_scratch(table, scratch)),
+                                              kernels_of(scratch), arm_eabi)
+            for name, (size, alignment) in zip(names(graph), sizes(), strict=True)]
 
 
 def kernels_of(scratch: ScratchFn) -> str:
@@ -375,21 +455,21 @@ def scratch_count(run_scratch: list[tuple[int, tuple, tuple]]) -> int:
     return sum(map(_FIRST, run_scratch))
 
 
-def tail_bytes_of(table: OpTable, pointer_bytes: int, n_scratch: int, kernels: str = "reference") -> int:
+def tail_bytes_of(table: OpTable, pointer_bytes: int, n_scratch: int, kernels: str = "reference",
+                  arm_eabi: bool = False) -> int:
     """:func:`tail_bytes` given the :func:`scratch_count` and the :func:`kernels_of` the scratch rule."""
     used = 0
-    summary = _tail_summary(table, pointer_bytes, kernels)
-    for alignment, first, aligned_sum in _tail_layout(table, pointer_bytes, n_scratch, summary):
-        if first is not None:
-            # The run's first allocation aligns ``used``; from there each adds exactly its aligned size.
-            used = -(-(used + first) // alignment) * alignment + aligned_sum - -(-first // alignment) * alignment
-    return align_up(used, ARENA_ALIGNMENT)
+    for grow, _, _ in _tail_runs(table, pointer_bytes, n_scratch, kernels, arm_eabi):
+        used = grow(used)
+    return used
 
 
-def tail_bytes(graph: Graph, pointer_bytes: int, scratch: ScratchFn = reference_scratch) -> int:
+def tail_bytes(graph: Graph, pointer_bytes: int, scratch: ScratchFn = reference_scratch,
+               arm_eabi: bool = False) -> int:
     """Persistent arena bytes: the allocations of :func:`tail_allocations`, each aligned, end to end."""
     table = table_of(graph)
-    return tail_bytes_of(table, pointer_bytes, scratch_count(head_scratch(table, scratch)), kernels_of(scratch))
+    return tail_bytes_of(table, pointer_bytes, scratch_count(head_scratch(table, scratch)), kernels_of(scratch),
+                         arm_eabi)
 
 
 # -- CMSIS-NN scratch ------------------------------------------------------------------------------------

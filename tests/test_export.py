@@ -309,3 +309,33 @@ def test_unfoldable_batchnorm_is_refused(tmp_path):
     folded = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
                                  torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 2))
     assert "BatchNormalization" not in export_onnx(folded, (1, 8, 8), tmp_path / "ok.onnx").op_counts
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs a C++ compiler")
+def test_header_states_the_preprocessing_and_its_quantize_helper_follows_it(tmp_path):
+    """model_data.h's QuantizeInput(v), compiled, is round(((v·raw_scale − mean) / std) / scale) + zero point,
+    clamped to int8, for every 8-bit pixel value; resize and layout are stated."""
+    from tinynas.export.firmware import Preprocessing, write_model_data
+    from tinynas.export.verify import TensorSpec
+
+    pre = Preprocessing("mnist", (28, 28), 1 / 255, 0.1307, 0.3081)
+    inp, out = TensorSpec((1, 32, 32, 1), 0.0187, -14), TensorSpec((1, 10), 0.1, 3)
+    header, _ = write_model_data(tmp_path, b"\0" * 16, 4096, inp, out, "m", pre)
+    text = header.read_text()
+    assert "resize 28x28 frames to 32x32, bilinear" in text and "NHWC" in text
+    for name, value in [("kInputHeight", 32), ("kInputWidth", 32), ("kInputChannels", 1), ("kInputZeroPoint", -14)]:
+        assert int(re.search(rf"constexpr int {name} = (-?\d+);", text).group(1)) == value
+    for name, value in [("kInputRawScale", 1 / 255), ("kInputMean", 0.1307), ("kInputStd", 0.3081),
+                        ("kInputScale", 0.0187)]:
+        assert float(re.search(rf"constexpr float {name} = ([^f;]+)f;", text).group(1)) == value
+    probe = tmp_path / "probe.cc"
+    probe.write_text('#include <cstdio>\n#include "model_data.h"\n'
+                     'int main() { for (int v = 0; v < 256; ++v) std::printf("%d\\n", QuantizeInput(v)); }\n')
+    subprocess.run(["g++", "-std=c++17", f"-I{tmp_path}", str(probe), "-o", str(tmp_path / "probe")], check=True)
+    got = np.array(subprocess.run([str(tmp_path / "probe")], capture_output=True, text=True, check=True).stdout.split(),
+                   dtype=int)
+    f32 = np.float32
+    x = (np.arange(256, dtype=f32) * f32(1 / 255) - f32(0.1307)) / f32(0.3081)
+    q = x / f32(0.0187)
+    want = np.clip(np.sign(q) * np.floor(np.abs(q) + f32(0.5)) - 14, -128, 127)  # round half away from zero
+    assert (got == want).all() and len(np.unique(got)) > 100

@@ -50,13 +50,6 @@ def reports(firmware_report, mlperf_tiny, exported_mcunet):
 
 
 MODELS = ["kws", "vww", "ic", "ad", "mcunet"]
-# Measured on the emulated M4 (TFLM 90b983c, CMSIS-NN 4ab83cc): the AD autoencoder's tail is 15,172 B, the
-# estimate's 15,312 B (+140 B, +0.88% of 15,940 B), all in its ten FULLY_CONNECTED ops: one FC op adds 208 B to the
-# board's tail and 224 B to the estimate (conv and depthwise match to the byte). The board's recorded allocations
-# show CMSIS-NN's FC OpData at 72 B (the model: 56) and sizeof(TfLiteFullyConnectedParams) is 16 B (the model: 32),
-# which alone do not add up to 208 B; not yet understood, so not fitted. Strict: the test says when it passes.
-_AD_TAIL = pytest.mark.xfail(strict=True, reason="CMSIS-NN FULLY_CONNECTED tail: estimate +140 B (0.88%) on AD")
-ARENA_MODELS = [pytest.param(m, marks=_AD_TAIL) if m == "ad" else m for m in MODELS]
 
 
 @pytest.mark.slow
@@ -66,13 +59,15 @@ def test_firmware_outputs_are_bit_exact(reports, name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ARENA_MODELS)
+@pytest.mark.parametrize("name", MODELS)
 def test_tflm_estimate_is_the_emulated_cortex_m4_arena(reports, name):
-    """runtime=tflm (4-byte pointers, CMSIS-NN scratch): head exactly, total within 0.5% of the board's arena."""
+    """runtime=tflm from the .tflite (4-byte pointers, Arm EABI structs, CMSIS-NN scratch and OpData): the board's
+    arena to the byte, head and tail (the issue asks for the head exactly and the total within 0.5%)."""
     r = reports(name)
     est, arena = r["estimate"], r["arena"]
-    assert est["sram_head_bytes"] == arena["head"]
-    assert abs(est["sram_total_bytes"] - r["arena_used_bytes"]) <= 0.005 * r["arena_used_bytes"], (est, arena)
+    print(f"{name}: Invoke {r['instructions']:,}, arena {r['arena_used_bytes']:,} = {arena['head']:,} + "
+          f"{arena['tail']:,}, estimate {est['sram_total_bytes']:,}")
+    assert (est["sram_head_bytes"], est["sram_tail_bytes"]) == (arena["head"], arena["tail"]), (est, arena)
 
 
 @pytest.mark.slow
@@ -87,8 +82,8 @@ def test_to_ir_estimate_of_an_exported_arch_is_the_emulated_arena(reports, expor
 
 @pytest.mark.slow
 def test_every_space_estimates_its_exported_firmwares_arena(space_exports, firmware_report):
-    """A held-out exported arch of every search space: the estimate from the .tflite file and from the space's
-    own IR (what a search prices) both give the board's arena head exactly and its total within 0.5%."""
+    """A held-out exported arch of every search space: the estimate from the .tflite file gives the board's arena
+    to the byte; from the space's own IR (what a search prices), its head exactly and its total within 0.5%."""
     from estimators import estimate
 
     mcu, off = load_mcu(MCU, MCU_DIR), {}
@@ -99,9 +94,28 @@ def test_every_space_estimates_its_exported_firmwares_arena(space_exports, firmw
                                     ("ir", est.activation_bytes, est.total_bytes)]:
             print(f"{name:<22} {source:<4} head {head:>8,} / {r['arena']['head']:>8,}"
                   f"  total {total:>8,} / {r['arena_used_bytes']:>8,}")
-            if head != r["arena"]["head"] or abs(total - r["arena_used_bytes"]) > 0.005 * r["arena_used_bytes"]:
+            tolerance = 0 if source == "file" else 0.005 * r["arena_used_bytes"]
+            if head != r["arena"]["head"] or abs(total - r["arena_used_bytes"]) > tolerance:
                 off[f"{name} ({source})"] = (head, r["arena"]["head"], total, r["arena_used_bytes"])
     assert off == {}
+
+
+
+@pytest.mark.slow
+def test_per_tensor_fully_connected_arena_is_the_boards(target, tmp_path):
+    """The AD autoencoder with per-tensor FULLY_CONNECTED weights (the fixture's are per-channel; the estimators'
+    MLPerf AD IR is per-tensor): no per-channel multipliers and shifts in the tail, and the estimate is still the
+    emulated M4's arena to the byte."""
+    from tests.tflite_models import _keras, convert_int8, fc_autoencoder
+    from tinynas.target.firmware import run_firmware
+
+    tf, _ = _keras()
+    tf.keras.utils.set_random_seed(0)
+    path = convert_int8(fc_autoencoder(), tmp_path / "ad_per_tensor.tflite", per_channel_dense=False)
+    r = run_firmware(path, load_mcu(MCU, MCU_DIR), target)
+    assert r["outputs_match_interpreter"] is True
+    assert (r["estimate"]["sram_head_bytes"], r["estimate"]["sram_total_bytes"]) == (r["arena"]["head"],
+                                                                                      r["arena_used_bytes"])
 
 
 @pytest.mark.slow
@@ -217,6 +231,60 @@ def test_arch_is_exported_and_its_firmware_recorded(target, tinynas_cli, tmp_pat
     again = tinynas_cli("firmware", f"run={export_dir}", f"mcu={MCU}", "format=json", env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads(again.stdout)["instructions"] == r["instructions"]
+    # The firmware is the export's own main.cc and model_data.cc/.h ...
+    assert r["sources"] == {"export": True, **{n: str(export_dir / n) for n in ("main.cc", "model_data.cc", "model_data.h")}}
+    assert recorded["sources"] == {"export": True, "main.cc": "main.cc", "model_data.cc": "model_data.cc",
+                                   "model_data.h": "model_data.h"}
+    _edited_main_changes_the_firmware(target, export_dir, r, tmp_path)
+    # ... whose header states the input the model expects: the .tflite's quantization and the dataset's normalisation.
+    _header_states_the_input(export_dir, opts, r["arena_used_bytes"])
+
+
+def _edited_main_changes_the_firmware(target, export_dir: Path, r: dict, tmp_path: Path) -> None:
+    """One line added to the export's main.cc (a print after AllocateTensors, outside the counted spans) gives
+    another ELF that runs more instructions in all and exactly the same ones in Invoke and in each op."""
+    import shutil
+
+    from tinynas.target.firmware import EXPORT_FILES, export_sources, run_firmware
+
+    copy = tmp_path / "edited"
+    copy.mkdir()
+    for name in ("model_int8.tflite", *EXPORT_FILES):
+        shutil.copyfile(export_dir / name, copy / name)
+    main = (copy / "main.cc").read_text()
+    assert main.count("  ReportArena(interpreter);\n") == 1
+    (copy / "main.cc").write_text(main.replace("  ReportArena(interpreter);\n", "  ReportArena(interpreter);\n"
+                                               '  MicroPrintf("an edited main.cc");\n'))
+    edited = run_firmware(copy / "model_int8.tflite", load_mcu(MCU, MCU_DIR), target)
+    assert edited["sources"]["main.cc"] == str(copy / "main.cc") and edited["elf"] != r["elf"]
+    assert (edited["instructions"], edited["per_op"]) == (r["instructions"], r["per_op"])
+    assert edited["emulation"]["instructions_total"] > r["emulation"]["instructions_total"]
+    with pytest.raises(Exception, match="does not hold the bytes"):
+        export_sources(copy / "model_int8.tflite", b"another model")
+
+
+def _header_states_the_input(export_dir: Path, opts: list[str], board_arena: int) -> None:
+    import re
+
+    from omegaconf import OmegaConf
+
+    from tinynas.data import load_dataset
+    from tinynas.export.verify import io_specs
+
+    header = (export_dir / "model_data.h").read_text()
+
+    def const(name: str) -> float:
+        return float(re.search(rf"constexpr (?:float|int) {name} = ([^f;]+)f?;", header).group(1))
+
+    inp, _ = io_specs(export_dir / "model_int8.tflite")
+    assert [const(n) for n in ("kInputHeight", "kInputWidth", "kInputChannels")] == list(inp.shape[1:])
+    assert const("kInputZeroPoint") == inp.zero_point and abs(const("kInputScale") / inp.scale - 1) < 1e-6
+    data = load_dataset(OmegaConf.load(ROOT / "conf" / "dataset" / "digits.yaml"))
+    assert abs(const("kInputMean") / data.mean - 1) < 1e-6 and abs(const("kInputStd") / data.std - 1) < 1e-6
+    assert const("kInputRawScale") == 1 / 16  # sklearn's digits are stored as 0..16
+    h, w = data.image_size
+    assert f"resize {h}x{w} frames to {inp.shape[1]}x{inp.shape[2]}, bilinear" in header
+    assert const("kTensorArenaSize") >= board_arena  # the handoff's arena fits the board's
 
 
 @pytest.mark.slow
@@ -289,3 +357,52 @@ def test_a_failed_build_is_one_line_naming_its_first_error_and_log(tmp_path):
     assert str(e).count("\n") == 0 and "runner.cc:12:3: error: 'Foo' was not declared" in str(e)
     assert str(e).startswith("linking model.tflite failed: ") and e.log.read_text() == output and str(e.log) in str(e)
     assert issubclass(EmulationError, TinyNASError)
+
+
+@pytest.fixture(scope="module")
+def arm_cxx(target):
+    """(arm-none-eabi-g++ with the firmware's own flags and include paths, the tree copy to run it in)."""
+    from tinynas.target.build import Tree, core_for
+
+    tree = Tree(target, core_for("cortex-m4f"))
+    tree.prepare()
+    flags = tree.flags()
+    includes = [i if not i.startswith("-I") or i[2:].startswith("/") else f"-I{tree.dir / i[2:]}"
+                for i in flags.includes]
+    return ["arm-none-eabi-g++", *flags.cxxflags, *includes], tree.dir
+
+
+def test_arm_builtin_options_are_the_compilers(arm_cxx, tmp_path):
+    """The runtime=tflm tail's Arm EABI builtin options (sizeof, alignof of each TfLite*Params: short enums) are what
+    arm-none-eabi-g++ makes of the TFLM tree with the firmware's own flags. (The kernels' OpData sizes are checked by
+    the emulated arenas above, to the byte; probing each kernel file here would take a minute of compiling.)"""
+    import re
+    import subprocess
+
+    from estimators.tflm_memory import _BUILTIN_DATA_ARM_EABI, BUILTIN_STRUCTS
+
+    probe = tmp_path / "builtin.cc"
+    probe.write_text('#include "tensorflow/lite/c/builtin_op_data.h"\ntemplate <int S, int A> struct Show;\n' + "".join(
+        f"Show<sizeof({struct}), alignof({struct})> v_{kind};\n" for kind, struct in BUILTIN_STRUCTS.items()))
+    cxx, cwd = arm_cxx
+    proc = subprocess.run([*cxx, "-fsyntax-only", str(probe)], capture_output=True, text=True, cwd=cwd)
+    found = {kind: (int(size), int(align))
+             for size, align, kind in re.findall(r"aggregate 'Show<(\d+), (\d+)> v_(\w+)'", proc.stderr)}
+    assert found == _BUILTIN_DATA_ARM_EABI, proc.stderr[-2000:]
+
+
+def test_exported_main_compiles_for_a_board_without_the_target_hooks(arm_cxx, mlperf_tiny, tmp_path):
+    """main.cc as the user builds it (no -DTINYNAS_TARGET: its own hooks), for a Cortex-M4, warning-free."""
+    import subprocess
+
+    from tinynas.export.firmware import Preprocessing, model_ops, write_main, write_model_data
+    from tinynas.export.verify import io_specs
+
+    path = mlperf_tiny["kws"]
+    inp, out = io_specs(path)
+    write_model_data(tmp_path, path.read_bytes(), 32768, inp, out, "kws", Preprocessing("mfcc", None, 1.0, 0.5, 2.0))
+    main = write_main(tmp_path, model_ops(path.read_bytes()), "kws")
+    cxx, cwd = arm_cxx
+    proc = subprocess.run([*cxx, f"-I{tmp_path}", "-Werror", "-c", str(main), "-o", str(tmp_path / "main.o")],
+                          capture_output=True, text=True, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]

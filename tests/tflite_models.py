@@ -118,8 +118,9 @@ MLPERF_TINY: dict[str, Callable] = {
 }
 
 
-def convert_int8(model, path: str | Path, samples: int = 16, seed: int = 0) -> Path:
-    """Full-int8 TFLite (int8 input and output) of a Keras ``model``, calibrated on random-normal data."""
+def convert_int8(model, path: str | Path, samples: int = 16, seed: int = 0, per_channel_dense: bool = True) -> Path:
+    """Full-int8 TFLite (int8 input and output) of a Keras ``model``, calibrated on random-normal data;
+    ``per_channel_dense=False``: FULLY_CONNECTED weights with one scale per tensor (the converter's older default)."""
     tf, _ = _keras()
     rng = np.random.default_rng(seed)
     shape = tuple(model.inputs[0].shape[1:])
@@ -134,6 +135,7 @@ def convert_int8(model, path: str | Path, samples: int = 16, seed: int = 0) -> P
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
+    conv._experimental_disable_per_channel_quantization_for_dense_layers = not per_channel_dense
     path = Path(path)
     path.write_bytes(conv.convert())
     return path

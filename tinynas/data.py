@@ -37,6 +37,7 @@ class Dataset:
     mean: float
     std: float
     classes: tuple[str, ...] = ()
+    raw_scale: float = 1.0  # a raw sample times this, minus mean, over std, is the input: 1/255 for 8-bit images
 
     @property
     def in_channels(self) -> int:
@@ -148,9 +149,11 @@ def load_dataset(cfg) -> Dataset:
     if any(actual[k] != v for k, v in declared.items()):
         raise ConfigError(f"dataset {name}: the config declares {declared} but the data has {actual}")
     bounds = np.cumsum([0] + [len(p) for p in parts])
+    raw_scale = src.raw_scale or (1 / 255 if x.dtype == np.uint8 else 1.0)  # stored value → (x - mean) / std
     x, mean, std = normalise(x, bounds[1])
     splits = [Split(x[a:b], src.y[p], src.fixed_size) for a, b, p in zip(bounds[:-1], bounds[1:], parts)]
-    return Dataset(name, *splits, num_classes=len(src.classes), mean=mean, std=std, classes=tuple(src.classes))
+    return Dataset(name, *splits, num_classes=len(src.classes), mean=mean, std=std, classes=tuple(src.classes),
+                   raw_scale=raw_scale)
 
 
 def _pair(size) -> tuple[int, int]:

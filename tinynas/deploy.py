@@ -165,6 +165,7 @@ def export_checked(model: nn.Module, arch: ArchSpec, space: SearchSpace, data: D
     """Export ``model`` to int8 TFLite + firmware files, verified in TFLM, with the estimators' predictions beside
     the measured figures. Returns (ExportResult, Estimate on the host's TFLM, Estimate on the target)."""
     from tinynas.export import export_model
+    from tinynas.export.firmware import Preprocessing
 
     train, _, test = splits_at(data, space.input_size(arch))
     graph = space.to_ir(arch, data.in_channels, data.num_classes)
@@ -174,6 +175,8 @@ def export_checked(model: nn.Module, arch: ArchSpec, space: SearchSpace, data: D
     log.info("exporting to int8 TFLite and checking it in the TFLite Micro interpreter")
     result = export_model(model.cpu().eval(), calib, out_dir, test=(test.x, test.y),
                           arena_margin=float(export_cfg.get("arena_margin", 0.1)),
+                          preprocessing=Preprocessing.of(data),
+                          board_arena=(mcu.name, target.sram.total_bytes) if runtime == "tflm" else None,
                           estimates={"mcu": host.name, "runtime": "tflm-reference",
                                      "sram_bytes": on_host.sram.total_bytes,
                                      "activation_bytes": on_host.sram.activation_bytes,
@@ -208,6 +211,9 @@ def run_target(tflite_path: Path, mcu: MCU, tflm_cfg: dict[str, Any] | None, run
     base = Path(run_dir).resolve()
     report["elf"] = str(elf.resolve().relative_to(base))
     report["model"] = str(Path(tflite_path).resolve().relative_to(base))
+    if report["sources"]["export"]:  # the export's main.cc and model_data.cc/.h, in the run dir
+        report["sources"].update({k: str(Path(v).resolve().relative_to(base)) for k, v in report["sources"].items()
+                                  if k != "export"})
     from tinynas.report import firmware_verdict
 
     log.info("firmware: %s", firmware_verdict(report))

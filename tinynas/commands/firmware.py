@@ -46,9 +46,14 @@ def _export_arch(cfg) -> Path:
     from tinynas.commands import export as export_cmd
     from tinynas.target.sources import cache_dir
 
+    from tinynas.export import firmware as writers
+    from tinynas.export import pipeline
+
     arch = Path(str(cfg.arch))
     ident = arch.read_text() if arch.is_file() else str(cfg.arch)
-    key = hashlib.sha256(json.dumps([ident, str(cfg.checkpoint), cfg.seed, OmegaConf.to_container(
+    # a changed export (its firmware files, their arena or preprocessing) is a new export
+    writer = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (writers, pipeline))).hexdigest()
+    key = hashlib.sha256(json.dumps([ident, writer, str(cfg.checkpoint), cfg.seed, OmegaConf.to_container(
         cfg.search_space, resolve=True), OmegaConf.to_container(cfg.dataset, resolve=True)], sort_keys=True,
         default=str).encode()).hexdigest()[:16]
     out = cache_dir() / "exports" / key
@@ -75,6 +80,9 @@ def table(r: dict) -> str:
              f"outputs     {'bit-identical to' if r['outputs_match_interpreter'] else 'DIFFER from'} the tflite-micro "
              "Python interpreter",
              f"elf         {r['elf']}"]
+    if r.get("sources"):
+        rows.append(f"main.cc     {r['sources']['main.cc']} ("
+                    + ("the export's" if r["sources"]["export"] else "written for this .tflite") + ")")
     return "\n".join(rows)
 
 

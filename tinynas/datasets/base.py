@@ -32,6 +32,9 @@ class Source:
     split: np.ndarray | None = None
     fingerprint: str = ""
     fixed_size: bool = False
+    # What decode already multiplied the stored values by (0-255 pixels / 255: 1/255); None: uint8 images,
+    # which normalisation scales by 1/255, or features used as they are (1).
+    raw_scale: float | None = None
 
 
 Loader = Callable[[Mapping[str, Any]], Source]

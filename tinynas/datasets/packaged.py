@@ -9,9 +9,9 @@ from tinynas.datasets.base import Source
 DIGITS = tuple(str(d) for d in range(10))
 
 
-def _in_memory(x: np.ndarray, y: np.ndarray) -> Source:
+def _in_memory(x: np.ndarray, y: np.ndarray, raw_scale: float) -> Source:
     x = x.astype(np.float32)
-    return Source(y.astype(np.int64), DIGITS, lambda idx: x[idx])
+    return Source(y.astype(np.int64), DIGITS, lambda idx: x[idx], raw_scale=raw_scale)
 
 
 def mnist(cfg) -> Source:
@@ -23,7 +23,7 @@ def mnist(cfg) -> Source:
 
     table = np.loadtxt(DATA_PATH, delimiter=",")
     x, y = table[:, :-1], table[:, -1].astype(int)
-    return _in_memory(x.reshape(-1, 1, 28, 28) / 255.0, y)
+    return _in_memory(x.reshape(-1, 1, 28, 28) / 255.0, y, 1 / 255)
 
 
 def digits(cfg) -> Source:
@@ -31,4 +31,4 @@ def digits(cfg) -> Source:
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    return _in_memory(d.images.reshape(-1, 1, 8, 8) / 16.0, d.target)
+    return _in_memory(d.images.reshape(-1, 1, 8, 8) / 16.0, d.target, 1 / 16)

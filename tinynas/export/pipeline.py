@@ -133,12 +133,17 @@ def _report(result: ExportResult, estimates: dict | None, arena_margin: float, n
 
 def export_model(model: torch.nn.Module, calib: np.ndarray, out_dir: Path, *,
                  test: tuple[np.ndarray, np.ndarray] | None = None, estimates: dict | None = None,
-                 arena_margin: float = 0.1, name: str = "model") -> ExportResult:
+                 arena_margin: float = 0.1, name: str = "model",
+                 preprocessing: firmware.Preprocessing | None = None,
+                 board_arena: tuple[str, int] | None = None) -> ExportResult:
     """Export ``model`` to a verified full-int8 TFLite model and TFLM firmware sources in ``out_dir``.
 
     ``calib``: float32 NCHW training samples, normalised as the model expects. ``test``: (x NCHW, labels)
     for accuracies; without it the checks run on ``calib``. ``estimates`` is copied into export.json with
     error ratios (``arena_error`` = sram_bytes / measured arena − 1, ``flash_error`` likewise on bytes).
+    ``preprocessing``: how the training fed the model (the dataset's), stated in ``model_data.h``.
+    ``board_arena``: (board, bytes) the runtime=tflm estimate for the target board; ``kTensorArenaSize`` covers
+    the larger of it and the measured arena, plus ``arena_margin``.
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -170,8 +175,13 @@ def export_model(model: torch.nn.Module, calib: np.ndarray, out_dir: Path, *,
         lap("verify")
         arena = measure_arena_checked(paths["tflite"], ops)
         lap("arena")
-        arena_bytes = firmware.arena_size(arena.total_bytes, arena_margin)
-        firmware.write_model_data(build, data, arena_bytes, in_spec, out_spec, name)
+        board = board_arena if board_arena and board_arena[1] > arena.total_bytes else None
+        arena_bytes = firmware.arena_size(board[1] if board else arena.total_bytes, arena_margin)
+        note = (f"The TFLM interpreter (64-bit host, reference kernels) measured {arena.total_bytes} B"
+                + (f"; the runtime=tflm estimate for {board[0]}\n// (CMSIS-NN, 32-bit) is {board[1]} B, the larger"
+                   if board else "") + f"; plus the export's margin of {arena_margin:.0%} (arena_margin), rounded "
+                "up to 16 B.\n// `tinynas firmware` measures the arena on the board's core.")
+        firmware.write_model_data(build, data, arena_bytes, in_spec, out_spec, name, preprocessing, note)
         firmware.write_main(build, ops, name)
         lap("firmware")
         shutil.rmtree(work)
