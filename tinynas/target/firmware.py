@@ -89,12 +89,14 @@ def _link(tree: Tree, out: Path, own: list[Path], lib_objs: list[str]) -> subpro
                           capture_output=True, text=True)
 
 
-def build_firmware(src: Sources, core_name: str, tflite_path: Path, arena_bytes: int, x: np.ndarray) -> Path:
-    """The linked ELF for the model (cached by tree, core, flags, kernel set, model, input and runner)."""
+def build_firmware(src: Sources, core_name: str, tflite_path: Path, arena_bytes: int, x: np.ndarray,
+                   ops: list[str] | None = None) -> Path:
+    """The linked ELF for the model (cached by tree, core, flags, kernel set, model, input and runner); ``ops``:
+    the op kinds to register (default: the model's own, in order of first use)."""
     core = core_for(core_name)
     tree = Tree(src, core)
     tflite = tflite_path.read_bytes()
-    ops = list(dict.fromkeys(op_kinds(tflite)))
+    ops = list(dict.fromkeys(op_kinds(tflite) if ops is None else ops))
     key = digest(*(DATA / n for n in RUNNER_FILES), extra="|".join(
         [tree.key, core.target_arch, BUILD_TYPE, ",".join(sorted(ops)), str(arena_bytes),
          tool_version("arm-none-eabi-gcc"), digest(tflite_path), x.tobytes().hex()]))
