@@ -119,7 +119,7 @@ def measure_core(src, arch: str, core: str, ops: list[str]) -> dict:
     if varying:
         print(f"{arch}: {len(varying)} sections differ in size between builds (largest taken): {varying[:3]}",
               file=sys.stderr)
-    return {"core": core, "ops": ops, "base_bytes": runtime_bytes(base_breakdown), "harness_bytes": base_breakdown["harness"],
+    return {"core": core, "ops": list(ops), "base_bytes": runtime_bytes(base_breakdown), "harness_bytes": base_breakdown["harness"],
             "groups": [{"ops": list(k), "bytes": v} for k, v in sorted(groups.items(), key=lambda kv: (len(kv[0]), kv[0]))]}
 
 

@@ -99,7 +99,7 @@ def test_flash_estimate_within_5_percent_of_linked_firmware(target, mlperf_tiny,
         firmware, parts = _user_firmware_bytes(firmware_report(path))
         graph = read_tflite(path)
         code = runtime_code("tflm", mcu.core, {op.kind for op in graph.ops})
-        assert code.bytes == pytest.approx(parts["runtime"] + parts["other"], rel=0.01), name
+        assert code.bytes == pytest.approx(parts["runtime"] + parts["other"], rel=0.02), name
         assert path.stat().st_size + code.bytes == pytest.approx(firmware, rel=0.05), name
         est = estimate(ir or graph, mcu, "tflm").flash  # the model part estimated from the IR too
         assert est.total_bytes == pytest.approx(firmware, rel=0.05), (name, est)
@@ -113,7 +113,7 @@ def test_flash_estimate_on_cortex_m0plus(target, mlperf_tiny, firmware_report):
         firmware, parts = _user_firmware_bytes(firmware_report(path, M0PLUS_MCU))
         code = runtime_code("tflm", mcu.core, {op.kind for op in read_tflite(path).ops})
         assert "cortex-m0plus build" in code.source
-        assert code.bytes == pytest.approx(parts["runtime"] + parts["other"], rel=0.01), name
+        assert code.bytes == pytest.approx(parts["runtime"] + parts["other"], rel=0.02), name
         assert path.stat().st_size + code.bytes == pytest.approx(firmware, rel=0.05), name
 
 
