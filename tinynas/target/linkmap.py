@@ -70,7 +70,7 @@ def read_map(map_path: Path) -> LinkMap:
     """The flash image's input sections from a GNU ld map (``-Wl,-Map``). Paths of objects that were linked
     in a temporary folder since renamed resolve to the map's own folder."""
     text = Path(map_path).read_text()
-    head, body = text.split("Linker script and memory map", 1)
+    body = text.split("Linker script and memory map", 1)[1]
     sections, image, paths = [], 0, {}
     out, pending = None, None
     for line in body.splitlines():
@@ -84,7 +84,7 @@ def read_map(map_path: Path) -> LinkMap:
                 m = _LINKED.match(line)
                 if m:
                     paths.setdefault(short_name(m.group(1)), _existing(Path(m.group(1)), Path(map_path).parent))
-                out = None if not line.startswith(".") else out
+                out = None
             continue
         if out not in FLASH_OUTPUT:
             continue
