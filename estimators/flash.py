@@ -130,14 +130,19 @@ def _runtime_code(runtime: str, core: str, ops: frozenset[str]) -> RuntimeCode:
                        f"{entry['cmsis_nn_commit'][:7]}, {entry['compiler']}{note}")
 
 
-def op_kinds(table: OpTable) -> frozenset[str]:
-    """The op kinds of a graph's table (remembered per run of ops)."""
-    return frozenset().union(*per_run(table, "op kinds", lambda ops: frozenset(op.kind for op in ops)))
+def _kinds(ops) -> frozenset[str]:
+    return frozenset(op.kind for op in ops)
+
+
+@functools.lru_cache(maxsize=4096)
+def _runs_code(runtime: str, core: str, run_kinds: tuple[frozenset[str], ...]) -> RuntimeCode:
+    """:func:`runtime_code` of the union of the op kinds of a table's runs (a search meets the same runs often)."""
+    return runtime_code(runtime, core, frozenset().union(*run_kinds))
 
 
 def estimate_flash(graph: Graph, runtime: str, mcu: MCU, table: OpTable | None = None) -> FlashEstimate:
     """Model file bytes + the code of ``runtime`` for exactly the op kinds of ``graph``, on ``mcu``'s core."""
     table = table or table_of(graph)
-    code = runtime_code(runtime, mcu.core, op_kinds(table))
+    code = _runs_code(runtime, str(mcu.core), tuple(per_run(table, "op kinds", _kinds)))
     model = tflite_bytes(graph, table=table)
     return FlashEstimate(model, code.bytes, model + code.bytes, runtime_source=code.source)
