@@ -87,7 +87,7 @@ class Estimate:
                      "total_bytes": self.sram.total_bytes, "budget_bytes": self.sram_budget_bytes},
             "flash": {"model_bytes": self.flash.model_bytes, "runtime_bytes": self.flash.runtime_bytes,
                       "total_bytes": self.flash.total_bytes, "budget_bytes": self.flash_budget_bytes,
-                      "model_source": self.flash.model_source},
+                      "model_source": self.flash.model_source, "runtime_source": self.flash.runtime_source},
             "latency_ms": self.latency_ms, "energy_mj": self.energy_mj, "fits": self.fits,
             "instructions": _round(self.instructions), "cycles": _round(self.cycles),
             "layers": [{"name": l.name, "op": l.op, "output_shape": list(l.output_shape), "macs": l.macs,

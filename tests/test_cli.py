@@ -68,7 +68,8 @@ def test_sample_then_estimate_json_contract(tinynas_cli, sampled, tmp_path):
     assert set(doc) == {"model", "mcu", "runtime", "macs", "params", "sram", "flash", "latency_ms", "energy_mj",
                         "fits", "instructions", "cycles", "layers"}
     assert set(doc["sram"]) == {"activation_bytes", "persistent_bytes", "total_bytes", "budget_bytes"}
-    assert set(doc["flash"]) == {"model_bytes", "runtime_bytes", "total_bytes", "budget_bytes", "model_source"}
+    assert set(doc["flash"]) == {"model_bytes", "runtime_bytes", "total_bytes", "budget_bytes", "model_source",
+                                 "runtime_source"}
     assert doc["flash"]["model_source"] == "estimate"
     assert doc["sram"]["budget_bytes"] == 320 * 1024 and doc["mcu"] == "stm32f746"
     assert doc["macs"] == sum(l["macs"] for l in doc["layers"]) > 0

@@ -48,15 +48,16 @@ def test_model_bytes_cover_weights_and_quantization_parameters():
 def test_total_is_model_plus_runtime_code():
     g = reference_model("mlperf_kws_dscnn")
     mcu = load_mcu("stm32f746", ROOT / "conf" / "mcu")
+    kinds = {op.kind for op in g.ops}
     for runtime in ("tflm-reference", "tflm", "tinyengine", "analytic"):
         f = estimate_flash(g, runtime, mcu)
-        assert f.runtime_bytes == runtime_code_bytes(runtime)
+        assert f.runtime_bytes == runtime_code_bytes(runtime, mcu.core, kinds)
         assert f.total_bytes == f.model_bytes + f.runtime_bytes
-    assert runtime_code_bytes("analytic") == 0
+    assert runtime_code_bytes("analytic", mcu.core, kinds) == 0
 
 
 def test_unknown_runtime_or_exporter_is_named():
     with pytest.raises(ValueError, match="tvm"):
-        runtime_code_bytes("tvm")
+        runtime_code_bytes("tvm", "cortex-m4f", ["CONV_2D"])
     with pytest.raises(ValueError, match="coreml"):
         tflite_bytes(reference_model("mlperf_kws_dscnn"), "coreml")

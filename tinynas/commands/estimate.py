@@ -114,6 +114,7 @@ def table(est: Estimate, mcu=None) -> str:
         f"{kb(s.persistent_bytes)}   {verdict(s.total_bytes, est.sram_budget_bytes)}",
         f"flash       {kb(f.total_bytes)} = {model} {kb(f.model_bytes)} + runtime {kb(f.runtime_bytes)}   "
         f"{verdict(f.total_bytes, est.flash_budget_bytes)}",
+        *([f"            runtime code: {f.runtime_source}"] if "build for" in f.runtime_source else []),
         *([f"instructions {est.instructions:,.0f} ({ENGINES[est.runtime]}, one inference)"] if counted else []),
         f"latency     " + (f"{est.latency_ms:,.2f} ms" + (f" = {est.cycles:,.0f} cycles at {est_clock(est)}"
                                                          if est.cycles else "") if timed else no_clock),

@@ -67,13 +67,15 @@ def export_sources(tflite_path: Path, tflite: bytes) -> dict[str, Path] | None:
     return files
 
 
-def _stage_sources(out: Path, tflite_path: Path, tflite: bytes, x: np.ndarray, arena_bytes: int) -> bool:
-    """Write the firmware's own sources into ``out``: the export's (copied) or, for a bare .tflite, the export's
-    writers' output; plus the test input. True when they are the export's."""
+def _stage_sources(out: Path, tflite_path: Path, tflite: bytes, x: np.ndarray, arena_bytes: int,
+                   ops: list[str] | None = None) -> bool:
+    """Write the firmware's own sources into ``out``: the export's (copied) or, for a bare .tflite or when ``ops``
+    (op kinds to register) are given, the export's writers' output; plus the test input. True when they are the
+    export's."""
     from tinynas.export.firmware import model_ops, write_main, write_model_data
     from tinynas.export.verify import io_specs
 
-    found = export_sources(tflite_path, tflite)
+    found = export_sources(tflite_path, tflite) if ops is None else None
     if found:
         for name, path in found.items():
             shutil.copyfile(path, out / name)
@@ -81,7 +83,7 @@ def _stage_sources(out: Path, tflite_path: Path, tflite: bytes, x: np.ndarray, a
         inp, outp = io_specs(tflite_path)
         write_model_data(out, tflite, arena_bytes, inp, outp, tflite_path.stem,
                                           arena_note="Written by tinynas.target for a .tflite with no export beside it.")
-        write_main(out, model_ops(tflite), tflite_path.stem)
+        write_main(out, model_ops(tflite) if ops is None else ops, tflite_path.stem)
     data = x.tobytes()
     rows = ",\n".join(", ".join(str(b) for b in data[i:i + 24]) for i in range(0, len(data), 24))
     (out / "input_data.cc").write_text(
@@ -117,17 +119,19 @@ def _link(tree: Tree, out: Path, own: list[Path], lib_objs: list[str]) -> subpro
                           capture_output=True, text=True)
 
 
-def build_firmware(src: Sources, core_name: str, tflite_path: Path, arena_bytes: int, x: np.ndarray
-                   ) -> tuple[Path, bool]:
+def build_firmware(src: Sources, core_name: str, tflite_path: Path, arena_bytes: int, x: np.ndarray,
+                   ops: list[str] | None = None) -> tuple[Path, bool]:
     """The linked ELF for the model and whether its sources are the export's (cached by tree, core, flags, kernel
-    set, the sources themselves, the input and the target files)."""
+    set, the sources themselves, the input and the target files); ``ops``: the op kinds to register instead of
+    the model's own (then main.cc is written for them, never the export's)."""
     core = core_for(core_name)
     tree = Tree(src, core)
     tflite = tflite_path.read_bytes()
-    ops = list(dict.fromkeys(op_kinds(tflite)))
+    registered = ops is not None
+    ops = list(dict.fromkeys(op_kinds(tflite) if ops is None else ops))
     with tempfile.TemporaryDirectory(prefix="tinynas-fw-") as staging:
         staged = Path(staging)
-        from_export = _stage_sources(staged, tflite_path, tflite, x, arena_bytes)
+        from_export = _stage_sources(staged, tflite_path, tflite, x, arena_bytes, ops if registered else None)
         key = digest(*(DATA / n for n in RUNNER_FILES), *(staged / n for n in (*EXPORT_FILES, "input_data.cc")),
                      extra="|".join([tree.key, core.target_arch, BUILD_TYPE, ",".join(sorted(ops)), str(arena_bytes),
                                      tool_version("arm-none-eabi-gcc")]))
