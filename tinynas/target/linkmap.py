@@ -31,8 +31,9 @@ import re
 import subprocess
 from pathlib import Path
 
-# Output sections of tinynas/target/data/mps2.ld that the flash image holds (.data: its initial values).
-FLASH_OUTPUT = (".text", ".ARM.extab", ".ARM.exidx", ".rodata", ".preinit_array", ".init_array", ".fini_array",
+# Output sections of tinynas/target/data/cortex_m_sections.ld that the flash image holds (.vectors: the vector
+# table, in the board's VECTORS region; .data: its initial values).
+FLASH_OUTPUT = (".vectors", ".text", ".ARM.extab", ".ARM.exidx", ".rodata", ".preinit_array", ".init_array", ".fini_array",
                 ".data")
 MODEL_OBJECTS = ("model_data.o",)
 HARNESS_OBJECTS = ("main.o", "input_data.o", "startup.o")

@@ -247,7 +247,7 @@ def build_firmware(root: Path, src: Sources, tflite_path: Path, x: np.ndarray, o
         _cc([*CFLAGS, *inc, f"-DTINYNAS_ARENA_BYTES={arena}", f"-DTINYNAS_OUTPUT_BYTES={output_bytes}", "-c",
              str(f), "-o", str(obj)], f"compiling {f.name}", tmp)
         objs.append(str(obj))
-    _cc([*CFLAGS, "-T", str(tmp / "mps2.ld"), "-o", str(tmp / "firmware.elf"), *objs, str(lib), *LDFLAGS,
+    _cc([*CFLAGS, f"-L{tmp}", "-T", str(tmp / "mps2.ld"), "-o", str(tmp / "firmware.elf"), *objs, str(lib), *LDFLAGS,
          f"-Wl,-Map={tmp / 'firmware.map'}"], f"linking {tflite_path.name} with TinyEngine", tmp)
     plan = {"layers": kinds, "activation_bytes": activation_bytes, "arena_bytes": arena}
     (tmp / "plan.json").write_text(json.dumps(plan))
