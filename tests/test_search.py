@@ -84,6 +84,16 @@ def test_resume_runs_only_the_missing_trials(tmp_path, digits):
     assert len(study.trials) == 5
 
 
+def test_timeout_starts_no_trial_after_it_and_a_resumed_run_goes_on(tmp_path, digits):
+    budgets = Budgets(10**9, 10**9)
+    study = make_study(tmp_path)
+    # Optuna checks the clock between trials: the first trial outlasts 1 ms, so it is the only one of 10.
+    run_study(study, objective(digits, budgets), 10, timeout_s=0.001)
+    assert len(study.trials) == 1 and study.trials[0].state == optuna.trial.TrialState.COMPLETE
+    run_study(study, objective(digits, budgets), 3)
+    assert len(study.trials) == 3
+
+
 def test_repeated_arch_reuses_its_result(tmp_path, digits, counted_fit):
     study = make_study(tmp_path)
     arch = SPACE.random(random.Random(0))
