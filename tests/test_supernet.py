@@ -9,7 +9,6 @@ import pytest
 import torch
 import yaml
 from torch import nn
-from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from search_spaces import get_space
 from search_spaces.supernet import MCUNetSupernet, largest_arch
@@ -263,32 +262,3 @@ def test_supernets_ensemble_scores_the_mean_of_one_supernet_per_seed(tmp_path, d
         assert ensemble.score(None, arch)["accuracy"] == pytest.approx(expected)
     with pytest.raises(ConfigError, match="supernets=0 must be ≥ 1"):
         SupernetConfig.from_cfg({"supernets": 0})
-
-
-def test_ema_decay_scores_the_moving_average_of_the_last_phase_weights(tmp_path, digits):
-    cfg = dataclasses.replace(CFG, ema_decay=0.9)
-    after_step = []  # the super-network's parameters after every optimiser step, recorded outside the code tested
-    hook = register_optimizer_step_post_hook(
-        lambda opt, args, kwargs: after_step.append([p.detach().clone() for g in opt.param_groups
-                                                     for p in g["params"]]))
-    try:
-        state = train_supernet(SPACE, digits, cfg, "cpu", seed=0, checkpoint=tmp_path / "supernet.pt")
-    finally:
-        hook.remove()
-    steps = math.ceil(512 / CFG.batch_size)
-    assert len(after_step) == 2 * steps and cfg.last_phase_start == 1  # largest alone, then the sandwich phase
-    average = after_step[steps - 1]  # the weights the last phase starts from
-    for weights in after_step[steps:]:
-        average = [0.9 * a + 0.1 * w for a, w in zip(average, weights)]
-    for p, expected in zip(state.net.parameters(), average):
-        torch.testing.assert_close(p, expected)
-    names = [k for k, _ in state.net.named_parameters()]
-    for k, w in zip(names, after_step[-1]):
-        assert torch.equal(state.last_weights[k], w), k
-    assert not all(torch.equal(p, w) for p, w in zip(state.net.parameters(), after_step[-1]))
-    # The checkpoint keeps both: a reload scores the same averaged weights.
-    loaded = train_supernet(SPACE, digits, cfg, "cpu", seed=0, checkpoint=tmp_path / "supernet.pt")
-    for (k, a), b in zip(loaded.net.state_dict().items(), state.net.state_dict().values()):
-        assert torch.equal(a, b), k
-    with pytest.raises(ConfigError, match=r"ema_decay=1.0 must be in \[0, 1\)"):
-        SupernetConfig.from_cfg({"ema_decay": 1.0})

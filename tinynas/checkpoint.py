@@ -14,10 +14,9 @@ from tinynas.errors import ConfigError
 
 
 def save_checkpoint(path: Path, model: nn.Module, arch: ArchSpec, in_channels: int, num_classes: int,
-                    metrics: dict | None = None, extra: dict | None = None) -> Path:
-    """Save ``model`` for ``arch``; ``extra`` adds top-level entries (tensors, numbers, strings, containers)."""
+                    metrics: dict | None = None) -> Path:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({**(extra or {}), "arch": arch.to_dict(), "in_channels": in_channels, "num_classes": num_classes,
+    torch.save({"arch": arch.to_dict(), "in_channels": in_channels, "num_classes": num_classes,
                 "metrics": metrics or {}, "state_dict": model.state_dict()}, tmp)
     tmp.replace(path)
     return path

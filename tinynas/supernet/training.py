@@ -17,12 +17,6 @@ arch alone (in-place distillation without labels) is fragile while the largest i
 labels are nearly uniform, the sub-networks learn almost nothing, and whether the smallest ends below 0.8× its
 untrained loss was decided by last-bit differences between CPU kernels (AVX-512 vs AVX2).
 
-With ``ema_decay`` > 0 the super-network scored is an exponential moving average of its weights over the last
-phase (width and resolution elastic, or the whole sandwich phase without ``progressive``), started from the
-weights that phase begins with and updated after every optimiser step: the last weights lean towards the few
-archs drawn in the last steps, the average less so. Batch-norm statistics are not averaged (every candidate
-recalibrates its own). :attr:`SupernetState.last_weights` keeps the last weights for comparison.
-
 ``losses`` records, per epoch, the mean cross-entropy on the labels per arch run (largest alone in phase 1, every
 sandwich arch in phase 2), so the two phases read on one scale; the distillation term is not in it.
 
@@ -83,7 +77,6 @@ class SupernetConfig:
     kd_ratio: float = 1.0
     progressive: bool = False  # conf/evaluator/supernet.yaml turns it on (it needs epochs ≥ 4)
     max_train_samples: int | None = None
-    ema_decay: float = 0.0  # 0: score the last weights
     bn_calibration_samples: int = 500
     supernets: int = 1
     finetune_steps: int = 0
@@ -110,8 +103,6 @@ class SupernetConfig:
         for name in ("lr", "finetune_lr"):
             if getattr(c, name) <= 0:
                 raise ConfigError(f"evaluator.{name}={getattr(c, name)} must be > 0")
-        if not 0 <= c.ema_decay < 1:
-            raise ConfigError(f"evaluator.ema_decay={c.ema_decay} must be in [0, 1) (0: no averaging)")
         if c.kd_ratio < 0:
             raise ConfigError(f"evaluator.kd_ratio={c.kd_ratio} must be ≥ 0")
         if c.progressive and 0 < c.epochs < len(PROGRESSIVE_PHASES):
@@ -145,49 +136,22 @@ class SupernetConfig:
             start += length
         raise ValueError(f"epoch {epoch} is past the {self.total_epochs} epochs of training")
 
-    @property
-    def last_phase_start(self) -> int:
-        """The first epoch of the last phase (where ``ema_decay`` starts averaging)."""
-        return self.total_epochs - self.phases()[-1][1]
-
 
 @dataclasses.dataclass
 class SupernetState:
-    """A super-network and how far it was trained (``epochs`` done, mean summed loss of each). With ``ema_decay``
-    ``net`` holds the averaged weights and ``last_weights`` the last ones' state dict; else it is None."""
+    """A super-network and how far it was trained (``epochs`` done, mean summed loss of each)."""
 
     net: MCUNetSupernet
     epochs: int
     losses: list[float]
-    last_weights: dict[str, torch.Tensor] | None = None
-
-
-class WeightAverage:
-    """An exponential moving average of a module's parameters (``decay`` per update); buffers are not averaged."""
-
-    def __init__(self, net: nn.Module, decay: float, state: dict[str, torch.Tensor] | None = None):
-        self.decay = decay
-        self.params = state if state is not None else {k: p.detach().clone() for k, p in net.named_parameters()}
-
-    @torch.no_grad()
-    def update(self, net: nn.Module) -> None:
-        for k, p in net.named_parameters():
-            self.params[k].lerp_(p.detach(), 1.0 - self.decay)
-
-    def applied_to(self, net: nn.Module) -> dict[str, torch.Tensor]:
-        """Load the averaged parameters into ``net``; its state dict before (its last weights)."""
-        last = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        net.load_state_dict({**last, **self.params})
-        return last
 
 
 def supernet_key(space: MCUNetSpace, data: Dataset, cfg: SupernetConfig, seed: int) -> str:
     """A hash of what determines the super-network's weights: the space config, the dataset, the seed and the
     training options other than the epoch counts."""
     train = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_IN_HASH}
-    for option in ("progressive", "ema_decay"):  # off: the key of checkpoints written before the option existed
-        if not train[option]:
-            del train[option]
+    if not cfg.progressive:  # off: the key of checkpoints written before the option existed
+        del train["progressive"]
     key = {"space": dataclasses.asdict(space), "data": [data.name, data.in_channels, data.num_classes, len(data.train)],
            "seed": seed, "train": train}
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -220,20 +184,12 @@ def _soft_ce(logits: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return -(F.softmax(teacher, 1) * F.log_softmax(logits, 1)).sum(1).mean()
 
 
-def _load(path: Path, net: MCUNetSupernet, data: Dataset) -> tuple[int, list[float], dict | None]:
-    """Load ``path``'s last weights into ``net``; the epochs it records, their losses and the averaged parameters
-    (None if it holds none)."""
+def _load(path: Path, net: MCUNetSupernet, data: Dataset) -> tuple[int, list[float]]:
+    """Load ``path`` into ``net``; the epochs it records and their losses."""
     model, _ = load_checkpoint(path, net.space, largest_arch(net.space), data.in_channels, data.num_classes)
     net.load_state_dict(model.state_dict())
-    stored = torch.load(path, map_location="cpu", weights_only=True)
-    metrics = stored["metrics"]
-    return int(metrics["epochs"]), [float(v) for v in metrics["losses"]], stored.get("averaged_parameters")
-
-
-def _finished(net: MCUNetSupernet, epochs: int, losses: list[float], average: WeightAverage | None) -> SupernetState:
-    net.set_active(largest_arch(net.space))
-    last = average.applied_to(net) if average is not None else None
-    return SupernetState(net.eval(), epochs, losses, last)
+    metrics = torch.load(path, map_location="cpu", weights_only=True)["metrics"]
+    return int(metrics["epochs"]), [float(v) for v in metrics["losses"]]
 
 
 def train_supernet(space: MCUNetSpace, data: Dataset, cfg: SupernetConfig, device: torch.device, seed: int = 0,
@@ -241,19 +197,12 @@ def train_supernet(space: MCUNetSpace, data: Dataset, cfg: SupernetConfig, devic
     """Train (or resume, or just load) the super-network of ``space`` on ``data.train``; see the module doc."""
     seed_everything(seed)
     net = MCUNetSupernet(space, data.in_channels, data.num_classes)
-    done, losses, averaged = (0, [], None) if checkpoint is None or not Path(checkpoint).is_file() else \
-        _load(checkpoint, net, data)
+    done, losses = (0, []) if checkpoint is None or not Path(checkpoint).is_file() else _load(checkpoint, net, data)
     if done:
         log.info("supernet: resumed %s after %d of %d epochs", checkpoint, done, cfg.total_epochs)
     net.to(device)
-    average = None
-    if cfg.ema_decay and done > cfg.last_phase_start:
-        if averaged is None:
-            raise ConfigError(f"checkpoint {checkpoint} holds no averaged weights to resume evaluator.ema_decay="
-                              f"{cfg.ema_decay} from (it was trained without); delete it to retrain")
-        average = WeightAverage(net, cfg.ema_decay, {k: v.to(device) for k, v in averaged.items()})
     if done >= cfg.total_epochs:
-        return _finished(net, done, losses, average)
+        return SupernetState(net.eval(), done, losses)
 
     g = torch.Generator().manual_seed(seed)
     x, y = cap_samples(torch.from_numpy(data.train.x), torch.from_numpy(data.train.y), cfg.max_train_samples, g)
@@ -268,8 +217,6 @@ def train_supernet(space: MCUNetSpace, data: Dataset, cfg: SupernetConfig, devic
         # Per-epoch seeds: a resumed run draws the same batches and subnets as an uninterrupted one.
         order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed * 1000 + epoch))
         rng = random.Random(f"{seed}:{epoch}")
-        if cfg.ema_decay and epoch == cfg.last_phase_start:
-            average = WeightAverage(net, cfg.ema_decay)
         total, count = 0.0, 0
         for step, i in enumerate(range(0, len(y), cfg.batch_size)):
             idx = order[i:i + cfg.batch_size]
@@ -295,16 +242,14 @@ def train_supernet(space: MCUNetSpace, data: Dataset, cfg: SupernetConfig, devic
                 total += label_loss.item() * len(idx)
                 count += len(idx)
             opt.step()
-            if average is not None:
-                average.update(net)
         losses.append(total / max(count, 1))
         epoch_done("supernet", epoch + 1, cfg.total_epochs, losses[-1])
         if checkpoint is not None:
             net.set_active(largest)
             save_checkpoint(Path(checkpoint), net, largest, data.in_channels, data.num_classes,
-                            metrics={"epochs": epoch + 1, "losses": losses, "config": dataclasses.asdict(cfg)},
-                            extra=None if average is None else {"averaged_parameters": average.params})
-    return _finished(net, cfg.total_epochs, losses, average)
+                            metrics={"epochs": epoch + 1, "losses": losses, "config": dataclasses.asdict(cfg)})
+    net.set_active(largest)
+    return SupernetState(net.eval(), cfg.total_epochs, losses)
 
 
 @contextlib.contextmanager
