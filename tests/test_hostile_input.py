@@ -220,6 +220,7 @@ TINY = ["deploy=false", "logger=none", "dataset=digits", "search=tpe", "search.n
     ("budgets.sram_bytes=-5", "budgets.sram_bytes=-5 is not allowed; expected a positive integer"),
     ("deploy=maybe", "deploy='maybe' is not allowed; expected true or false"),
     ("train.epochs=abc", "train.epochs='abc' is not allowed; expected an integer ≥ 0"),
+    ("timeout_s=0", "timeout_s=0 is not allowed; expected a positive number of seconds, or null"),
 ])
 def test_wrong_type_or_range_is_one_line(tinynas_cli, tmp_path, override, needle):
     p = tinynas_cli("search", "logger=none", override)

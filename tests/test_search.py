@@ -2,6 +2,7 @@
 repeated arch reuses its result, a crashing trial is recorded as failed."""
 
 import random
+import time
 
 import optuna
 import pytest
@@ -82,6 +83,21 @@ def test_resume_runs_only_the_missing_trials(tmp_path, digits):
     assert len(study.trials) == 5
     run_study(study, objective(digits, budgets), 5)
     assert len(study.trials) == 5
+
+
+def test_timeout_starts_no_trial_after_it_and_a_resumed_run_goes_on(tmp_path, digits):
+    budgets = Budgets(10**9, 10**9)
+    study = make_study(tmp_path)
+    score = objective(digits, budgets)
+
+    def slow(trial):  # every trial outlasts the timeout; Optuna checks the clock before each trial
+        time.sleep(1.0)
+        return score(trial)
+
+    run_study(study, slow, 10, timeout_s=0.5)
+    assert len(study.trials) == 1 and study.trials[0].state == optuna.trial.TrialState.COMPLETE
+    run_study(study, objective(digits, budgets), 3)
+    assert len(study.trials) == 3
 
 
 def test_repeated_arch_reuses_its_result(tmp_path, digits, counted_fit):

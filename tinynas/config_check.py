@@ -53,6 +53,7 @@ RULES: dict[str, Rule] = {
     "n_trials": Rule("an integer ≥ 0 (the study's total; 0 runs no new trial and rebuilds the outputs of the "
                      "trials the study holds)", _int(0)),
     "n": Rule("an integer ≥ 1", _int(1)),
+    "timeout_s": Rule("a positive number of seconds, or null (no time limit)", _or_null(_positive_number)),
     "worker": Rule("an integer ≥ 0 (this worker's index in a --multirun sweep; worker 0 deploys)", _int(0)),
     "threads": Rule("an integer ≥ 1, or null (torch's default)", _or_null(_int(1))),
     "deploy": Rule("true or false", lambda v: isinstance(v, bool)),

@@ -233,12 +233,15 @@ def study_progress(study: optuna.Study) -> tuple[int, int]:
 
 
 def run_study(study: optuna.Study, objective: CandidateObjective, n_trials: int, poll_s: float = 2.0,
-              max_retry: int = MAX_RETRY) -> None:
+              max_retry: int = MAX_RETRY, timeout_s: float | None = None) -> None:
     """Run until the study holds ``n_trials`` counted trials, the total shared by every worker on the storage
     (:func:`tinynas.storage.counted_trials`: finished ones, less the attempts of dead workers that were retried).
     Trials left RUNNING by a dead worker are failed and retried first; a worker whose share is done waits for the
     trials still running elsewhere, so that it returns with the whole study. ``max_retry``: retries of a trial
-    whose worker died (journal storage; RDB storages take theirs from :func:`tinynas.storage.make_storage`)."""
+    whose worker died (journal storage; RDB storages take theirs from :func:`tinynas.storage.make_storage`).
+    ``timeout_s``: this worker starts no trial after that many seconds from the call (Optuna's ``timeout``: a
+    trial running then finishes) and returns without waiting for other workers' trials."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     fail_dead_trials(study, max_retry)
     done, _ = study_progress(study)
     if done >= n_trials:
@@ -256,8 +259,13 @@ def run_study(study: optuna.Study, objective: CandidateObjective, n_trials: int,
         done, running = study_progress(study)
         if done >= n_trials and not running:
             return
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            log.info("study %s: timeout_s=%g reached after %d/%d trials", study.study_name, timeout_s, done, n_trials)
+            return
         if done + running < n_trials:
-            study.optimize(marked, n_trials=n_trials - done, catch=(Exception,), callbacks=[_StopAtTotal(n_trials, max_retry)])
+            study.optimize(marked, n_trials=n_trials - done, timeout=left, catch=(Exception,),
+                           callbacks=[_StopAtTotal(n_trials, max_retry)])
             waited = 0.0
             continue
         if waited % 60 < poll_s:

@@ -146,7 +146,8 @@ def run(cfg) -> Path:
             log.info("n_trials=0: no new trial; the outputs come from the %d finished trials of study %s", held,
                      cfg.study_name)
         else:
-            run_study(study, objective, cfg.n_trials, max_retry=storage_options.max_retry)
+            run_study(study, objective, cfg.n_trials, max_retry=storage_options.max_retry,
+                      timeout_s=cfg.get("timeout_s"))
     finally:
         retire(study, me)
 
