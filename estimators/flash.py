@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import operator
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
@@ -39,7 +38,7 @@ import yaml
 
 from estimators.ir import Graph
 from estimators.mcu import MCU
-from estimators.table import OpFacts, OpTable, per_run, table_of
+from estimators.table import OpFacts, OpTable, op_values, per_run, table_of
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 FLASH_MODEL = DATA_DIR / "flash_model.yaml"
@@ -159,6 +158,17 @@ def op_layout(f: OpFacts) -> _OpLayout:
                      shared_data, shared_channels)
 
 
+def _layout_sums(x: _OpLayout) -> tuple[int, ...]:
+    """What one op's layout adds to its run's :attr:`_RunSums.sums` (in that order)."""
+    return (x.bytes, x.const_bytes, x.channels, x.qconsts, x.shape_consts, 1,
+            1 + x.qconsts + x.shape_consts + (x.shared is not None), x.const_bytes + x.shared_data,
+            x.channels + x.shared_channels)
+
+
+def _op_sums(op: OpFacts) -> tuple[int, ...]:
+    return _layout_sums(op_values((op,), op_layout, op_layout)[0])
+
+
 # Op kinds and shared constants as bits of one int per run: a graph's sets are the OR of its runs' masks.
 _BITS: dict[Any, int] = {}
 _SHARED: list[_OpLayout] = []  # bit index → a layout holding the shared constant of that key
@@ -172,27 +182,48 @@ def _bit(key: Any, layout: _OpLayout | None = None) -> int:
     return 1 << bit
 
 
+# Counts (non-negative ints) packed in one int, a field of FIELD_BITS bits each: a graph's counts are the plain
+# sum of its runs' packed ints (one addition per run, however many counts).
+FIELD_BITS = 64
+_FIELD = (1 << FIELD_BITS) - 1
+_PATTERNS: dict[str, int] = {}  # output name pattern → its field in packed pattern counts
+
+
+def _packed(counts: Iterable[int]) -> int:
+    return sum(n << (FIELD_BITS * i) for i, n in enumerate(counts))
+
+
+def _unpacked(packed: int, n: int) -> list[int]:
+    return [packed >> (FIELD_BITS * i) & _FIELD for i in range(n)]
+
+
+def _pattern_unit(pattern: str) -> int:
+    """One op of ``pattern`` in packed pattern counts."""
+    i = _PATTERNS.get(pattern)
+    if i is None:
+        i = _PATTERNS[pattern] = len(_PATTERNS)
+    return 1 << (FIELD_BITS * i)
+
+
 class _RunSums:
     """A run's op layouts summed. ``sums``: bytes, constant bytes, channels, quantized constants, shape
-    constants, ops, and the ops' tensors, constant bytes and channels with every shared copy; ``mask``: its
-    op kinds and shared constants as bits (:func:`_bit`); ``kinds``: op kind → ops; ``patterns``: output name
-    pattern → ops; ``dropped``: the RESHAPEs in it that feed a FULLY_CONNECTED; ``first`` / ``last``: its
-    first and last op (kind, layout); ``memo``: its priced names per coefficients (:func:`_run_names`)."""
+    constants, ops, and the ops' tensors, constant bytes and channels with every shared copy (``packed``:
+    the same, :func:`_packed`); ``mask``: its op kinds and shared constants as bits (:func:`_bit`); ``kinds``:
+    op kind → ops; ``patterns``: output name pattern → ops (``pattern_counts``: packed, :func:`_pattern_unit`);
+    ``dropped``: the RESHAPEs in it that feed a FULLY_CONNECTED; ``first`` / ``last``: its first and last op
+    (kind, layout)."""
 
-    __slots__ = ("sums", "mask", "kinds", "patterns", "dropped", "first", "last", "memo")
+    __slots__ = ("sums", "packed", "mask", "kinds", "patterns", "pattern_counts", "dropped", "first", "last")
 
     def __init__(self, ops: tuple[OpFacts, ...]) -> None:
-        layouts = [op.memo.get(op_layout) or op.memo.setdefault(op_layout, op_layout(op)) for op in ops]
+        layouts = op_values(ops, op_layout, op_layout)
         self.dropped = tuple(layouts[i] for i in range(len(ops) - 1)
                              if ops[i].kind == "RESHAPE" and ops[i + 1].kind == "FULLY_CONNECTED")
-        self.sums = (sum(x.bytes for x in layouts), sum(x.const_bytes for x in layouts),
-                     sum(x.channels for x in layouts), sum(x.qconsts for x in layouts),
-                     sum(x.shape_consts for x in layouts), len(layouts),
-                     sum(1 + x.qconsts + x.shape_consts + (x.shared is not None) for x in layouts),
-                     sum(x.const_bytes + x.shared_data for x in layouts),
-                     sum(x.channels + x.shared_channels for x in layouts))
+        self.sums = tuple(map(sum, zip(*op_values(ops, _layout_sums, _op_sums))))
+        self.packed = _packed(self.sums)
         self.kinds = dict(Counter(op.kind for op in ops))
         self.patterns = dict(Counter(x.pattern for x in layouts))
+        self.pattern_counts = sum(n * _pattern_unit(p) for p, n in self.patterns.items())
         self.mask = 0
         for kind in self.kinds:
             self.mask |= _bit(kind)
@@ -200,7 +231,6 @@ class _RunSums:
             if x.shared is not None:
                 self.mask |= _bit(x.shared, x)
         self.first, self.last = (ops[0].kind, layouts[0]), (ops[-1].kind, layouts[-1])
-        self.memo: dict[Any, Any] = {}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -236,52 +266,72 @@ def flash_terms(graph: Graph, table: OpTable | None = None) -> dict[str, Any]:
     ``tensors`` and ``other_tensors`` (tensors of op kinds not modelled, priced per tensor); for the op output
     names (:func:`output_name_bytes`, :func:`output_patterns`): ``runs`` (the table's runs, summed) and
     ``named`` (the layouts of ops whose output is not named after its layers: the last op's, the graph output,
-    and dropped ops')."""
+    and dropped ops'); ``name_counts``: the patterns of the other ops' output names, counted (packed,
+    :func:`_pattern_unit`); ``mask``: the graph's op kinds and shared constants as bits."""
     t = table or table_of(graph)
     if not t.ops:
         raise ValueError(f"graph {t.name!r} has no ops: nothing to write to a .tflite file")
     runs = per_run(t, _RunSums, _RunSums)
-    r_bytes, r_const, r_channels, r_qconsts, r_shape, r_ops, m_tensors, m_const, m_channels = map(
-        sum, zip(*[r.sums for r in runs]))
-    mask = functools.reduce(operator.or_, [r.mask for r in runs])
+    r_bytes, r_const, r_channels, r_qconsts, r_shape, r_ops, m_tensors, m_const, m_channels = _unpacked(
+        sum([r.packed for r in runs]), 9)
+    first = t.ops[0]
+    mask = code0_ops = 0
+    for r in runs:
+        mask |= r.mask
+        code0_ops += r.kinds.get(first.kind, 0)
     # Equal ops share one constant. The converter drops a RESHAPE that feeds a FULLY_CONNECTED (which flattens
     # its input itself): its op, output and shape constant (unless a RESHAPE it keeps shares it).
     dropped = _dropped(runs) if "RESHAPE" in _BITS and mask >> _BITS["RESHAPE"] & 1 else []
     kinds, unique = _mask_sets(mask)
     if dropped:
         kept = Counter(x.shared for x in _layouts(t)) - Counter(x.shared for x in dropped)
-        unique = [x for x in unique if kept[x.shared] > 0]
-    first = t.ops[0]
+        unique = _SharedSums(tuple(x for x in unique.layouts if kept[x.shared] > 0))
     in_channels = t.input_channels[0] if t.input_channels else 1
-    struct = (r_bytes - sum(x.bytes for x in dropped) + sum(x.shared_bytes for x in unique)
-              + OPERATOR_CODE_BYTES * kinds + _tensor_bytes(len(first.in_shape), in_channels)
-              - OP_CODE0_SAVING * sum(map(operator.methodcaller("get", first.kind, 0), [r.kinds for r in runs])))
-    const_bytes = r_const + sum(x.shared_data for x in unique)
-    channels = in_channels + r_channels - sum(x.channels for x in dropped) + sum(x.shared_channels for x in unique)
-    qconsts = r_qconsts + sum(x.shared_quantized for x in unique)
-    shape_consts = r_shape + sum(not x.shared_quantized for x in unique)
+    struct = (r_bytes - sum(x.bytes for x in dropped) + unique.bytes + OPERATOR_CODE_BYTES * kinds
+              + _tensor_bytes(len(first.in_shape), in_channels) - OP_CODE0_SAVING * code0_ops)
+    const_bytes = r_const + unique.data
+    channels = in_channels + r_channels - sum(x.channels for x in dropped) + unique.channels
+    qconsts = r_qconsts + unique.quantized
+    shape_consts = r_shape + len(unique.layouts) - unique.quantized
     # What op kinds the layout does not model add (recurrent state, a transpose conv's output shape...):
     # the graph's tensors, constant bytes and channels beyond those of its modelled ops, all copies counted.
     other_tensors = max(0, t.tensors - 1 - m_tensors)
     const_bytes += max(0, t.const_bytes - m_const)
     channels += max(0, t.quant_channels - in_channels - m_channels)
+    named = [runs[-1].last[1], *dropped]
     return {"const_bytes": const_bytes, "quant_channels": channels, "struct_bytes": struct,
             "name_bytes": (_name_bytes(qconsts, QCONST_NAME) + _name_bytes(shape_consts, SHAPE_CONST_NAME)
                            + _name_bytes(1, INPUT_NAME) + _name_bytes(1, OUTPUT_NAME)),
-            "named": [runs[-1].last[1], *dropped], "quantized_consts": qconsts, "op_kinds": kinds,
+            "named": named, "quantized_consts": qconsts, "op_kinds": kinds,
             "tensors": 1 + r_ops - len(dropped) + qconsts + shape_consts + other_tensors,
-            "other_tensors": other_tensors, "runs": runs}
+            "other_tensors": other_tensors, "runs": runs, "mask": mask,
+            "name_counts": sum([r.pattern_counts for r in runs]) - sum([_pattern_unit(x.pattern) for x in named])}
+
+
+class _SharedSums:
+    """Layouts of shared constants (one each) and their full cost summed: ``bytes``, ``data``, ``channels``, and
+    how many are ``quantized``."""
+
+    __slots__ = ("layouts", "bytes", "data", "channels", "quantized")
+
+    def __init__(self, layouts: tuple[_OpLayout, ...]) -> None:
+        self.layouts = layouts
+        self.bytes = sum(x.shared_bytes for x in layouts)
+        self.data = sum(x.shared_data for x in layouts)
+        self.channels = sum(x.shared_channels for x in layouts)
+        self.quantized = sum(x.shared_quantized for x in layouts)
 
 
 @functools.lru_cache(maxsize=4096)
-def _mask_sets(mask: int) -> tuple[int, tuple[_OpLayout, ...]]:
-    """The number of op kinds in ``mask`` and a layout of each shared constant in it."""
+def _mask_sets(mask: int) -> tuple[int, _SharedSums]:
+    """The number of op kinds in ``mask`` and a layout of each shared constant in it, summed."""
     bits = [i for i in range(mask.bit_length()) if mask >> i & 1]
-    return sum(_SHARED[i] is None for i in bits), tuple(_SHARED[i] for i in bits if _SHARED[i] is not None)
+    return (sum(_SHARED[i] is None for i in bits),
+            _SharedSums(tuple(_SHARED[i] for i in bits if _SHARED[i] is not None)))
 
 
-def _layouts(t: OpTable) -> list[_OpLayout]:
-    return [op.memo.get(op_layout) or op.memo.setdefault(op_layout, op_layout(op)) for op in t.ops]
+def _layouts(t: OpTable) -> tuple[_OpLayout, ...]:
+    return op_values(t.ops, op_layout, op_layout)
 
 
 def output_patterns(terms: dict[str, Any]) -> dict[str, int]:
@@ -324,32 +374,51 @@ def mean_suffix_bytes(n: int) -> float:
     return total / n
 
 
+# id(coef) → (coef, kept so that its id is not reused; pattern → _pattern_names; packed name counts →
+# output_name_bytes). Coefficients must not change once priced.
+_COEF_MEMOS: dict[int, tuple[dict[str, Any], dict[str, tuple[float, ...]], dict[int, float]]] = {}
+
+
+def _coef_memos(coef: dict[str, Any]) -> tuple[dict[str, tuple[float, ...]], dict[int, float]]:
+    memos = _COEF_MEMOS.get(id(coef))
+    if memos is None:
+        memos = _COEF_MEMOS[id(coef)] = (coef, {}, {})
+    return memos[1], memos[2]
+
+
 def _pattern_names(pattern: str, coef: dict[str, Any]) -> tuple[float, ...]:
     """One op output name of ``pattern``: its bytes but the numeric suffixes (base length, the Keras model
     prefix's number per part under it, 4 + 1 + padding of a string), then its uses of each layer type
-    (in the order of ``coef["counter_span"]``)."""
-    e = coef["output_names"].get(pattern, coef["default_output_name"])
-    return (e["base"] + e["model_parts"] * coef["model_prefix_bytes"] + 5 + coef["string_padding_bytes"],
+    (in the order of ``coef["counter_span"]``); remembered per pattern and coefficients."""
+    memo = _coef_memos(coef)[0]
+    names = memo.get(pattern)
+    if names is None:
+        e = coef["output_names"].get(pattern, coef["default_output_name"])
+        names = memo[pattern] = (
+            e["base"] + e["model_parts"] * coef["model_prefix_bytes"] + 5 + coef["string_padding_bytes"],
             *(e["uses"].get(t, 0.0) for t in coef["counter_span"]))
-
-
-def _run_names(r: _RunSums, coef: dict[str, Any]) -> tuple[float, ...]:
-    """:func:`_pattern_names` summed over a run's op outputs (remembered per run and coefficients)."""
-    key = ("names", id(coef))
-    if key not in r.memo:
-        rows = [tuple(n * v for v in _pattern_names(p, coef)) for p, n in r.patterns.items()]
-        r.memo[key] = tuple(map(sum, zip(*rows)))
-    return r.memo[key]
+    return names
 
 
 def output_name_bytes(terms: dict[str, Any], coef: dict[str, Any]) -> float:
     """Bytes of the op outputs' name strings: per op its pattern's bytes but the numeric suffixes; per layer
-    type (``tf.nn.relu``, ``Const``, ...) the numeric suffixes of its n uses, numbered over span × n."""
-    key = ("names", id(coef))
-    totals = list(map(sum, zip(*[r.memo.get(key) or _run_names(r, coef) for r in terms["runs"]])))
-    for x in terms["named"]:  # not named after its layers (the graph output) or not in the file (dropped)
-        totals = [a - b for a, b in zip(totals, _pattern_names(x.pattern, coef))]
+    type (``tf.nn.relu``, ``Const``, ...) the numeric suffixes of its n uses, numbered over span × n
+    (remembered per pattern counts: many graphs share them)."""
+    cache = _coef_memos(coef)[1]
+    counts = terms["name_counts"]
+    bytes_ = cache.get(counts)
+    if bytes_ is None:
+        if len(cache) > 65536:
+            cache.clear()
+        bytes_ = cache[counts] = _counted_name_bytes(counts, coef)
+    return bytes_
+
+
+def _counted_name_bytes(counts: int, coef: dict[str, Any]) -> float:
     spans = coef["counter_span"].values()
+    rows = [tuple(n * v for v in _pattern_names(p, coef))
+            for p, n in zip(_PATTERNS, _unpacked(counts, len(_PATTERNS))) if n]
+    totals = list(map(sum, zip(*rows))) or [0.0] * (1 + len(spans))
     return totals[0] + sum(n * mean_suffix_bytes(round(s * n)) for s, n in zip(spans, totals[1:]) if n > 0)
 
 
@@ -416,19 +485,15 @@ def _runtime_code(runtime: str, core: str, ops: frozenset[str]) -> RuntimeCode:
                        f"{entry['cmsis_nn_commit'][:7]}, {entry['compiler']}{note}")
 
 
-def _kinds(ops) -> frozenset[str]:
-    return frozenset(op.kind for op in ops)
-
-
 @functools.lru_cache(maxsize=4096)
-def _runs_code(runtime: str, core: str, run_kinds: tuple[frozenset[str], ...]) -> RuntimeCode:
-    """:func:`runtime_code` of the union of the op kinds of a table's runs (a search meets the same runs often)."""
-    return runtime_code(runtime, core, frozenset().union(*run_kinds))
+def _mask_code(runtime: str, core: str, mask: int) -> RuntimeCode:
+    """:func:`runtime_code` of the op kinds in a :func:`flash_terms` ``mask`` (a search meets the same sets often)."""
+    return runtime_code(runtime, core, frozenset(k for k, bit in _BITS.items() if type(k) is str and mask >> bit & 1))
 
 
 def estimate_flash(graph: Graph, runtime: str, mcu: MCU, table: OpTable | None = None) -> FlashEstimate:
     """Model file bytes + the code of ``runtime`` for exactly the op kinds of ``graph``, on ``mcu``'s core."""
-    table = table or table_of(graph)
-    code = _runs_code(runtime, str(mcu.core), tuple(per_run(table, "op kinds", _kinds)))
-    model = tflite_bytes(graph, table=table)
+    terms = flash_terms(graph, table)
+    code = _mask_code(runtime, str(mcu.core), terms["mask"])
+    model = round(priced_bytes(terms, exporter_coefficients()))  # tflite_bytes
     return FlashEstimate(model, code.bytes, model + code.bytes, runtime_source=code.source)

@@ -272,13 +272,17 @@ _TAIL_SUM_KEYS = {key: name.replace("tflm tail", "tflm tail sums") for key, name
 _Run = tuple[Callable[[int], int], Callable[[], list[tuple[int, int]]], Callable[[Graph], list[str]]]
 
 
-def _grow_aligned(alignment: int, first: int | None, aligned_sum: int) -> Callable[[int], int]:
-    """grow() of allocations sharing one alignment: the first aligns ``used``; from there each adds exactly its
-    aligned size (``aligned_sum`` in all)."""
+def _grown(used: int, alignment: int, first: int | None, aligned_sum: int) -> int:
+    """The tail's bytes after allocations sharing one alignment, given its bytes ``used`` before: the first
+    aligns ``used``; from there each adds exactly its aligned size (``aligned_sum`` in all)."""
     if first is None:
-        return lambda used: used
-    rest = aligned_sum - -(-first // alignment) * alignment
-    return lambda used: -(-(used + first) // alignment) * alignment + rest
+        return used
+    return -(-(used + first) // alignment) * alignment + aligned_sum - -(-first // alignment) * alignment
+
+
+def _grow_aligned(alignment: int, first: int | None, aligned_sum: int) -> Callable[[int], int]:
+    """grow() of allocations sharing one alignment (:func:`_grown`)."""
+    return lambda used: _grown(used, alignment, first, aligned_sum)
 
 
 def _run(alignment: int, sizes: list[int], names: Callable[[Graph], list[str]]) -> _Run:
@@ -396,21 +400,33 @@ def _fixed_runs(pointer_bytes: int, arm_eabi: bool, input_channels: tuple[int, .
     return head, tuple(io)
 
 
+def _tail_structs(pointer_bytes: int, kernels: str, arm_eabi: bool) -> dict[str, int]:
+    """The target's struct sizes, after checking the ABI and kernels."""
+    if pointer_bytes not in _STRUCTS or (pointer_bytes, arm_eabi) not in _ABIS:
+        raise ValueError(f"pointer_bytes must be one of {sorted(_STRUCTS)} (Arm EABI: 4), got {pointer_bytes!r}")
+    if kernels not in KERNELS:
+        raise ValueError(f"kernels must be one of {KERNELS}, got {kernels!r}")
+    return _STRUCTS_ARM_EABI if arm_eabi else _STRUCTS[pointer_bytes]
+
+
+_COLUMNS = tuple(itemgetter(k) for k in range(6))
+
+
+def _run_summaries(table: OpTable, p: int, kernels: str, arm_eabi: bool) -> list[tuple]:
+    """:func:`_summed_tails` of each op run of ``table``."""
+    return per_run(table, _TAIL_SUM_KEYS[p, arm_eabi, kernels], lambda ops: _summed_tails(ops, p, arm_eabi, kernels))
+
+
 def _tail_runs(table: OpTable, pointer_bytes: int, n_scratch: int, kernels: str = "reference",
                arm_eabi: bool = False) -> list[_Run]:
     """:func:`tail_allocations` grouped in runs."""
-    if pointer_bytes not in _STRUCTS or (pointer_bytes, arm_eabi) not in _ABIS:
-        raise ValueError(f"pointer_bytes must be one of {sorted(_STRUCTS)} (Arm EABI: 4), got {pointer_bytes!r}")
-    s, p = _STRUCTS_ARM_EABI if arm_eabi else _STRUCTS[pointer_bytes], pointer_bytes
+    s, p = _tail_structs(pointer_bytes, kernels, arm_eabi), pointer_bytes
     head, io = _fixed_runs(p, arm_eabi, table.input_channels, table.output_channels)
     nodes = [s["node"] * len(table.ops), s["eval_tensor"] * table.tensors]
     # Builtin options are parsed for every op, then each kernel's Init allocates its OpData, then each
     # kernel's Prepare its per-channel multipliers and shifts. Builtin data are aligned to their struct's
     # alignment, the others to the arena's 16.
-    if kernels not in KERNELS:
-        raise ValueError(f"kernels must be one of {KERNELS}, got {kernels!r}")
-    summary = tuple(zip(*per_run(table, _TAIL_SUM_KEYS[p, arm_eabi, kernels],
-                                 lambda ops: _summed_tails(ops, p, arm_eabi, kernels)))) or ((),) * 6
+    summary = tuple(zip(*_run_summaries(table, p, kernels, arm_eabi))) or ((),) * 6
 
     def tails() -> list[tuple[int, ...]]:  # per op, for reports
         return per_op(table, _TAIL_KEYS[p, arm_eabi, kernels], lambda op: _op_tail(op, p, arm_eabi, kernels))
@@ -458,10 +474,26 @@ def scratch_count(run_scratch: list[tuple[int, tuple, tuple]]) -> int:
 def tail_bytes_of(table: OpTable, pointer_bytes: int, n_scratch: int, kernels: str = "reference",
                   arm_eabi: bool = False) -> int:
     """:func:`tail_bytes` given the :func:`scratch_count` and the :func:`kernels_of` the scratch rule."""
-    used = 0
-    for grow, _, _ in _tail_runs(table, pointer_bytes, n_scratch, kernels, arm_eabi):
+    # The runs of :func:`_tail_runs`, in its order, without building what only reports read.
+    s, p = _tail_structs(pointer_bytes, kernels, arm_eabi), pointer_bytes
+    head, io = _fixed_runs(p, arm_eabi, table.input_channels, table.output_channels)
+    used = head[0][0](0)
+    node, eval_tensor = s["node"] * len(table.ops), s["eval_tensor"] * table.tensors
+    used = _grown(used, p, node, -(-node // p) * p + -(-eval_tensor // p) * p)
+    summaries = _run_summaries(table, p, kernels, arm_eabi)
+    for summary in summaries:  # builtin data
+        used += summary[0][used & 3]
+    for k in (1, 2):  # OpData, Prepare buffers
+        first = next(filter(None, map(_COLUMNS[k], summaries)), None)
+        used = _grown(used, ARENA_ALIGNMENT, first, sum(map(_COLUMNS[k + 3], summaries)))
+    if n_scratch:
+        used = _grown(used, p, p * n_scratch, p * n_scratch)
+    if table.variable_sizes:
+        sizes = table.variable_sizes
+        used = _grown(used, ARENA_ALIGNMENT, sizes[0], sum(-(-n // ARENA_ALIGNMENT) * ARENA_ALIGNMENT for n in sizes))
+    for grow, _, _ in io:
         used = grow(used)
-    return used
+    return _grown(used, s["end_alignment"], 0, 0)
 
 
 def tail_bytes(graph: Graph, pointer_bytes: int, scratch: ScratchFn = reference_scratch,
