@@ -169,7 +169,7 @@ def write(cores: dict[str, dict], path: Path = RUNTIME_CODE) -> None:
                 "source": "measured: linker maps of firmware built by tinynas.target (see each core's build)",
                 "cores": {**kept, **cores},
                 # A core without a build of its own borrows one of its CMSIS-NN class (estimators.flash says so).
-                "borrow": {"dsp": "cortex-m4", "mve": "cortex-m4", "generic": "cortex-m0plus", "other": "cortex-m4"},
+                "borrow": {"dsp": "cortex-m4", "mve": "cortex-m55", "generic": "cortex-m0plus", "other": "cortex-m4"},
             },
             **{k: v for k, v in old.get("runtimes", {}).items() if k != "tflm"},
         },
