@@ -64,12 +64,10 @@ def _export_arch(cfg) -> Path:
 
 
 def table(r: dict) -> str:
+    from tinynas.target.firmware import per_op_lines
+
     est = r.get("estimate") or {}
-    rows = [f"{r['model']} on {r['core']} in {r['emulator']}", "",
-            f"{'#':>3}  {'op':<28} {'instructions':>14} {'share':>7}"]
-    for op in r["per_op"]:
-        rows.append(f"{op['index']:>3}  {op['kind']:<28} {op['instructions']:>14,} "
-                    f"{100 * op['instructions'] / max(1, r['instructions']):>6.1f}%")
+    rows = per_op_lines(r, f"{r['model']} on {r['core']} in {r['emulator']}")
     s = r["sections"]
     rows += ["", f"Invoke      {r['instructions']:,} instructions",
              f"arena       {r['arena_used_bytes']:,} B = head {r['arena']['head']:,} + tail {r['arena']['tail']:,}"

@@ -192,21 +192,31 @@ def arena_for(tflite_path: Path, estimate_total: int | None) -> int:
     return min(ARENA_CAP, (want + 15) // 16 * 16)
 
 
-def estimate_for(tflite_path: Path, mcu) -> dict | None:
-    """The estimators' figures for the model, board and runtime=tflm (None where they refuse the model)."""
+def per_op_lines(report: dict, title: str, column: str = "op") -> list[str]:
+    """The text report's start: ``title``, then one row per op (or generated layer) of ``report["per_op"]`` with
+    its instructions and their share of the whole run."""
+    rows = [title, "", f"{'#':>3}  {column:<28} {'instructions':>14} {'share':>7}"]
+    for op in report["per_op"]:
+        rows.append(f"{op['index']:>3}  {op['kind']:<28} {op['instructions']:>14,} "
+                    f"{100 * op['instructions'] / max(1, report['instructions']):>6.1f}%")
+    return rows
+
+
+def estimate_for(tflite_path: Path, mcu, runtime: str = "tflm") -> dict | None:
+    """The estimators' figures for the model, board and ``runtime`` (None where they refuse the model)."""
     from estimators import estimate
     from estimators.flash import with_model_file
     from estimators.tflite_reader import read_tflite
 
     try:
-        est = estimate(read_tflite(tflite_path), mcu, "tflm")
+        est = estimate(read_tflite(tflite_path), mcu, runtime)
     except ValueError as e:
         print(f"tinynas firmware: no estimate: {e}", file=sys.stderr)
         return None
     flash = with_model_file(est.flash, Path(tflite_path).stat().st_size)  # the model part is the file's size
     return {"sram_total_bytes": est.sram.total_bytes, "flash_bytes": flash.total_bytes,
             "latency_ms": est.latency_ms, "sram_head_bytes": est.sram.activation_bytes,
-            "sram_tail_bytes": est.sram.persistent_bytes}
+            "sram_tail_bytes": est.sram.persistent_bytes, "instructions": est.instructions}
 
 
 def run_firmware(tflite_path, mcu, src: Sources) -> dict:

@@ -255,24 +255,10 @@ def build_firmware(root: Path, src: Sources, tflite_path: Path, x: np.ndarray, o
     return elf, plan
 
 
-def estimate_for(tflite_path: Path, mcu) -> dict | None:
-    """The estimators' figures for the model, board and runtime=tinyengine (None where they refuse the model)."""
-    from estimators import estimate
-    from estimators.tflite_reader import read_tflite
-
-    try:
-        est = estimate(read_tflite(tflite_path), mcu, "tinyengine")
-    except ValueError as e:
-        print(f"tinynas firmware: no estimate: {e}", file=sys.stderr)
-        return None
-    return {"sram_total_bytes": est.sram.total_bytes, "flash_bytes": est.flash.total_bytes,
-            "latency_ms": est.latency_ms, "instructions": est.instructions}
-
-
 def run_firmware(tflite_path, mcu, src: Sources, root=None) -> dict:
     """Generate, build and run ``tflite_path`` with TinyEngine for ``mcu``'s (ARMv7E-M) core; the report."""
     from tinynas.export.verify import io_specs
-    from tinynas.target.firmware import sections, test_input
+    from tinynas.target.firmware import estimate_for, sections, test_input
     from tinynas.tflm import run_tflm
 
     tflite_path = Path(tflite_path)
@@ -311,7 +297,7 @@ def run_firmware(tflite_path, mcu, src: Sources, root=None) -> dict:
         "outputs_match_interpreter": diff == 0,
         "outputs_max_abs_diff": diff,
         "outputs_max_abs_diff_prepared": diff_prepared,
-        "estimate": estimate_for(tflite_path, mcu),
+        "estimate": estimate_for(tflite_path, mcu, "tinyengine"),
         "model": str(tflite_path),
         "build_s": round(build_s, 2),
         "emulation": {"wall_s": round(emu.wall_s, 2), "instructions_total": emu.total_instructions},
@@ -321,11 +307,9 @@ def run_firmware(tflite_path, mcu, src: Sources, root=None) -> dict:
 def table(r: dict) -> str:
     """The report as text: instructions per generated layer, the totals, TinyEngine's buffer, the outputs."""
     est = r.get("estimate") or {}
-    rows = [f"{r['model']} with TinyEngine on {r['core']} in {r['emulator']}", "",
-            f"{'#':>3}  {'layer':<28} {'instructions':>14} {'share':>7}"]
-    for op in r["per_op"]:
-        rows.append(f"{op['index']:>3}  {op['kind']:<28} {op['instructions']:>14,} "
-                    f"{100 * op['instructions'] / max(1, r['instructions']):>6.1f}%")
+    from tinynas.target.firmware import per_op_lines
+
+    rows = per_op_lines(r, f"{r['model']} with TinyEngine on {r['core']} in {r['emulator']}", "layer")
     s = r["sections"]
     rows += ["", f"invoke      {r['instructions']:,} instructions"
              + (f"   (estimate {est['instructions']:,})" if est.get("instructions") else ""),
