@@ -36,7 +36,7 @@ import numpy as np
 import yaml
 
 from estimators.instructions import (DATA_DIR, ELEMENTWISE, MODEL_FILES, ROW_FIELDS, WINDOWED, InstructionModel,
-                                     facts_from_row, facts_row, fit_variant, generic_features, op_features)
+                                     facts_from_row, facts_row, fit_groups, generic_features, op_features)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "third_party"
@@ -234,26 +234,15 @@ def fit(rows: list[dict], isa: str = "dsp") -> dict:
                for r in rows if (f := facts_from_row(r)) is not None and f.kind not in WINDOWED]
     by_variant.setdefault(ELEMENTWISE, []).extend(generic)
     coefs = {}
-    for variant in sorted(by_variant):
-        X = np.stack([x for x, _ in by_variant[variant]])
-        y = np.array([y for _, y in by_variant[variant]])
-        coefs[variant] = fit_variant(X, y)
-        pred = X @ np.array(coefs[variant])
-        err = np.abs(pred / np.maximum(y, 1) - 1)
-        print(f"{variant:<34} n={len(y):>4}  median {100 * np.median(err):5.2f}%  max {100 * err.max():6.2f}%")
+    for variant, (coef, median, worst) in fit_groups(by_variant).items():
+        coefs[variant] = coef
+        print(f"{variant:<34} n={len(by_variant[variant]):>4}  median {100 * median:5.2f}%  max {100 * worst:6.2f}%")
     return coefs
 
 
 def model_errors(model: InstructionModel, rows: list[dict]) -> dict[str, tuple[int, float]]:
     """Per model: (emulated Invoke instructions, predicted / emulated − 1)."""
-    out: dict[str, list[float]] = {}
-    for r in rows:
-        facts = facts_from_row(r)
-        pred = model.invoke_overhead(int(r["out_numel"])) if facts is None else model.op_instructions(facts)
-        acc = out.setdefault(r["model"], [0.0, 0.0])
-        acc[0] += float(r["instructions"])
-        acc[1] += pred
-    return {m: (int(t), p / t - 1) for m, (t, p) in out.items()}
+    return {m: (t, p / t - 1) for m, (t, p) in model.sample_totals(rows).items()}
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ import time
 import numpy as np
 import yaml
 
-from estimators.instructions import ROW_FIELDS, facts_from_row, facts_row, fit_variant
+from estimators.instructions import ROW_FIELDS, facts_from_row, facts_row, fit_groups
 from estimators.tinyengine_instructions import (ELEMENTWISE, FALLBACK, MODEL_YAML, SAMPLES, TinyEngineModel,
                                                 generic_features, layer_facts, layer_features)
 
@@ -160,25 +160,10 @@ def fit(rows: list[dict]) -> dict:
         if kernel in ELEMENTWISE:  # the fallback for layer kinds no sample met
             by.setdefault(FALLBACK, []).append((np.asarray(generic_features(facts), float), y))
     coefs = {}
-    for kernel in sorted(by):
-        X = np.stack([x for x, _ in by[kernel]])
-        y = np.array([y for _, y in by[kernel]])
-        coefs[kernel] = fit_variant(X, y)
-        err = np.abs(X @ np.array(coefs[kernel]) / np.maximum(y, 1) - 1)
-        print(f"{kernel:<28} n={len(y):>4}  median {100 * np.median(err):5.2f}%  max {100 * err.max():6.2f}%")
+    for kernel, (coef, median, worst) in fit_groups(by).items():
+        coefs[kernel] = coef
+        print(f"{kernel:<28} n={len(by[kernel]):>4}  median {100 * median:5.2f}%  max {100 * worst:6.2f}%")
     return coefs
-
-
-def model_totals(model: TinyEngineModel, rows: list[dict]) -> dict[str, tuple[int, int]]:
-    """Per model: (emulated instructions, predicted instructions)."""
-    out: dict[str, list[int]] = {}
-    for r in rows:
-        facts = facts_from_row(r)
-        pred = model.invoke_overhead(int(r["out_numel"])) if facts is None else model.layer_instructions(facts)
-        acc = out.setdefault(r["model"], [0, 0])
-        acc[0] += int(r["instructions"])
-        acc[1] += pred
-    return {m: (t, p) for m, (t, p) in out.items()}
 
 
 def provenance(src) -> dict:
@@ -210,7 +195,7 @@ def published_check(model: TinyEngineModel, rows: list[dict]) -> None:
     from tinynas.paths import MCU_DIR
 
     mcu = load_mcu(MCU, MCU_DIR)
-    totals = model_totals(model, rows)
+    totals = model.sample_totals(rows)
     with open(ROOT / "estimators/data/latency_calibration.csv") as f:
         published = {r["model"].split(" (")[0]: r for r in csv.DictReader(f) if r["runtime"] == "tinyengine"}
     cpi = mcu.cycles_per_instruction
@@ -246,7 +231,7 @@ def main() -> None:
            "coefficients": coefs}
     model = TinyEngineModel.from_dict(doc)
     print()
-    for name, (total, pred) in sorted(model_totals(model, rows).items()):
+    for name, (total, pred) in sorted(model.sample_totals(rows).items()):
         tag = "held out" if name in PUBLISHED else "fit"
         print(f"{name:<18} {total:>13,} instructions  model {100 * (pred / total - 1):+6.2f}%  ({tag})")
     published_check(model, rows)

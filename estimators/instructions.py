@@ -18,7 +18,7 @@ import functools
 import itertools
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -221,6 +221,21 @@ def fit_variant(X, y) -> list[float]:
     return [float(c) for c in coef]
 
 
+def fit_groups(groups: dict[str, list[tuple[Any, float]]]) -> dict[str, tuple[list[float], float, float]]:
+    """:func:`fit_variant` per group of (features, instructions) samples, groups in sorted order: {group:
+    (coefficients, median and max relative in-sample error)}."""
+    import numpy as np
+
+    out = {}
+    for name in sorted(groups):
+        X = np.stack([np.asarray(x, float) for x, _ in groups[name]])
+        y = np.array([y for _, y in groups[name]], float)
+        coef = fit_variant(X, y)
+        err = np.abs(X @ np.array(coef) / np.maximum(y, 1) - 1)
+        out[name] = (coef, float(np.median(err)), float(err.max()))
+    return out
+
+
 def facts_row(op: OpFacts) -> dict[str, Any]:
     """``op``'s facts as one CSV row (shapes written ``AxBxC``)."""
     row = {f: getattr(op, f) for f in ROW_FIELDS}
@@ -243,32 +258,35 @@ def facts_from_row(row: dict[str, str]) -> OpFacts | None:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class InstructionModel:
-    """Coefficients per kernel variant; :meth:`op_instructions` prices one op, :meth:`graph_instructions` a graph."""
+class LinearInstructionModel:
+    """Instructions of one inference, linear per kernel: ``coefficients`` per kernel (fitted on emulated firmware)
+    price each op (:meth:`op_instructions`, the subclass's), and ``INVOKE`` the engine's overhead, linear in the
+    ops it runs (:meth:`invoked`). ``key`` names the per-op and per-run memos of :mod:`estimators.table`."""
 
     coefficients: dict[str, tuple[float, ...]]
-    meta: dict[str, Any]  # provenance; "isa": the instruction class whose kernels the coefficients price
+    meta: dict[str, Any]  # provenance (commits, compiler, flags), and what the subclass reads from it
     token: int = dataclasses.field(default_factory=lambda: next(_TOKENS), init=False, repr=False)
+    default_yaml: ClassVar[Path]
+    key: ClassVar[str]
 
     @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> "InstructionModel":
+    def from_dict(cls, doc: dict[str, Any]):
         coefs = {k: tuple(float(c) for c in v) for k, v in doc["coefficients"].items()}
         return cls(coefs, {k: v for k, v in doc.items() if k != "coefficients"})
 
-    @property
-    def isa(self) -> str:
-        return self.meta.get("isa", "dsp")
-
     @classmethod
-    def from_yaml(cls, path: str | Path = MODEL_YAML) -> "InstructionModel":
-        with open(path) as f:
+    def from_yaml(cls, path: str | Path | None = None):
+        with open(path or cls.default_yaml) as f:
             return cls.from_dict(yaml.safe_load(f))
 
     def op_instructions(self, op: OpFacts) -> int:
-        """Whole instructions (integers: sums over ops are exact in any order, so per run and per op agree)."""
-        variant, x = op_features(op, self.isa)
-        coef = self.coefficients.get(variant) or self.coefficients[ELEMENTWISE]
-        return max(0, round(sum(c * v for c, v in zip(coef, x))))
+        """Whole instructions of ``op`` (integers: sums over ops are exact in any order, so per run and per op
+        agree)."""
+        raise NotImplementedError
+
+    def invoked(self, table: OpTable) -> int:
+        """How many ops the engine runs (what its per-inference overhead grows with)."""
+        return len(table.ops)
 
     def invoke_overhead(self, n_ops: int) -> int:
         a, b = self.coefficients["INVOKE"]
@@ -276,15 +294,42 @@ class InstructionModel:
 
     def per_op(self, table: OpTable) -> list[int]:
         """Instructions of each op of ``table`` (remembered per op and run)."""
-        return per_op(table, f"instructions {self.token}", self.op_instructions)
+        return per_op(table, f"{self.key} {self.token}", self.op_instructions)
+
+    def sample_totals(self, rows: list[dict[str, str]]) -> dict[str, tuple[int, int]]:
+        """Per model of the emulated sample ``rows`` (:func:`facts_row` rows, one ``INVOKE`` row each for the
+        overhead): (emulated instructions, this model's)."""
+        out: dict[str, list[int]] = {}
+        for r in rows:
+            facts = facts_from_row(r)
+            acc = out.setdefault(r["model"], [0, 0])
+            acc[0] += int(r["instructions"])
+            acc[1] += self.invoke_overhead(int(r["out_numel"])) if facts is None else self.op_instructions(facts)
+        return {m: (t, p) for m, (t, p) in out.items()}
 
     def graph_instructions(self, table: OpTable) -> int:
-        """Instructions of one Invoke: the ops plus the interpreter's overhead (summed per run: a table built
-        from known runs costs a few steps per run)."""
-        key = f"instructions {self.token}"
-        totals = per_run(table, f"instructions sum {self.token}",
+        """Instructions of one inference: the ops plus the engine's overhead (summed per run: a table built from
+        known runs costs a few steps per run)."""
+        key = f"{self.key} {self.token}"
+        totals = per_run(table, f"{self.key} sum {self.token}",
                          lambda ops: sum(op_values(ops, key, self.op_instructions)))
-        return sum(totals) + self.invoke_overhead(len(table.ops))
+        return sum(totals) + self.invoke_overhead(self.invoked(table))
+
+
+class InstructionModel(LinearInstructionModel):
+    """TFLM + CMSIS-NN: coefficients per kernel variant of one instruction class (``meta["isa"]``)."""
+
+    default_yaml = MODEL_YAML
+    key = "instructions"
+
+    @property
+    def isa(self) -> str:
+        return self.meta.get("isa", "dsp")
+
+    def op_instructions(self, op: OpFacts) -> int:
+        variant, x = op_features(op, self.isa)
+        coef = self.coefficients.get(variant) or self.coefficients[ELEMENTWISE]
+        return max(0, round(sum(c * v for c, v in zip(coef, x))))
 
 
 _TOKENS = itertools.count()

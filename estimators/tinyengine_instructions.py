@@ -12,17 +12,13 @@ firmware's marker call around each layer (a few instructions), as measured.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import itertools
 import math
 from pathlib import Path
-from typing import Any
 
-import yaml
-
+from estimators.instructions import LinearInstructionModel
 from estimators.mcunet_memory import TINYENGINE_VIEWS
-from estimators.table import OpFacts, OpTable, op_values, per_op, per_run
+from estimators.table import OpFacts, OpTable
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 MODEL_YAML = DATA_DIR / "tinyengine_instruction_model.yaml"
@@ -99,26 +95,14 @@ def generic_features(op: OpFacts) -> list[float]:
     return [1.0, op.out_numel, _in_numel(op)]
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class TinyEngineModel:
-    """Coefficients per TinyEngine kernel; the same interface as :class:`estimators.instructions.InstructionModel`
-    (``per_op``, ``graph_instructions``) so that estimates price ``runtime=tinyengine`` alike."""
+class TinyEngineModel(LinearInstructionModel):
+    """Coefficients per TinyEngine kernel, priced like TFLM's (:class:`~estimators.instructions.InstructionModel`)
+    so that estimates price ``runtime=tinyengine`` alike; the overhead grows with the layers it emits."""
 
-    coefficients: dict[str, tuple[float, ...]]
-    meta: dict[str, Any]
-    token: int = dataclasses.field(default_factory=lambda: next(_TOKENS), init=False, repr=False)
+    default_yaml = MODEL_YAML
+    key = "tinyengine instructions"
 
-    @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> "TinyEngineModel":
-        coefs = {k: tuple(float(c) for c in v) for k, v in doc["coefficients"].items()}
-        return cls(coefs, {k: v for k, v in doc.items() if k != "coefficients"})
-
-    @classmethod
-    def from_yaml(cls, path: str | Path = MODEL_YAML) -> "TinyEngineModel":
-        with open(path) as f:
-            return cls.from_dict(yaml.safe_load(f))
-
-    def layer_instructions(self, op: OpFacts) -> int:
+    def op_instructions(self, op: OpFacts) -> int:
         """Whole instructions of the layer TinyEngine emits for ``op`` (0 for an op it folds away)."""
         if op.kind in TINYENGINE_VIEWS:
             return 0
@@ -128,23 +112,8 @@ class TinyEngineModel:
         coef = self.coefficients[kernel]
         return max(0, round(sum(c * v for c, v in zip(coef, x))))
 
-    def invoke_overhead(self, n_layers: int) -> int:
-        a, b = self.coefficients["INVOKE"]
-        return max(0, round(a + b * n_layers))
-
-    def per_op(self, table: OpTable) -> list[int]:
-        """Instructions of each op of ``table`` (0 for those TinyEngine folds away)."""
-        return per_op(table, f"tinyengine instructions {self.token}", self.layer_instructions)
-
-    def graph_instructions(self, table: OpTable) -> int:
-        """Instructions of one invoke(): the layers plus the call overhead per layer."""
-        key = f"tinyengine instructions {self.token}"
-        totals = per_run(table, f"tinyengine instructions sum {self.token}",
-                         lambda ops: sum(op_values(ops, key, self.layer_instructions)))
-        return sum(totals) + self.invoke_overhead(len(layer_facts(table.ops)))
-
-
-_TOKENS = itertools.count()
+    def invoked(self, table: OpTable) -> int:
+        return len(layer_facts(table.ops))
 
 
 @functools.lru_cache(maxsize=4)
