@@ -84,25 +84,27 @@ def predict(m: LatencyModel, p: dict) -> float:
     return m.cycles(p["terms"], p["family"], p["runtime"]) / (p["clock"] * 1e6) * 1e3
 
 
-def instruction_points(path: Path = CSV) -> dict[str, list[dict]]:
+def instruction_points(path: Path = CSV) -> tuple[dict[str, list[dict]], list[str]]:
     """The runtime=tflm points on boards with an instruction model (their core's class), by board: row,
     instructions, FC instructions, cycles and the bytes of weights CMSIS-NN's loops read (for the flash-term
-    check)."""
+    check); and the boards left out ("mcu (core)": no instruction model)."""
     from estimators.instructions import instruction_model_for
 
     with open(path) as f:
         rows = [r for r in csv.DictReader(f) if r["runtime"] == "tflm"]
     by_board: dict[str, list[dict]] = {}
+    unpriced = set()
     for r in rows:
         model = instruction_model_for(load_mcu(r["mcu"], ROOT / "conf" / "mcu"), "tflm")
         if model is None:
+            unpriced.add(f"{r['mcu']} ({r['core']})")
             continue
         table = table_of(reference_model(r["model"]))
         by_board.setdefault(r["mcu"], []).append(dict(
             row=r, model=model_key(r["model"]), n=model.graph_instructions(table),
             fc=fully_connected_instructions(model, table), weight_reads=weight_reads(table),
             cycles=float(r["latency_ms"]) * 1e-3 * float(r["clock_mhz"]) * 1e6))
-    return by_board
+    return by_board, sorted(unpriced)
 
 
 def weight_reads(table) -> int:
@@ -128,10 +130,7 @@ def _fit(pts: list[dict]) -> tuple[float, float | None]:
 def cpi_report(path: Path = CSV) -> dict[str, tuple[float, float | None]]:
     """Print each point's cycles per instruction, each board's fit and leave-one-out errors, the one-point
     calibration matrix and the flash-term check; return each board's (cycles_per_instruction, FC ratio)."""
-    by_board = instruction_points(path)
-    with open(path) as f:
-        skipped = sorted({f"{r['mcu']} ({r['core']})" for r in csv.DictReader(f) if r["runtime"] == "tflm"
-                          and r["mcu"] not in by_board})
+    by_board, skipped = instruction_points(path)
     print(f"{'mcu':10s} {'model':32s} {'instructions':>13s} {'FC share':>8s} {'meas ms':>8s} {'cyc/instr':>9s} "
           f"{'LOO ms':>8s} {'LOO err':>8s}")
     fitted, all_errs, conv_errs, e_errs = {}, [], [], []

@@ -1,3 +1,4 @@
+import functools
 import os
 import sys
 from pathlib import Path
@@ -62,6 +63,7 @@ def pytest_report_header(config):
 TARGET_MCU = "stm32f412"  # Cortex-M4F: mps2-an386
 
 
+@functools.lru_cache(maxsize=1)
 def target_benchmark():
     """benchmarks/instruction_model.py as a module: its search-space samples (SPACES, TEST_SEEDS, export_arch)
     are the held-out exported archs the target tests check."""
