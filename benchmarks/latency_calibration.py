@@ -11,6 +11,11 @@ The first tables are the instruction model's (runtime=tflm on DSP-class cores):
 * one-point calibration: each board calibrated on one model alone (one constant, as `tinynas calibrate` with one
   measurement), its error on each of the board's other models;
 * the flash-term check: cycles = a × instructions + s × weight bytes CMSIS-NN's loops read, fitted per board.
+A point's instructions are those of the runtime its setup itself ran where
+estimators/data/published_runtime_instructions.csv has them (benchmarks/published_runtime.py builds a
+submission's own TFLM + CMSIS-NN and counts it), else the pinned runtime's (the instruction model); the
+one-point matrix is printed again with the pinned runtime's counts for those boards, which shows what the
+runtime version alone moved.
 The last is the MAC-based model that still prices the other runtimes and cores.
 
 Residuals are relative (log latency), so a 10 ms and a 600 ms point weigh alike. The energy check multiplies
@@ -36,7 +41,8 @@ import yaml
 from scipy.optimize import least_squares
 
 from estimators.latency import (COEFFICIENTS, DATA_DIR, LatencyModel, core_families, core_family,
-                                fit_cycles_per_instruction, fully_connected_instructions, graph_terms)
+                                fit_cycles_per_instruction, fully_connected_instructions, graph_terms,
+                                published_runtime_instructions)
 from estimators.mcu import load_mcu
 from estimators.reference_models import model_key, reference_model
 from estimators.table import table_of
@@ -84,11 +90,14 @@ def predict(m: LatencyModel, p: dict) -> float:
     return m.cycles(p["terms"], p["family"], p["runtime"]) / (p["clock"] * 1e6) * 1e3
 
 
-def instruction_points(path: Path = CSV) -> tuple[dict[str, list[dict]], list[str]]:
+def instruction_points(path: Path = CSV, own_runtime: bool = True) -> tuple[dict[str, list[dict]], list[str]]:
     """The runtime=tflm points on boards with an instruction model (their core's class), by board: row,
-    instructions, FC instructions, cycles and the bytes of weights CMSIS-NN's loops read (for the flash-term
+    instructions, FC instructions (the setup's own runtime's where counted and ``own_runtime``, else the pinned
+    runtime's: ``counts`` says which), cycles and the bytes of weights CMSIS-NN's loops read (for the flash-term
     check); and the boards left out ("mcu (core)": no instruction model)."""
     from estimators.instructions import instruction_model_for
+
+    own = published_runtime_instructions() if own_runtime else {}
 
     with open(path) as f:
         rows = [r for r in csv.DictReader(f) if r["runtime"] == "tflm"]
@@ -100,9 +109,11 @@ def instruction_points(path: Path = CSV) -> tuple[dict[str, list[dict]], list[st
             unpriced.add(f"{r['mcu']} ({r['core']})")
             continue
         table = table_of(reference_model(r["model"]))
+        n, fc = own.get((r["mcu"], r["model"])) or (model.graph_instructions(table),
+                                                     fully_connected_instructions(model, table))
         by_board.setdefault(r["mcu"], []).append(dict(
-            row=r, model=model_key(r["model"]), n=model.graph_instructions(table),
-            fc=fully_connected_instructions(model, table), weight_reads=weight_reads(table),
+            row=r, model=model_key(r["model"]), n=n, fc=fc, weight_reads=weight_reads(table),
+            counts="own" if (r["mcu"], r["model"]) in own else "pinned",
             cycles=float(r["latency_ms"]) * 1e-3 * float(r["clock_mhz"]) * 1e6))
     return by_board, sorted(unpriced)
 
@@ -131,8 +142,8 @@ def cpi_report(path: Path = CSV) -> dict[str, tuple[float, float | None]]:
     """Print each point's cycles per instruction, each board's fit and leave-one-out errors, the one-point
     calibration matrix and the flash-term check; return each board's (cycles_per_instruction, FC ratio)."""
     by_board, skipped = instruction_points(path)
-    print(f"{'mcu':10s} {'model':32s} {'instructions':>13s} {'FC share':>8s} {'meas ms':>8s} {'cyc/instr':>9s} "
-          f"{'LOO ms':>8s} {'LOO err':>8s}")
+    print(f"{'mcu':10s} {'model':32s} {'instructions':>13s} {'counted':>7s} {'FC share':>8s} {'meas ms':>8s} "
+          f"{'cyc/instr':>9s} {'LOO ms':>8s} {'LOO err':>8s}")
     fitted, all_errs, conv_errs, e_errs = {}, [], [], []
     for board, pts in by_board.items():
         power = load_mcu(board, ROOT / "conf" / "mcu").active_power_mw
@@ -146,7 +157,7 @@ def cpi_report(path: Path = CSV) -> dict[str, tuple[float, float | None]]:
                 conv_errs.append(errs[-1])
             if p["row"]["energy_uj"]:
                 e_errs.append(loo_ms * power / float(p["row"]["energy_uj"]) - 1)  # ms × mW = µJ
-            print(f"{board:10s} {p['model']:32s} {p['n']:13,.0f} {p['fc'] / p['n']:8.1%} {meas:8.2f} "
+            print(f"{board:10s} {p['model']:32s} {p['n']:13,.0f} {p['counts']:>7s} {p['fc'] / p['n']:8.1%} {meas:8.2f} "
                   f"{p['cycles'] / p['n']:9.3f} {loo_ms:8.2f} {errs[-1]:+8.1%}")
         all_errs += errs
         cpi, ratio = fitted[board]
@@ -162,6 +173,11 @@ def cpi_report(path: Path = CSV) -> dict[str, tuple[float, float | None]]:
               f"mean |err| {np.mean(np.abs(e_errs)):.1%}, max {np.max(np.abs(e_errs)):.1%}")
     print()
     one_point_report(by_board)
+    own_boards = {b for b, pts in by_board.items() if any(p["counts"] == "own" for p in pts)}
+    if own_boards:
+        pinned, _ = instruction_points(path, own_runtime=False)
+        print("the same, with the pinned runtime's instructions on the boards whose own runtime was counted:")
+        one_point_report({b: pts for b, pts in pinned.items() if b in own_boards})
     flash_term_report(by_board)
     return fitted
 

@@ -42,6 +42,7 @@ from estimators.table import OpFacts, OpTable, op_values, per_op, per_run, table
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 COEFFICIENTS = DATA_DIR / "latency_coefficients.yaml"
+PUBLISHED_RUNTIME = DATA_DIR / "published_runtime_instructions.csv"
 FAMILIES = DATA_DIR / "core_families.yaml"
 
 FREE_KINDS = frozenset({"RESHAPE"})
@@ -170,6 +171,18 @@ def estimate_latency(graph: Graph, mcu: MCU, runtime: str, table: OpTable | None
 
 
 # -- instructions to cycles (runtime=tflm on DSP-class cores) ----------------------------------------------
+@functools.lru_cache(maxsize=2)
+def published_runtime_instructions(path: str | Path = PUBLISHED_RUNTIME) -> dict[tuple[str, str], tuple[int, int]]:
+    """Instructions of one Invoke, (all, FULLY_CONNECTED), of the runtime a published setup itself ran, by (mcu,
+    latency_calibration.csv model): what its latency was spent on, where it differs from the pinned runtime's
+    (benchmarks/published_runtime.py, which builds the submission's own TFLM + CMSIS-NN and emulates it)."""
+    import csv
+
+    with open(path) as f:
+        return {(r["mcu"], r["model"]): (int(r["instructions"]), int(r["fully_connected_instructions"]))
+                for r in csv.DictReader(f)}
+
+
 def fully_connected_instructions(model: InstructionModel, table: OpTable) -> int:
     """Instructions of ``table``'s FULLY_CONNECTED ops (remembered per run and op)."""
     key = _FC_KEYS.get(model.token) or _FC_KEYS.setdefault(model.token, f"fc instructions {model.token}")

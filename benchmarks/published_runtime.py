@@ -1,0 +1,241 @@
+"""Count the instructions of a published setup's own runtime: the TFLM + CMSIS-NN an MLPerf Tiny submission
+published beside its results, built for the board's core and run once per model in the emulator.
+
+    python benchmarks/published_runtime.py --results-repo PATH [--setup ra6m4] [--write]
+
+A board's published latencies disagree with one cycles-per-instruction constant partly because the submission
+ran an older runtime than the pinned one (other kernels, other loops), and partly because of the board's memory
+system. Counting the setup's own runtime separates the two: latency ÷ these counts is the board's rate for the
+code it really ran. `benchmarks/latency_calibration.py` fits each board's cycles_per_instruction on these counts
+where this file has them (estimators/data/published_runtime_instructions.csv, written by --write).
+
+PATH is a checkout of the results repository the setup names (e.g. mlcommons/tiny_results_v0.7), or its bare
+git directory (read with `git archive`). The runtime's sources are build inputs, like the pinned TFLM tree:
+nothing of them is copied into this project. Objects are cached under $TINYNAS_CACHE/published/.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)  # benchmarks/estimators.py would shadow the `estimators` package
+
+import argparse
+import csv
+import dataclasses
+import hashlib
+import os
+import re
+import subprocess
+import tempfile
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "estimators" / "data" / "published_runtime_instructions.csv"
+MAIN = Path(__file__).with_name("published_runtime_main_2021.cc")
+FIELDS = ("mcu", "model", "instructions", "fully_connected_instructions", "operators", "runtime", "build")
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """How a submission built its runtime, as far as its published project says, and where its models are."""
+
+    mcu: str                            # the MCU catalogue's name (conf/mcu)
+    repository: str                     # the results repository (GitHub owner/name)
+    code: str                           # the submission's project folder in it
+    sources: tuple[str, ...]            # globs under `code`: the runtime's .cc/.c files
+    exclude: tuple[str, ...]            # path substrings left out (apps, tests, host-only files)
+    includes: tuple[str, ...]           # include folders under `code`
+    arch: tuple[str, ...]               # -mcpu / FPU flags of the project
+    optimization: str                   # the project's optimization level
+    defines: tuple[str, ...]            # the project's preprocessor defines
+    cxxflags: tuple[str, ...]           # the project's C++ flags
+    models: dict[str, tuple[str, str]]  # calibration csv model -> (model source under `code`, its define)
+    model_symbol: str                   # the model array's name in those sources
+    ops: tuple[str, ...]                # MicroMutableOpResolver Add* calls of the project
+    arena_bytes: int
+    compat: tuple[str, ...] = ()        # what GCC 12's headers need that the project's compiler did not
+    note: str = ""
+
+
+SETUPS = {s.mcu: s for s in (
+    Setup(
+        mcu="ra6m4",
+        repository="mlcommons/tiny_results_v0.7",
+        code="closed/renesas/code/EK_RA6M4",
+        sources=("src/tensorflow/**/*.cc", "src/tensorflow/**/*.c", "src/third_party/**/*.cc",
+                 "src/tensorflow/lite/micro/tools/make/downloads/cmsis/CMSIS/NN/Source/**/*.c"),
+        exclude=("/examples/", "kernel_runner", "test_helpers", "recording_"),
+        includes=("src", "src/third_party/flatbuffers/include", "src/third_party/gemmlowp", "src/third_party/ruy",
+                  "src/tensorflow/lite/micro/tools/make/downloads/cmsis/CMSIS/NN/Include",
+                  "src/tensorflow/lite/micro/tools/make/downloads/cmsis/CMSIS/DSP/Include",
+                  "ra/arm/CMSIS_5/CMSIS/Core/Include"),
+        # .cproject, configuration Debug (the one its model define is set in; Release differs only in -O2)
+        arch=("-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"),
+        optimization="-O3",
+        defines=("-D_RENESAS_RA_",),  # no NDEBUG: TFLM's DCHECKs and profiler scopes stay, as on the board
+        cxxflags=("-std=c++11", "-fno-exceptions", "-fno-rtti", "-fno-threadsafe-statics", "-fno-use-cxa-atexit",
+                  "-fsigned-char", "-ffunction-sections", "-fdata-sections"),
+        models={"mlperf_kws_dscnn": ("src/tensorflow/lite/micro/examples/TFLite_model_KWS.cc", "EEMBCKWS"),
+                "mlperf_vww_mobilenetv1_0.25_96": ("src/tensorflow/lite/micro/examples/TFLite_model_vww.cc",
+                                                   "EEMBCVWW"),
+                "mlperf_ic_resnet8": ("src/tensorflow/lite/micro/examples/TFLite_model_IC.cc", "EEMBCIC"),
+                "mlperf_ad_fc_autoencoder": ("src/tensorflow/lite/micro/examples/TFLite_model_AD.cc", "EEMBCAD")},
+        model_symbol="tflite_model",
+        ops=("AddAdd", "AddAveragePool2D", "AddConv2D", "AddDepthwiseConv2D", "AddFullyConnected", "AddRelu",
+             "AddRelu6", "AddReshape", "AddSoftmax"),  # main_functions.cc's resolver
+        arena_bytes=200 * 1024,
+        compat=("-include", "limits", "-include", "cstdint"),
+        note="TFLM of 2021 with CMSIS_5's CMSIS-NN, e2 studio GCC project; here arm-none-eabi-gcc 12",
+    ),
+)}
+
+
+def extract(repo: Path, setup: Setup, dest: Path) -> tuple[Path, str]:
+    """The setup's project folder (from a checkout, or `git archive` of a git directory) and the commit."""
+    git = ["git", "-C", str(repo)]
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or "unknown"
+    if (repo / setup.code).is_dir():
+        return repo / setup.code, commit
+    if commit == "unknown":
+        raise SystemExit(f"--results-repo {repo}: neither a checkout holding {setup.code} nor a git directory")
+    archive = subprocess.run([*git, "archive", "HEAD", setup.code], capture_output=True)
+    if not archive.stdout:
+        raise SystemExit(f"--results-repo {repo}: git archive of {setup.code} failed: {archive.stderr.decode()[-300:]}")
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest / setup.code, commit
+
+
+def sources(code: Path, setup: Setup) -> list[Path]:
+    files = {p for pattern in setup.sources for p in code.glob(pattern)}
+    return sorted(p for p in files if not any(x in str(p.relative_to(code)) for x in setup.exclude))
+
+
+def compile_flags(code: Path, setup: Setup) -> tuple[list[str], list[str]]:
+    common = [*setup.arch, setup.optimization, *setup.defines, *(f"-I{code / i}" for i in setup.includes)]
+    return (["arm-none-eabi-g++", *common, *setup.cxxflags, *setup.compat],
+            ["arm-none-eabi-gcc", *common, "-std=gnu11", "-fsigned-char", "-ffunction-sections", "-fdata-sections"])
+
+
+def build_runtime(code: Path, setup: Setup, objdir: Path) -> list[Path]:
+    """Compile the runtime's files (two at a time, cached by the flags); the objects."""
+    cxx, cc = compile_flags(code, setup)
+    objs, running = [], []
+    for src in sources(code, setup):
+        obj = objdir / (str(src.relative_to(code)).replace("/", "_") + ".o")
+        objs.append(obj)
+        if obj.is_file():
+            continue
+        running.append(subprocess.Popen([*(cxx if src.suffix == ".cc" else cc), "-w", "-c", str(src), "-o", str(obj)],
+                                        stderr=subprocess.PIPE, text=True))
+        while len(running) >= 2:
+            _wait(running.pop(0))
+    for proc in running:
+        _wait(proc)
+    return objs
+
+
+def _wait(proc: subprocess.Popen) -> None:
+    if proc.wait() != 0:
+        raise SystemExit(f"compile failed: {' '.join(proc.args[-3:])}\n{proc.stderr.read()[-2000:]}")
+
+
+def firmware(code: Path, setup: Setup, model: str, runtime: list[Path], objdir: Path) -> Path:
+    from tinynas.target.build import DATA, core_for
+    from estimators.mcu import load_mcu
+
+    core = core_for(load_mcu(setup.mcu, ROOT / "conf" / "mcu").core)
+    cxx, _ = compile_flags(code, setup)
+    src, define = setup.models[model]
+    main_o, model_o = objdir / f"main_{model}.o", objdir / f"model_{model}.o"
+    ops = "".join(f"resolver.{op}();" for op in setup.ops)
+    subprocess.run([*cxx, f"-DPUBLISHED_RUNTIME_MODEL={setup.model_symbol}", f"-DPUBLISHED_RUNTIME_OPS={ops}",
+                    f"-DPUBLISHED_RUNTIME_ARENA={setup.arena_bytes}", "-c", str(MAIN), "-o", str(main_o)], check=True)
+    subprocess.run([*cxx, f"-D{define}", "-c", str(code / src), "-o", str(model_o)], check=True)
+    startup = objdir / "startup.o"
+    subprocess.run(["arm-none-eabi-gcc", *setup.arch, "-O2", "-c", str(DATA / "startup.c"), "-o", str(startup)],
+                   check=True)
+    elf = objdir / f"{model}.elf"
+    subprocess.run(["arm-none-eabi-g++", *setup.arch, "--specs=rdimon.specs", "-T", str(DATA / core.linker_script),
+                    f"-L{DATA}", "-Wl,--gc-sections", "-o", str(elf), str(startup), str(main_o), str(model_o),
+                    *map(str, runtime), "-lm"], check=True)
+    return elf
+
+
+def operator_kinds(code: Path, setup: Setup, model: str) -> list[str]:
+    """The model's operators in execution order, read from the C array of its model source."""
+    from estimators.tflite_reader import read_tflite
+
+    text = (code / setup.models[model][0]).read_text(errors="replace")
+    body = text[text.index("{", text.index(setup.model_symbol)) + 1:]
+    data = bytes(int(x, 16) for x in re.findall(r"0x([0-9a-fA-F]{1,2})\b", body[:body.index("}")]))
+    with tempfile.NamedTemporaryFile(suffix=".tflite") as f:
+        f.write(data)
+        f.flush()
+        return [op.kind for op in read_tflite(f.name).ops]
+
+
+def count(repo: Path, setup: Setup) -> list[dict]:
+    from tinynas.target import emulate
+    from tinynas.target.build import core_for
+    from tinynas.target.sources import cache_dir
+    from estimators.mcu import load_mcu
+
+    board = core_for(load_mcu(setup.mcu, ROOT / "conf" / "mcu").core).board
+    with tempfile.TemporaryDirectory(prefix="tinynas-published-") as tmp:
+        code, commit = extract(repo, setup, Path(tmp))
+        cxx, cc = compile_flags(code, setup)
+        key = hashlib.sha256(repr((commit, setup, cxx, cc)).encode()).hexdigest()[:16]
+        objdir = cache_dir() / "published" / f"{setup.mcu}-{key}"
+        objdir.mkdir(parents=True, exist_ok=True)
+        runtime = build_runtime(code, setup, objdir)
+        rows = []
+        for model in setup.models:
+            run = emulate.run(firmware(code, setup, model, runtime, objdir), board, cache_dir())
+            kinds = operator_kinds(code, setup, model)
+            if len(kinds) != len(run.per_op):
+                raise SystemExit(f"{setup.mcu} {model}: {len(run.per_op)} operators ran, the model has {len(kinds)}")
+            fc = sum(n for n, k in zip(run.per_op, kinds) if k == "FULLY_CONNECTED")
+            rows.append(dict(mcu=setup.mcu, model=model, instructions=run.instructions,
+                             fully_connected_instructions=fc, operators=len(kinds),
+                             runtime=f"{setup.repository}@{commit[:7]} {setup.code}",
+                             build=" ".join(["arm-none-eabi-gcc " + _gcc_version(), *setup.arch, setup.optimization,
+                                             *setup.defines])))
+            print(f"{setup.mcu:8s} {model:32s} {run.instructions:12,d} instructions, {len(kinds)} operators, "
+                  f"FC {fc / run.instructions:.1%}", flush=True)
+    return rows
+
+
+def _gcc_version() -> str:
+    out = subprocess.run(["arm-none-eabi-gcc", "-dumpversion"], capture_output=True, text=True).stdout.strip()
+    return out or "?"
+
+
+def write(rows: list[dict]) -> None:
+    """Replace the rows of the counted boards in the data file, keep the others."""
+    kept = []
+    if OUT.is_file():
+        with open(OUT) as f:
+            kept = [r for r in csv.DictReader(f) if r["mcu"] not in {r["mcu"] for r in rows}]
+    with open(OUT, "w", newline="") as f:
+        w = csv.DictWriter(f, FIELDS)
+        w.writeheader()
+        w.writerows(sorted(kept + rows, key=lambda r: (r["mcu"], r["model"])))
+    print(f"wrote {OUT.relative_to(ROOT)}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--results-repo", type=Path, required=True,
+                    help="checkout (or git directory) of the results repository the setup names")
+    ap.add_argument("--setup", choices=sorted(SETUPS), nargs="+", default=sorted(SETUPS))
+    ap.add_argument("--write", action="store_true", help=f"write {OUT.relative_to(ROOT)}")
+    args = ap.parse_args()
+    rows = [row for name in args.setup for row in count(args.results_repo, SETUPS[name])]
+    if args.write:
+        write(rows)
+
+
+if __name__ == "__main__":
+    main()
