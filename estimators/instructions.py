@@ -8,8 +8,8 @@ Instructions are the dot product of those counts with the variant's fitted coeff
 that ISA): DSP (Cortex-M4/M7/M33, ``data/instruction_model.yaml``), ARMv6-M (M0/M0+, ``..._armv6m.yaml``) and
 MVE (M55/M85, ``..._mve.yaml``), each written by ``benchmarks/instruction_model.py`` from emulated exported archs,
 with the TFLM / CMSIS-NN commits, compiler and flags it holds for. A core whose own build departs from its class's
-(the same kernels, scheduled and selected by GCC for its ``-mcpu``: the Cortex-M7) has a model of its own, same
-form, fitted on its own firmware (``..._cortex-m7.yaml``), used where it ships. Counts include TFLM's profiler hook around each
+(the same kernels, scheduled and selected by GCC for its ``-mcpu``: the Cortex-M7 and M33) has a model of its own,
+same form, fitted on its own firmware (``..._cortex-m7.yaml``, ``..._cortex-m33.yaml``), used where it ships. Counts include TFLM's profiler hook around each
 op (about 20 instructions), as the firmware that measured them does.
 """
 

@@ -83,8 +83,8 @@ def test_cores_and_runtimes_without_an_instruction_model_keep_the_mac_model():
 
 
 def test_a_core_with_its_own_model_is_priced_by_it_and_the_others_by_their_class():
-    """The Cortex-M7 boards by the M7's own model (fitted on M7 firmware); the M4 and the cores without a model of
-    their own by their class's."""
+    """The Cortex-M7 and M33 boards by their core's own model (fitted on its firmware); the M4 and the cores without
+    a model of their own by their class's."""
     from estimators.instructions import CORE_MODEL_FILES, instruction_model_for, load_instruction_model
 
     graph = reference_model("mlperf_vww_mobilenetv1_0.25_96")
@@ -95,6 +95,9 @@ def test_a_core_with_its_own_model_is_priced_by_it_and_the_others_by_their_class
         assert instruction_model_for(mcu, "tflm") is m7
         assert estimate(graph, mcu, "tflm").instructions == m7.graph_instructions(table_of(graph)) \
             == estimate_instructions(graph, "dsp", "cortex-m7") != estimate_instructions(graph, "dsp")
+    m33 = load_instruction_model(CORE_MODEL_FILES["cortex-m33"])
+    assert m33.meta["core"] == "cortex-m33" and "mps2-an505" in m33.meta["board"]
+    assert instruction_model_for(load_mcu("ra6m4", MCU_DIR), "tflm") is m33
     for board in ("stm32f412", "stm32l4r5"):  # Cortex-M4F: the class's model, fitted on the M4
         model = instruction_model_for(load_mcu(board, MCU_DIR), "tflm")
         assert "core" not in model.meta and model.isa == "dsp" and "mps2-an386" in model.meta["board"]
@@ -253,11 +256,11 @@ def test_search_space_irs_are_priced_like_their_exported_firmware(space_exports,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model_of", ["armv6m", "mve", "cortex-m7"])
+@pytest.mark.parametrize("model_of", ["armv6m", "mve", "cortex-m7", "cortex-m33"])
 def test_class_and_core_models_match_their_emulated_firmware(mlperf_tiny, space_exports, firmware_report, model_of):
     """The ARMv6-M model against Cortex-M0+ firmware (mps2-an385), the MVE model against Cortex-M55 firmware
-    (mps3-an547, Helium kernels), the Cortex-M7's own model against M7 firmware (mps2-an500: the M4's kernels as
-    GCC builds them for the M7, up to 1.1% apart from the M4's counts), on the same held-out archs and references
+    (mps3-an547, Helium kernels), the Cortex-M7's and M33's own models against their firmware (mps2-an500,
+    mps2-an505: the M4's kernels as GCC builds them for that core, up to 1.2% apart from the M4's counts), on the same held-out archs and references
     as the DSP class; each priced by the model its board's estimates use."""
     from estimators.instructions import instruction_model_for
     from estimators.tflite_reader import read_tflite
