@@ -4,10 +4,13 @@
     python benchmarks/instruction_model.py             # fit on the samples, report, write instruction_model.yaml
     python benchmarks/instruction_model.py --held-out  # the shipped model on archs of seeds it was not fitted on
     python benchmarks/instruction_model.py --class mve --emulate   # the same for another class (armv6m, mve)
+    python benchmarks/instruction_model.py --core cortex-m7 --emulate   # a core whose build departs from its class's
 
 Ground truth: ``tinynas.target`` (TFLM + CMSIS-NN built with TFLM's Makefile for the class's core, run in
 qemu-system-arm with the instruction-counting plugin): the DSP class on cortex-m4 (mps2-an386), ARMv6-M on
-cortex-m0plus (mps2-an385), MVE on cortex-m55 (mps3-an547). Each sample is one op of an exported arch
+cortex-m0plus (mps2-an385), MVE on cortex-m55 (mps3-an547). A core of the DSP class whose own build departs from
+the M4's (GCC schedules and selects for its ``-mcpu``: the M7 on mps2-an500, the M33 on mps2-an505) gets a model of its own, same form,
+fitted on the same archs emulated on its firmware (``--core``). Each sample is one op of an exported arch
 (its facts as the estimators read them from the .tflite, and its emulated instructions); each model adds one
 row of Invoke overhead (Invoke minus the sum of its op spans). The MLPerf Tiny reference models
 (tests/tflite_models.py) are emulated too and take part in the fit. The fit is per op variant
@@ -35,8 +38,9 @@ import time
 import numpy as np
 import yaml
 
-from estimators.instructions import (DATA_DIR, ELEMENTWISE, MODEL_FILES, ROW_FIELDS, WINDOWED, InstructionModel,
-                                     facts_from_row, facts_row, fit_groups, generic_features, op_features)
+from estimators.instructions import (CORE_MODEL_FILES, DATA_DIR, ELEMENTWISE, MODEL_FILES, ROW_FIELDS, WINDOWED,
+                                     InstructionModel, facts_from_row, facts_row, fit_groups, generic_features,
+                                     op_features)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "third_party"
@@ -44,10 +48,14 @@ SHARED = ROOT.parent / "shared" / "third_party"
 BOARDS = {"dsp": "stm32f412",    # Cortex-M4F, mps2-an386
           "armv6m": "stm32g0b1",  # Cortex-M0+, mps2-an385
           "mve": "ra8d1"}         # Cortex-M85: Cortex-M55 code (Armv8.1-M + MVE), mps3-an547
+# Per core with a model of its own (estimators.instructions.CORE_MODEL_FILES): the catalogue board emulated.
+CORE_BOARDS = {"cortex-m7": "stm32f746",   # mps2-an500
+               "cortex-m33": "ra6m4"}      # mps2-an505
 
 
-def samples_path(isa: str) -> Path:
-    return DATA_DIR / ("instruction_samples.csv" if isa == "dsp" else f"instruction_samples_{isa}.csv")
+def samples_path(target: str) -> Path:
+    """The sample CSV of an instruction class or a core (``cortex-m7``)."""
+    return DATA_DIR / ("instruction_samples.csv" if target == "dsp" else f"instruction_samples_{target}.csv")
 
 # Search spaces narrowed to sizes that export and emulate in seconds; every layer kind of each space remains.
 SPACES = {
@@ -124,13 +132,13 @@ def trained_like(model, seed: int):
     return model
 
 
-def emulate(tflite: Path, src, isa: str = "dsp") -> dict:
-    """The firmware report of ``tflite`` on the emulated core of instruction class ``isa``."""
+def emulate(tflite: Path, src, board: str = BOARDS["dsp"]) -> dict:
+    """The firmware report of ``tflite`` on the emulated core of catalogue board ``board``."""
     from estimators import load_mcu
     from tinynas.paths import MCU_DIR
     from tinynas.target.firmware import run_firmware
 
-    return run_firmware(tflite, load_mcu(BOARDS[isa], MCU_DIR), src)
+    return run_firmware(tflite, load_mcu(board, MCU_DIR), src)
 
 
 def sample_rows(name: str, tflite: Path, report: dict) -> list[dict]:
@@ -150,14 +158,14 @@ def sample_rows(name: str, tflite: Path, report: dict) -> list[dict]:
 
 
 def run_emulation(work: Path, seeds=FIT_SEEDS, spaces=tuple(SPACES), out: Path | None = None,
-                  isa: str = "dsp") -> list[dict]:
+                  board: str = BOARDS["dsp"]) -> list[dict]:
     src = sources()
     rows = []
     for space_name in spaces:
         for seed in seeds:
             t0 = time.monotonic()
             tflite = export_arch(space_name, seed, work)
-            report = emulate(tflite, src, isa)
+            report = emulate(tflite, src, board)
             rows += sample_rows(f"{space_name}-{seed}", tflite, report)
             if out is not None:
                 write_samples(rows, out)  # after every model: an interrupted run keeps what it measured
@@ -166,7 +174,7 @@ def run_emulation(work: Path, seeds=FIT_SEEDS, spaces=tuple(SPACES), out: Path |
     return rows
 
 
-def emulate_references(work: Path, isa: str = "dsp") -> list[dict]:
+def emulate_references(work: Path, board: str = BOARDS["dsp"]) -> list[dict]:
     """Rows of the MLPerf Tiny reference models (tests/tflite_models.py builds them with Keras)."""
     sys.path.insert(0, str(ROOT))
     from tests.tflite_models import build_mlperf_tiny
@@ -174,7 +182,7 @@ def emulate_references(work: Path, isa: str = "dsp") -> list[dict]:
     src = sources()
     rows = []
     for name, tflite in build_mlperf_tiny(work / "mlperf_tiny").items():
-        report = emulate(tflite, src, isa)
+        report = emulate(tflite, src, board)
         rows += sample_rows(f"mlperf-{name}", tflite, report)
         print(f"mlperf-{name}: {len(report['per_op'])} ops, {report['instructions']:,} instructions", file=sys.stderr)
     return rows
@@ -193,7 +201,7 @@ def read_samples(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def provenance(src, isa: str = "dsp") -> dict:
+def provenance(src, board: str = BOARDS["dsp"]) -> dict:
     def head(repo: Path) -> str:
         """The checkout's commit: git, else the snapshot table of a third_party README beside it."""
         out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True)
@@ -213,7 +221,7 @@ def provenance(src, isa: str = "dsp") -> dict:
     from estimators import load_mcu
     from tinynas.paths import MCU_DIR
 
-    core = core_for(load_mcu(BOARDS[isa], MCU_DIR).core)
+    core = core_for(load_mcu(board, MCU_DIR).core)
     flags = Tree(src, core).flags()
     return {"tflm_commit": head(src.root), "cmsis_nn_commit": head(src.downloads / "cmsis_nn"),
             "compiler": tool_version("arm-none-eabi-gcc"), "emulator": tool_version("qemu-system-arm"),
@@ -245,36 +253,64 @@ def model_errors(model: InstructionModel, rows: list[dict]) -> dict[str, tuple[i
     return {m: (t, p / t - 1) for m, (t, p) in model.sample_totals(rows).items()}
 
 
+def print_errors(errs: dict[str, dict[str, tuple[int, float]]], fitted: dict[str, set[str]]) -> None:
+    """One line per emulated model: its instructions and each model's error (``*``: in that model's fit); then
+    each model's median and max |error| over the models it was not fitted on."""
+    names = list(errs)
+    models = sorted({m for e in errs.values() for m in e})
+    for m in models:
+        row = "  ".join(f"{n} {100 * errs[n][m][1]:+6.2f}%{'*' if m in fitted[n] else ' '}" for n in names)
+        print(f"{m:<24} {errs[names[0]][m][0]:>14,} instructions  {row}")
+    for n in names:
+        out = [abs(e) for m, (_, e) in errs[n].items() if m not in fitted[n]]
+        if out:
+            print(f"{n}: held out ({len(out)} models) median |error| {100 * np.median(out):.2f}%, "
+                  f"max {100 * max(out):.2f}%")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--class", dest="isa", choices=sorted(BOARDS), default="dsp",
                     help="instruction class: dsp (Cortex-M4/M7/M33), armv6m (M0/M0+), mve (M55/M85)")
+    ap.add_argument("--core", choices=sorted(CORE_BOARDS), default=None,
+                    help="a DSP-class core with a model of its own, emulated on its own build (instead of --class)")
     ap.add_argument("--emulate", action="store_true", help="export and emulate the sample archs first")
     ap.add_argument("--work", default=None, help="folder for the exports (default: $TINYNAS_CACHE/instruction_model)")
     ap.add_argument("--no-write", action="store_true", help="report only; do not write the model YAML")
     ap.add_argument("--held-out", action="store_true",
-                    help="only emulate the held-out seeds (TEST_SEEDS) and report the shipped model's error on them")
+                    help="only emulate the held-out seeds (TEST_SEEDS) and the MLPerf Tiny references, and report "
+                         "the shipped model's error on them (with --core: the class's model's too)")
     args = ap.parse_args()
-    isa, samples, model_yaml = args.isa, samples_path(args.isa), MODEL_FILES[args.isa]
+    if args.core:
+        isa, board, target = "dsp", CORE_BOARDS[args.core], args.core
+        model_yaml = CORE_MODEL_FILES[args.core]
+    else:
+        isa, board, target, model_yaml = args.isa, BOARDS[args.isa], args.isa, MODEL_FILES[args.isa]
+    samples = samples_path(target)
     src = sources()
     if args.emulate or args.held_out:
         from tinynas.target.sources import cache_dir
 
         work = Path(args.work) if args.work else cache_dir() / "instruction_model"
     if args.held_out:
-        errs = model_errors(InstructionModel.from_yaml(model_yaml), run_emulation(work, seeds=TEST_SEEDS, isa=isa))
-        for m, (total, e) in sorted(errs.items()):
-            print(f"{m:<24} {total:>14,} instructions  model {100 * e:+6.2f}%")
-        print(f"held out: median |error| {100 * np.median([abs(e) for _, e in errs.values()]):.2f}%, "
-              f"max {100 * max(abs(e) for _, e in errs.values()):.2f}%")
+        rows = run_emulation(work, seeds=TEST_SEEDS, board=board) + emulate_references(work, board)
+        shipped = {f"{isa} model": MODEL_FILES[isa]} if args.core else {}
+        if model_yaml.is_file():
+            shipped[f"{target} model"] = model_yaml
+        models = {name: InstructionModel.from_yaml(path) for name, path in shipped.items()}
+        print(f"emulated on {board}; * = in that model's fit")
+        print_errors({n: model_errors(m, rows) for n, m in models.items()},
+                     {n: set(m.meta.get("fitted_on", ())) if m.meta.get("board") == provenance(src, board)["board"]
+                      else set() for n, m in models.items()})
         return
     if args.emulate:
-        rows = run_emulation(work, out=samples, isa=isa)
-        write_samples(rows + emulate_references(work, isa), samples)
+        rows = run_emulation(work, out=samples, board=board)
+        write_samples(rows + emulate_references(work, board), samples)
     rows = read_samples(samples)
     coefs = fit(rows, isa)
     doc = {"generated_by": "benchmarks/instruction_model.py", "generated_at": datetime.date.today().isoformat(),
-           "isa": isa, "fitted_on": sorted({r["model"] for r in rows}), **provenance(src, isa),
+           "isa": isa, **({"core": args.core} if args.core else {}), "fitted_on": sorted({r["model"] for r in rows}),
+           **provenance(src, board),
            "features": "estimators/instructions.py op_features (order of each variant's coefficients)",
            "coefficients": {k: [float(c) for c in v] for k, v in coefs.items()}}
     model = InstructionModel.from_dict(doc)

@@ -7,7 +7,9 @@ Instructions are the dot product of those counts with the variant's fitted coeff
 ``INVOKE`` (a constant plus a cost per op). One model per instruction class (the kernels CMSIS-NN compiles for
 that ISA): DSP (Cortex-M4/M7/M33, ``data/instruction_model.yaml``), ARMv6-M (M0/M0+, ``..._armv6m.yaml``) and
 MVE (M55/M85, ``..._mve.yaml``), each written by ``benchmarks/instruction_model.py`` from emulated exported archs,
-with the TFLM / CMSIS-NN commits, compiler and flags it holds for. Counts include TFLM's profiler hook around each
+with the TFLM / CMSIS-NN commits, compiler and flags it holds for. A core whose own build departs from its class's
+(the same kernels, scheduled and selected by GCC for its ``-mcpu``: the Cortex-M7 and M33) has a model of its own,
+same form, fitted on its own firmware (``..._cortex-m7.yaml``, ``..._cortex-m33.yaml``), used where it ships. Counts include TFLM's profiler hook around each
 op (about 20 instructions), as the firmware that measured them does.
 """
 
@@ -32,6 +34,8 @@ MODEL_YAML = DATA_DIR / "instruction_model.yaml"
 # One model per instruction class (``MCU.instruction_class``): the kernels CMSIS-NN compiles for that ISA.
 MODEL_FILES = {"dsp": MODEL_YAML, "armv6m": DATA_DIR / "instruction_model_armv6m.yaml",
                "mve": DATA_DIR / "instruction_model_mve.yaml"}
+# Per core (``MCU.core``), where its own build's counts depart from its class's model: used when the file ships.
+CORE_MODEL_FILES = {core: DATA_DIR / f"instruction_model_{core}.yaml" for core in ("cortex-m7", "cortex-m33")}
 ROW_FIELDS = ("kind", "in_shape", "out_shape", "out_numel", "macs", "params", "out_channels", "in_dtype",
               "aux_numel", "kernel", "stride", "padding", "depth_multiplier")
 ELEMENTWISE = "OTHER"  # op kinds without a variant of their own
@@ -341,8 +345,8 @@ def load_instruction_model(path: str | Path = MODEL_YAML) -> InstructionModel:
 
 
 def instruction_model_for(mcu: MCU, runtime: str):
-    """The instruction model that prices ``runtime`` on ``mcu``'s core: TFLM + CMSIS-NN's model of the core's
-    ``instruction_class`` (ARMv6-M, DSP or MVE) for ``tflm``; TinyEngine's
+    """The instruction model that prices ``runtime`` on ``mcu``'s core: TFLM + CMSIS-NN's model of the core itself
+    where one ships (:data:`CORE_MODEL_FILES`), else of its ``instruction_class`` (ARMv6-M, DSP or MVE) for ``tflm``; TinyEngine's
     (:mod:`estimators.tinyengine_instructions`, fitted on its ARMv7E-M code) for ``tinyengine`` and ``analytic``
     (MCUNet's accounting, whose published latencies are TinyEngine's) on DSP-class cores; None elsewhere
     (``tflm-reference``, other cores)."""
@@ -355,7 +359,7 @@ def instruction_model_for(mcu: MCU, runtime: str):
         return load_tinyengine_model()
     if runtime != "tflm" or isa is None:
         return None
-    return _class_model(isa)
+    return _core_model(mcu.core, isa)
 
 
 @functools.lru_cache(maxsize=None)
@@ -364,7 +368,17 @@ def _class_model(isa: str) -> InstructionModel:
     return load_instruction_model(MODEL_FILES[isa])
 
 
-def estimate_instructions(graph: Graph, isa: str = "dsp") -> int:
+@functools.lru_cache(maxsize=None)
+def _core_model(core: str, isa: str) -> InstructionModel:
+    """The shipped model of ``core`` (e.g. 'cortex-m7', 'cortex-m0plus (x2)') where one ships, else of its class
+    ``isa`` (remembered per core: one dictionary look-up per estimate)."""
+    path = CORE_MODEL_FILES.get(core.split()[0])
+    return load_instruction_model(path) if path is not None and path.is_file() else _class_model(isa)
+
+
+def estimate_instructions(graph: Graph, isa: str = "dsp", core: str | None = None) -> int:
     """Instructions of one Invoke of ``graph`` under TFLM + CMSIS-NN on a core of class ``isa``: 'dsp'
-    (Cortex-M4/M7/M33), 'armv6m' (M0/M0+) or 'mve' (M55/M85)."""
-    return _class_model(isa).graph_instructions(table_of(graph))
+    (Cortex-M4/M7/M33), 'armv6m' (M0/M0+) or 'mve' (M55/M85); with ``core`` ('cortex-m7'), that core's own
+    model where one ships."""
+    model = _core_model(core, isa) if core else _class_model(isa)
+    return model.graph_instructions(table_of(graph))

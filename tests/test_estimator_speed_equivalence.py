@@ -26,7 +26,7 @@ from estimators import estimate, load_mcu
 from estimators import builder as builder_module
 from estimators.flash import flash_terms, output_patterns, runtime_code_bytes, tflite_bytes
 from estimators.ir import Op, Tensor, make_tensor
-from estimators.instructions import load_instruction_model
+from estimators.instructions import instruction_model_for
 from estimators.latency import core_family, load_latency_model
 from estimators.macs import op_macs, op_params
 from estimators.table import OpTable, op_facts
@@ -111,7 +111,7 @@ def test_sram_matches_the_plain_rules(graphs, board, runtime):
 @pytest.mark.parametrize("board", BOARDS)
 def test_flash_latency_and_macs_match_op_by_op_sums(graphs, board):
     mcu = load_mcu(board, ROOT / "conf" / "mcu")
-    latency, instructions = load_latency_model(), load_instruction_model()
+    latency, instructions = load_latency_model(), instruction_model_for(mcu, "tflm")
     family = core_family(mcu.core) if mcu.clock_mhz > 0 else None
     for graph in graphs:
         est = estimate(graph, mcu, "tflm")
