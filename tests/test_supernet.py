@@ -188,6 +188,18 @@ def test_progressive_phases_split_the_epochs_and_unlock_kernel_depth_expand_then
         SupernetConfig.from_cfg({"progressive": True, "epochs": 3})
 
 
+def test_last_phase_epochs_sets_the_width_phase_and_the_earlier_phases_share_the_rest():
+    cfg = SupernetConfig.from_cfg({"progressive": True, "largest_epochs": 2, "epochs": 9, "last_phase_epochs": 4})
+    phases = cfg.phases()
+    assert [n for _, n in phases] == [2, 1, 2, 2, 4] and sum(n for _, n in phases) == cfg.total_epochs
+    assert sorted(phases[-1][0]) == ["depth", "expand", "kernel", "resolution", "width"]
+    for bad in ({"progressive": True, "epochs": 8, "last_phase_epochs": 6},
+                {"progressive": True, "epochs": 8, "last_phase_epochs": 0},
+                {"progressive": False, "epochs": 8, "last_phase_epochs": 2}):
+        with pytest.raises(ConfigError, match=r"last_phase_epochs=\d needs evaluator.progressive=true and must be"):
+            SupernetConfig.from_cfg(bad)
+
+
 def test_progressive_training_samples_only_the_unlocked_dimensions(digits, monkeypatch):
     """Every arch the training runs, per epoch: the largest (teacher), else it differs from the largest only in the
     phase's unlocked dimensions, and over the phase each of them does vary."""

@@ -5,7 +5,8 @@ Phase 2 (``epochs``): per batch the largest arch (at the highest resolution, cro
 ``subnets_per_batch`` random archs (each at its own resolution); the losses are summed into one optimiser step
 (BigNAS's sandwich rule). With ``progressive`` (Once-for-All's progressive shrinking) phase 2's epochs are split
 over four phases that unlock one elastic dimension after another — kernel, then depth, then expand ratio, then
-width and resolution (:data:`PROGRESSIVE_PHASES`; the remainder of ``epochs / 4`` goes to the last phases) — and
+width and resolution (:data:`PROGRESSIVE_PHASES`; the remainder of ``epochs / 4`` goes to the last phases, or
+``last_phase_epochs`` go to the last and the earlier three share the rest the same way) — and
 the smallest and random archs of a phase vary only in the dimensions unlocked so far, the others at their
 maximum (:func:`batch_archs`). Each phase follows its own cosine learning-rate schedule. (Extending a finished
 progressive checkpoint with more ``epochs`` re-splits the phases: training continues in whichever phases the new
@@ -58,7 +59,7 @@ log = logging.getLogger("tinynas.supernet")
 PROGRESSIVE_PHASES = (("kernel",), ("depth",), ("expand",), ("width", "resolution"))
 
 # Options that only say how long to train or how to score: changing them keeps (extends) the checkpoint.
-_NOT_IN_HASH = ("largest_epochs", "epochs", "bn_calibration_samples", "supernets", "finetune_steps", "finetune_lr", "predictor",
+_NOT_IN_HASH = ("largest_epochs", "epochs", "last_phase_epochs", "bn_calibration_samples", "supernets", "finetune_steps", "finetune_lr", "predictor",
                 "predictor_archs")
 
 
@@ -76,6 +77,7 @@ class SupernetConfig:
     distill: bool = True
     kd_ratio: float = 1.0
     progressive: bool = False  # conf/evaluator/supernet.yaml turns it on (it needs epochs ≥ 4)
+    last_phase_epochs: int | None = None  # progressive: epochs of the width + resolution phase (None: an even split)
     max_train_samples: int | None = None
     bn_calibration_samples: int = 500
     supernets: int = 1
@@ -108,6 +110,11 @@ class SupernetConfig:
         if c.progressive and 0 < c.epochs < len(PROGRESSIVE_PHASES):
             raise ConfigError(f"evaluator.epochs={c.epochs} is too few for evaluator.progressive=true: it needs "
                               f"≥ {len(PROGRESSIVE_PHASES)} (one per phase: kernel, depth, expand, width) or 0")
+        if c.last_phase_epochs is not None:
+            most = c.epochs - len(PROGRESSIVE_PHASES) + 1
+            if not c.progressive or not 1 <= c.last_phase_epochs <= most:
+                raise ConfigError(f"evaluator.last_phase_epochs={c.last_phase_epochs} needs evaluator.progressive=true "
+                                  f"and must be in 1..{most} (evaluator.epochs={c.epochs} less one per earlier phase)")
         return c
 
     @property
@@ -120,11 +127,16 @@ class SupernetConfig:
         if not self.progressive:
             return [(frozenset(), self.largest_epochs), (frozenset(ELASTIC_DIMENSIONS), self.epochs)]
         n = len(PROGRESSIVE_PHASES)
-        base, extra = divmod(self.epochs, n)
+        if self.last_phase_epochs is None:
+            base, extra = divmod(self.epochs, n)
+            lengths = [base + (i >= n - extra) for i in range(n)]
+        else:  # the earlier phases share what the last one leaves, evenly
+            base, extra = divmod(self.epochs - self.last_phase_epochs, n - 1)
+            lengths = [base + (i >= n - 1 - extra) for i in range(n - 1)] + [self.last_phase_epochs]
         out, unlocked = [(frozenset(), self.largest_epochs)], frozenset()
-        for i, dims in enumerate(PROGRESSIVE_PHASES):
+        for dims, length in zip(PROGRESSIVE_PHASES, lengths):
             unlocked = unlocked | set(dims)
-            out.append((unlocked, base + (i >= n - extra)))
+            out.append((unlocked, length))
         return out
 
     def phase_of(self, epoch: int) -> tuple[frozenset[str], int, int]:
