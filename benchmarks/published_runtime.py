@@ -33,7 +33,7 @@ import tempfile
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "estimators" / "data" / "published_runtime_instructions.csv"
-MAIN = Path(__file__).with_name("published_runtime_main_2021.cc")
+MAIN = Path(__file__).with_name("published_runtime_main.cc")
 FIELDS = ("mcu", "model", "instructions", "fully_connected_instructions", "operators", "runtime", "build")
 
 
@@ -44,26 +44,33 @@ class Setup:
     mcu: str                            # the MCU catalogue's name (conf/mcu)
     repository: str                     # the results repository (GitHub owner/name)
     code: str                           # the submission's project folder in it
+    folders: tuple[str, ...]            # what to take from `code` (its runtime, headers, models)
     sources: tuple[str, ...]            # globs under `code`: the runtime's .cc/.c files
     exclude: tuple[str, ...]            # path substrings left out (apps, tests, host-only files)
     includes: tuple[str, ...]           # include folders under `code`
     arch: tuple[str, ...]               # -mcpu / FPU flags of the project
     optimization: str                   # the project's optimization level
     defines: tuple[str, ...]            # the project's preprocessor defines
+    cflags: tuple[str, ...]             # the project's C flags
     cxxflags: tuple[str, ...]           # the project's C++ flags
-    models: dict[str, tuple[str, str]]  # calibration csv model -> (model source under `code`, its define)
+    api: int                            # TFLM interface year: 2021 (tflite::Profiler) or 2023 (MicroProfilerInterface)
+    models: dict[str, tuple[str, str]]  # calibration csv model -> (model source under `code`, its define or "")
     model_symbol: str                   # the model array's name in those sources
-    ops: tuple[str, ...]                # MicroMutableOpResolver Add* calls of the project
+    model_decl: str                     # how main declares the model's bytes ...
+    model_expr: str                     # ... and names them
+    ops: tuple[str, ...]                # MicroMutableOpResolver Add* calls the project's models need
     arena_bytes: int
     compat: tuple[str, ...] = ()        # what GCC 12's headers need that the project's compiler did not
     note: str = ""
 
 
+_SECTIONS = ("-ffunction-sections", "-fdata-sections")
 SETUPS = {s.mcu: s for s in (
     Setup(
         mcu="ra6m4",
         repository="mlcommons/tiny_results_v0.7",
         code="closed/renesas/code/EK_RA6M4",
+        folders=("src", "ra/arm/CMSIS_5/CMSIS/Core/Include"),
         sources=("src/tensorflow/**/*.cc", "src/tensorflow/**/*.c", "src/third_party/**/*.cc",
                  "src/tensorflow/lite/micro/tools/make/downloads/cmsis/CMSIS/NN/Source/**/*.c"),
         exclude=("/examples/", "kernel_runner", "test_helpers", "recording_"),
@@ -75,34 +82,78 @@ SETUPS = {s.mcu: s for s in (
         arch=("-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"),
         optimization="-O3",
         defines=("-D_RENESAS_RA_",),  # no NDEBUG: TFLM's DCHECKs and profiler scopes stay, as on the board
+        cflags=("-std=gnu11", "-fsigned-char", *_SECTIONS),
         cxxflags=("-std=c++11", "-fno-exceptions", "-fno-rtti", "-fno-threadsafe-statics", "-fno-use-cxa-atexit",
-                  "-fsigned-char", "-ffunction-sections", "-fdata-sections"),
+                  "-fsigned-char", *_SECTIONS),
+        api=2021,
         models={"mlperf_kws_dscnn": ("src/tensorflow/lite/micro/examples/TFLite_model_KWS.cc", "EEMBCKWS"),
                 "mlperf_vww_mobilenetv1_0.25_96": ("src/tensorflow/lite/micro/examples/TFLite_model_vww.cc",
                                                    "EEMBCVWW"),
                 "mlperf_ic_resnet8": ("src/tensorflow/lite/micro/examples/TFLite_model_IC.cc", "EEMBCIC"),
                 "mlperf_ad_fc_autoencoder": ("src/tensorflow/lite/micro/examples/TFLite_model_AD.cc", "EEMBCAD")},
         model_symbol="tflite_model",
+        model_decl="extern const unsigned char tflite_model[]",
+        model_expr="tflite_model",
         ops=("AddAdd", "AddAveragePool2D", "AddConv2D", "AddDepthwiseConv2D", "AddFullyConnected", "AddRelu",
              "AddRelu6", "AddReshape", "AddSoftmax"),  # main_functions.cc's resolver
         arena_bytes=200 * 1024,
         compat=("-include", "limits", "-include", "cstdint"),
         note="TFLM of 2021 with CMSIS_5's CMSIS-NN, e2 studio GCC project; here arm-none-eabi-gcc 12",
     ),
+    Setup(
+        mcu="ra8d1",
+        repository="mlcommons/tiny_results_v1.2",
+        code="closed/Renesas/code/EK-RA8D1",
+        folders=("src", "ra/arm/CMSIS_5/CMSIS/Core/Include"),
+        sources=("src/tflite-micro/tensorflow/**/*.cc", "src/tflite-micro/cmsis_nn/Source/**/*.c"),
+        # the .cproject excludes kernels/normal/ (the reference kernels beside the cmsis_nn ones)
+        exclude=("kernels/normal/", "test_helper", "kernel_runner", "mock_micro_graph", "fake_micro_context",
+                 "recording_", "/examples/", "/tools/", "_test.cc"),
+        includes=("src", "src/examples", "src/tflite-micro", "src/tflite-micro/cmsis_nn",
+                  "src/tflite-micro/cmsis_nn/Include", "src/tflite-micro/third_party",
+                  "src/tflite-micro/third_party/flatbuffers/include", "src/tflite-micro/third_party/gemmlowp",
+                  "src/tflite-micro/third_party/ruy", "ra/arm/CMSIS_5/CMSIS/Core/Include"),
+        # .cproject, configuration Debug (LLVM 17.0.1, optimization "speed", taken as -O3; -O2 counts within
+        # 0.2-4.7%): the M85 as M55 code, as tinynas firmware builds it
+        arch=("-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard"),
+        optimization="-O3",
+        defines=("-DCMSIS_NN=1", "-DCOMPILE_DEFINITIONS", "-DR7FA8D1BH", "-DRA8D1", "-DTF_LITE_STATIC_MEMORY",
+                 "-DTF_LITE_USE_CTIME", "-D_RENESAS_RA_", "-D_RA_CORE=CM85", "-D_RA_ORDINAL=1"),  # no NDEBUG
+        cflags=("-std=c99", "-fmessage-length=0", "-fsigned-char", *_SECTIONS, "-fshort-enums", "-fno-unroll-loops",
+                "-flax-vector-conversions"),
+        cxxflags=("-std=gnu++17", "-fmessage-length=0", "-fsigned-char", *_SECTIONS, "-fshort-enums",
+                  "-fno-unroll-loops", "-flax-vector-conversions", "-funsigned-char", "-fno-rtti", "-fno-exceptions",
+                  "-fno-threadsafe-statics", "-fno-use-cxa-atexit", "-fno-unwind-tables"),
+        api=2023,
+        models={"mlperf_kws_dscnn": ("src/examples/kws_tflm/model.cc", ""),
+                "mlperf_vww_mobilenetv1_0.25_96": ("src/examples/vww_tflm/model.cc", ""),
+                "mlperf_ic_resnet8": ("src/examples/ic_tflm/model.cc", ""),
+                "mlperf_ad_fc_autoencoder": ("src/examples/ad_tflm/model.cc", "")},
+        model_symbol="tflite_model",
+        model_decl="const uint8_t* get_model_pointer()",
+        model_expr="get_model_pointer()",
+        ops=("AddAdd", "AddAveragePool2D", "AddConv2D", "AddDepthwiseConv2D", "AddDequantize", "AddFullyConnected",
+             "AddQuantize", "AddReshape", "AddSoftmax"),  # the union of the four apps' resolvers
+        arena_bytes=200 * 1024,
+        compat=("-include", "limits", "-include", "cstdint"),
+        note="TFLM of 2023 with CMSIS-NN v12.4.0, built by Renesas with LLVM 17; here arm-none-eabi-gcc 12 (the "
+             "matrix kernels' inner loops are inline assembly)",
+    ),
 )}
 
 
 def extract(repo: Path, setup: Setup, dest: Path) -> tuple[Path, str]:
-    """The setup's project folder (from a checkout, or `git archive` of a git directory) and the commit."""
+    """The setup's project folders (from a checkout, or `git archive` of a git directory) and the commit."""
     git = ["git", "-C", str(repo)]
     commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or "unknown"
     if (repo / setup.code).is_dir():
         return repo / setup.code, commit
     if commit == "unknown":
         raise SystemExit(f"--results-repo {repo}: neither a checkout holding {setup.code} nor a git directory")
-    archive = subprocess.run([*git, "archive", "HEAD", setup.code], capture_output=True)
-    if not archive.stdout:
-        raise SystemExit(f"--results-repo {repo}: git archive of {setup.code} failed: {archive.stderr.decode()[-300:]}")
+    paths = [f"{setup.code}/{f}" for f in setup.folders]
+    archive = subprocess.run([*git, "archive", "HEAD", *paths], capture_output=True)
+    if archive.returncode != 0:
+        raise SystemExit(f"--results-repo {repo}: git archive of {paths} failed: {archive.stderr.decode()[-300:]}")
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
     return dest / setup.code, commit
 
@@ -115,7 +166,7 @@ def sources(code: Path, setup: Setup) -> list[Path]:
 def compile_flags(code: Path, setup: Setup) -> tuple[list[str], list[str]]:
     common = [*setup.arch, setup.optimization, *setup.defines, *(f"-I{code / i}" for i in setup.includes)]
     return (["arm-none-eabi-g++", *common, *setup.cxxflags, *setup.compat],
-            ["arm-none-eabi-gcc", *common, "-std=gnu11", "-fsigned-char", "-ffunction-sections", "-fdata-sections"])
+            ["arm-none-eabi-gcc", *common, *setup.cflags])
 
 
 def build_runtime(code: Path, setup: Setup, objdir: Path) -> list[Path]:
@@ -150,15 +201,19 @@ def firmware(code: Path, setup: Setup, model: str, runtime: list[Path], objdir: 
     src, define = setup.models[model]
     main_o, model_o = objdir / f"main_{model}.o", objdir / f"model_{model}.o"
     ops = "".join(f"resolver.{op}();" for op in setup.ops)
-    subprocess.run([*cxx, f"-DPUBLISHED_RUNTIME_MODEL={setup.model_symbol}", f"-DPUBLISHED_RUNTIME_OPS={ops}",
-                    f"-DPUBLISHED_RUNTIME_ARENA={setup.arena_bytes}", "-c", str(MAIN), "-o", str(main_o)], check=True)
-    subprocess.run([*cxx, f"-D{define}", "-c", str(code / src), "-o", str(model_o)], check=True)
+    subprocess.run([*cxx, f"-DPUBLISHED_RUNTIME_MODEL_DECL={setup.model_decl}",
+                    f"-DPUBLISHED_RUNTIME_MODEL={setup.model_expr}", f"-DPUBLISHED_RUNTIME_OPS={ops}",
+                    f"-DPUBLISHED_RUNTIME_API={setup.api}", f"-DPUBLISHED_RUNTIME_ARENA={setup.arena_bytes}",
+                    "-c", str(MAIN), "-o", str(main_o)], check=True)
+    subprocess.run([*cxx, *([f"-D{define}"] if define else []), "-c", str(code / src), "-o", str(model_o)],
+                   check=True)
     startup = objdir / "startup.o"
     subprocess.run(["arm-none-eabi-gcc", *setup.arch, "-O2", "-c", str(DATA / "startup.c"), "-o", str(startup)],
                    check=True)
     elf = objdir / f"{model}.elf"
     subprocess.run(["arm-none-eabi-g++", *setup.arch, "--specs=rdimon.specs", "-T", str(DATA / core.linker_script),
-                    f"-L{DATA}", "-Wl,--gc-sections", "-o", str(elf), str(startup), str(main_o), str(model_o),
+                    f"-L{DATA}", "-Wl,--gc-sections", "-Wl,--no-enum-size-warning", "-o", str(elf),
+                    str(startup), str(main_o), str(model_o),
                     *map(str, runtime), "-lm"], check=True)
     return elf
 
