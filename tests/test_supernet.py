@@ -125,6 +125,15 @@ def test_checkpoint_resumes_after_the_last_epoch(tmp_path, digits):
     assert not all(torch.equal(a, b) for a, b in zip(first.net.parameters(), resumed.net.parameters()))
 
 
+def test_a_checkpoint_trained_longer_than_asked_is_used_and_says_so(tmp_path, digits, caplog):
+    path = tmp_path / "supernet.pt"
+    train_supernet(SPACE, digits, CFG, "cpu", seed=0, checkpoint=path)
+    with caplog.at_level("WARNING"):
+        shorter = train_supernet(SPACE, digits, dataclasses.replace(CFG, epochs=0), "cpu", seed=0, checkpoint=path)
+    assert shorter.epochs == 2
+    assert "holds 2 epochs of training, more than the 1 asked" in caplog.text
+
+
 def test_evaluator_scores_through_make_evaluator_and_shares_its_checkpoint(tmp_path, digits):
     ctx = EvaluationContext(SPACE, digits, "cpu", 0, TrainConfig(), run_dir=tmp_path)
     options = {f.name: getattr(CFG, f.name) for f in dataclasses.fields(CFG)}

@@ -210,7 +210,11 @@ def train_supernet(space: MCUNetSpace, data: Dataset, cfg: SupernetConfig, devic
     seed_everything(seed)
     net = MCUNetSupernet(space, data.in_channels, data.num_classes)
     done, losses = (0, []) if checkpoint is None or not Path(checkpoint).is_file() else _load(checkpoint, net, data)
-    if done:
+    if done > cfg.total_epochs:
+        log.warning("supernet: %s holds %d epochs of training, more than the %d asked (epoch counts are not in its "
+                    "name, so that a longer run extends it); using it as it is: another run_dir trains afresh",
+                    checkpoint, done, cfg.total_epochs)
+    elif done:
         log.info("supernet: resumed %s after %d of %d epochs", checkpoint, done, cfg.total_epochs)
     net.to(device)
     if done >= cfg.total_epochs:
