@@ -9,8 +9,8 @@ that ISA): DSP (Cortex-M4/M7/M33, ``data/instruction_model.yaml``), ARMv6-M (M0/
 MVE (M55/M85, ``..._mve.yaml``), each written by ``benchmarks/instruction_model.py`` from emulated exported archs,
 with the TFLM / CMSIS-NN commits, compiler and flags it holds for. A core whose own build departs from its class's
 (the same kernels, scheduled and selected by GCC for its ``-mcpu``: the Cortex-M7 and M33) has a model of its own,
-same form, fitted on its own firmware (``..._cortex-m7.yaml``, ``..._cortex-m33.yaml``), used where it ships. Counts include TFLM's profiler hook around each
-op (about 20 instructions), as the firmware that measured them does.
+same form, fitted on its own firmware (``..._cortex-m7.yaml``, ``..._cortex-m33.yaml``), used where it ships.
+Counts include TFLM's profiler hook around each op (about 20 instructions), as the firmware that measured them does.
 """
 
 from __future__ import annotations
@@ -346,7 +346,8 @@ def load_instruction_model(path: str | Path = MODEL_YAML) -> InstructionModel:
 
 def instruction_model_for(mcu: MCU, runtime: str):
     """The instruction model that prices ``runtime`` on ``mcu``'s core: TFLM + CMSIS-NN's model of the core itself
-    where one ships (:data:`CORE_MODEL_FILES`), else of its ``instruction_class`` (ARMv6-M, DSP or MVE) for ``tflm``; TinyEngine's
+    where one ships (:data:`CORE_MODEL_FILES`), else of its ``instruction_class`` (ARMv6-M, DSP or MVE) for
+    ``tflm``; TinyEngine's
     (:mod:`estimators.tinyengine_instructions`, fitted on its ARMv7E-M code) for ``tinyengine`` and ``analytic``
     (MCUNet's accounting, whose published latencies are TinyEngine's) on DSP-class cores; None elsewhere
     (``tflm-reference``, other cores)."""

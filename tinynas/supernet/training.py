@@ -59,8 +59,8 @@ log = logging.getLogger("tinynas.supernet")
 PROGRESSIVE_PHASES = (("kernel",), ("depth",), ("expand",), ("width", "resolution"))
 
 # Options that only say how long to train or how to score: changing them keeps (extends) the checkpoint.
-_NOT_IN_HASH = ("largest_epochs", "epochs", "last_phase_epochs", "bn_calibration_samples", "supernets", "finetune_steps", "finetune_lr", "predictor",
-                "predictor_archs")
+_NOT_IN_HASH = ("largest_epochs", "epochs", "last_phase_epochs", "bn_calibration_samples", "supernets",
+                "finetune_steps", "finetune_lr", "predictor", "predictor_archs")
 
 
 @dataclasses.dataclass(frozen=True)
