@@ -171,8 +171,9 @@ def test_evaluator_options_are_checked(digits):
 def test_shipped_yaml_is_a_valid_config():
     cfg = yaml.safe_load((CONF_DIR / "evaluator" / "supernet.yaml").read_text())
     assert cfg.pop("name") == "supernet"
-    # The shipped default trains progressively; the dataclass keeps it off, as progressive needs epochs ≥ 4.
-    assert SupernetConfig.from_cfg(cfg) == dataclasses.replace(SupernetConfig(), progressive=True)
+    # The shipped default trains progressively (the dataclass keeps it off, as progressive needs epochs ≥ 4) and
+    # averages two super-networks (the dataclass trains one).
+    assert SupernetConfig.from_cfg(cfg) == dataclasses.replace(SupernetConfig(), progressive=True, supernets=2)
 
 
 def _differs(arch, other):
