@@ -339,7 +339,7 @@ class InstructionModel(LinearInstructionModel):
 _TOKENS = itertools.count()
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)  # every shipped model file, with room
 def load_instruction_model(path: str | Path = MODEL_YAML) -> InstructionModel:
     return InstructionModel.from_yaml(path)
 
