@@ -169,9 +169,9 @@ def compile_flags(code: Path, setup: Setup) -> tuple[list[str], list[str]]:
             ["arm-none-eabi-gcc", *common, *setup.cflags])
 
 
-def build_runtime(code: Path, setup: Setup, objdir: Path) -> list[Path]:
-    """Compile the runtime's files (two at a time, cached by the flags); the objects."""
-    cxx, cc = compile_flags(code, setup)
+def build_runtime(code: Path, setup: Setup, flags: tuple[list[str], list[str]], objdir: Path) -> list[Path]:
+    """Compile the runtime's files with ``flags`` (C++, C; two at a time, cached by the flags); the objects."""
+    cxx, cc = flags
     objs, running = [], []
     for src in sources(code, setup):
         obj = objdir / (str(src.relative_to(code)).replace("/", "_") + ".o")
@@ -192,12 +192,9 @@ def _wait(proc: subprocess.Popen) -> None:
         raise SystemExit(f"compile failed: {' '.join(proc.args[-3:])}\n{proc.stderr.read()[-2000:]}")
 
 
-def firmware(code: Path, setup: Setup, model: str, runtime: list[Path], objdir: Path) -> Path:
-    from tinynas.target.build import DATA, core_for
-    from estimators.mcu import load_mcu
-
-    core = core_for(load_mcu(setup.mcu, ROOT / "conf" / "mcu").core)
-    cxx, _ = compile_flags(code, setup)
+def firmware(code: Path, setup: Setup, model: str, cxx: list[str], linked: list[str], objdir: Path) -> Path:
+    """``model``'s ELF: the main template and the model source compiled with ``cxx``, linked with ``linked`` (the
+    linker script's flags, start-up and runtime objects)."""
     src, define = setup.models[model]
     main_o, model_o = objdir / f"main_{model}.o", objdir / f"model_{model}.o"
     ops = "".join(f"resolver.{op}();" for op in setup.ops)
@@ -207,14 +204,8 @@ def firmware(code: Path, setup: Setup, model: str, runtime: list[Path], objdir: 
                     "-c", str(MAIN), "-o", str(main_o)], check=True)
     subprocess.run([*cxx, *([f"-D{define}"] if define else []), "-c", str(code / src), "-o", str(model_o)],
                    check=True)
-    startup = objdir / "startup.o"
-    subprocess.run(["arm-none-eabi-gcc", *setup.arch, "-O2", "-c", str(DATA / "startup.c"), "-o", str(startup)],
-                   check=True)
     elf = objdir / f"{model}.elf"
-    subprocess.run(["arm-none-eabi-g++", *setup.arch, "--specs=rdimon.specs", "-T", str(DATA / core.linker_script),
-                    f"-L{DATA}", "-Wl,--gc-sections", "-Wl,--no-enum-size-warning", "-o", str(elf),
-                    str(startup), str(main_o), str(model_o),
-                    *map(str, runtime), "-lm"], check=True)
+    subprocess.run(["arm-none-eabi-g++", *setup.arch, "-o", str(elf), str(main_o), str(model_o), *linked], check=True)
     return elf
 
 
@@ -233,30 +224,35 @@ def operator_kinds(code: Path, setup: Setup, model: str) -> list[str]:
 
 def count(repo: Path, setup: Setup) -> list[dict]:
     from tinynas.target import emulate
-    from tinynas.target.build import core_for
+    from tinynas.target.build import DATA, core_for
     from tinynas.target.sources import cache_dir
     from estimators.mcu import load_mcu
 
-    board = core_for(load_mcu(setup.mcu, ROOT / "conf" / "mcu").core).board
+    core = core_for(load_mcu(setup.mcu, ROOT / "conf" / "mcu").core)
+    build = " ".join([f"arm-none-eabi-gcc {_gcc_version()}", *setup.arch, setup.optimization, *setup.defines])
+    print(f"{setup.mcu}: {setup.note}", flush=True)
     with tempfile.TemporaryDirectory(prefix="tinynas-published-") as tmp:
         code, commit = extract(repo, setup, Path(tmp))
-        cxx, cc = compile_flags(code, setup)
-        key = hashlib.sha256(repr((commit, setup, cxx, cc)).encode()).hexdigest()[:16]
+        flags = compile_flags(code, setup)
+        key = hashlib.sha256(repr((commit, setup, *flags)).encode()).hexdigest()[:16]
         objdir = cache_dir() / "published" / f"{setup.mcu}-{key}"
         objdir.mkdir(parents=True, exist_ok=True)
-        runtime = build_runtime(code, setup, objdir)
+        runtime = build_runtime(code, setup, flags, objdir)
+        startup = objdir / "startup.o"
+        subprocess.run(["arm-none-eabi-gcc", *setup.arch, "-O2", "-c", str(DATA / "startup.c"), "-o", str(startup)],
+                       check=True)
+        linked = ["--specs=rdimon.specs", "-T", str(DATA / core.linker_script), f"-L{DATA}", "-Wl,--gc-sections",
+                  "-Wl,--no-enum-size-warning", str(startup), *map(str, runtime), "-lm"]
         rows = []
         for model in setup.models:
-            run = emulate.run(firmware(code, setup, model, runtime, objdir), board, cache_dir())
+            run = emulate.run(firmware(code, setup, model, flags[0], linked, objdir), core.board, cache_dir())
             kinds = operator_kinds(code, setup, model)
             if len(kinds) != len(run.per_op):
                 raise SystemExit(f"{setup.mcu} {model}: {len(run.per_op)} operators ran, the model has {len(kinds)}")
             fc = sum(n for n, k in zip(run.per_op, kinds) if k == "FULLY_CONNECTED")
             rows.append(dict(mcu=setup.mcu, model=model, instructions=run.instructions,
                              fully_connected_instructions=fc, operators=len(kinds),
-                             runtime=f"{setup.repository}@{commit[:7]} {setup.code}",
-                             build=" ".join(["arm-none-eabi-gcc " + _gcc_version(), *setup.arch, setup.optimization,
-                                             *setup.defines])))
+                             runtime=f"{setup.repository}@{commit[:7]} {setup.code}", build=build))
             print(f"{setup.mcu:8s} {model:32s} {run.instructions:12,d} instructions, {len(kinds)} operators, "
                   f"FC {fc / run.instructions:.1%}", flush=True)
     return rows
@@ -269,10 +265,10 @@ def _gcc_version() -> str:
 
 def write(rows: list[dict]) -> None:
     """Replace the rows of the counted boards in the data file, keep the others."""
-    kept = []
+    counted, kept = {r["mcu"] for r in rows}, []
     if OUT.is_file():
         with open(OUT) as f:
-            kept = [r for r in csv.DictReader(f) if r["mcu"] not in {r["mcu"] for r in rows}]
+            kept = [r for r in csv.DictReader(f) if r["mcu"] not in counted]
     with open(OUT, "w", newline="") as f:
         w = csv.DictWriter(f, FIELDS)
         w.writeheader()
