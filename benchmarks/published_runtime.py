@@ -34,6 +34,7 @@ import tempfile
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "estimators" / "data" / "published_runtime_instructions.csv"
 MAIN = Path(__file__).with_name("published_runtime_main.cc")
+MARKERS_DIR = ROOT / "tinynas" / "target" / "data"  # tinynas_markers.h, which MAIN includes
 FIELDS = ("mcu", "model", "instructions", "fully_connected_instructions", "operators", "runtime", "build")
 
 
@@ -201,7 +202,7 @@ def firmware(code: Path, setup: Setup, model: str, cxx: list[str], linked: list[
     subprocess.run([*cxx, f"-DPUBLISHED_RUNTIME_MODEL_DECL={setup.model_decl}",
                     f"-DPUBLISHED_RUNTIME_MODEL={setup.model_expr}", f"-DPUBLISHED_RUNTIME_OPS={ops}",
                     f"-DPUBLISHED_RUNTIME_API={setup.api}", f"-DPUBLISHED_RUNTIME_ARENA={setup.arena_bytes}",
-                    "-c", str(MAIN), "-o", str(main_o)], check=True)
+                    f"-I{MARKERS_DIR}", "-c", str(MAIN), "-o", str(main_o)], check=True)
     subprocess.run([*cxx, *([f"-D{define}"] if define else []), "-c", str(code / src), "-o", str(model_o)],
                    check=True)
     elf = objdir / f"{model}.elf"

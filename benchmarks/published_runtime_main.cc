@@ -17,16 +17,10 @@
 #else
 #include "tensorflow/lite/micro/micro_profiler_interface.h"
 #endif
+#include "tinynas_markers.h"  // tinynas/target/data
 
 PUBLISHED_RUNTIME_MODEL_DECL;
 
-volatile uint32_t tinynas_marks[4];
-extern "C" {
-__attribute__((noinline)) void tinynas_invoke_begin() { tinynas_marks[0]++; }
-__attribute__((noinline)) void tinynas_invoke_end() { tinynas_marks[1]++; }
-__attribute__((noinline)) void tinynas_op_begin() { tinynas_marks[2]++; }
-__attribute__((noinline)) void tinynas_op_end() { tinynas_marks[3]++; }
-}
 
 namespace {
 #if PUBLISHED_RUNTIME_API < 2023

@@ -26,8 +26,9 @@ from tinynas.target.sources import BuildFailed, Sources, TargetUnavailable, dige
 
 INPUT_SEED = 0
 ARENA_CAP = 12 << 20  # PSRAM is 16 MB; the rest holds the heap and the stack
-RUNNER_FILES = ("tinynas_target.h", "startup.c", "cortex_m_sections.ld", "mps2.ld", "mps2-an500.ld",
-                "mps2-an505.ld", "mps3-an547.ld")  # the linker scripts: one per board memory map, sharing the sections
+# the runner's files: main.cc's hooks, the markers, start-up, the linker scripts (one per board memory map)
+RUNNER_FILES = ("tinynas_target.h", "tinynas_markers.h", "startup.c", "cortex_m_sections.ld", "mps2.ld",
+                "mps2-an500.ld", "mps2-an505.ld", "mps3-an547.ld")
 EXPORT_FILES = ("main.cc", "model_data.cc", "model_data.h")  # what `tinynas export` writes beside the .tflite
 
 

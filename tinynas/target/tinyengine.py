@@ -47,7 +47,7 @@ CFLAGS = (*ARCH_FLAGS, "-Ofast", "-std=gnu11", "-ffunction-sections", "-fdata-se
 LDFLAGS = ("-Wl,--gc-sections", "-lm")
 #: Cores whose ISA is TinyEngine's (ARMv7E-M: DSP instructions); the code is built for and counted on a Cortex-M4F.
 CORES = ("cortex-m4", "cortex-m4f", "cortex-m7")
-RUNNER_FILES = ("tinyengine_runner.c", "startup.c", "mps2.ld", "cortex_m_sections.ld")
+RUNNER_FILES = ("tinyengine_runner.c", "tinynas_markers.h", "startup.c", "mps2.ld", "cortex_m_sections.ld")
 _LAYER = re.compile(r"^/\* layer (\d+):(\w+) \*/$")
 
 

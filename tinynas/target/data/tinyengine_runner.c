@@ -10,16 +10,10 @@
 #include <string.h>
 
 #include "genNN.h"
+#include "tinynas_markers.h"
 
 extern const uint8_t g_input_data[];
 extern const unsigned int g_input_data_len;
-
-/* Distinct bodies keep the linker from folding the markers into one address. */
-volatile uint32_t tinynas_marks[4];
-__attribute__((noinline)) void tinynas_invoke_begin(void) { tinynas_marks[0]++; }
-__attribute__((noinline)) void tinynas_invoke_end(void) { tinynas_marks[1]++; }
-__attribute__((noinline)) void tinynas_op_begin(void) { tinynas_marks[2]++; }
-__attribute__((noinline)) void tinynas_op_end(void) { tinynas_marks[3]++; }
 
 /* TinyEngine's requantization is floating point: turn the FPU on (CPACR CP10/CP11 full access) before any
  * code that may use it. */

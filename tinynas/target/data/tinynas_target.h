@@ -17,18 +17,11 @@
 
 #include "tensorflow/lite/micro/micro_profiler_interface.h"
 #include "tensorflow/lite/micro/recording_micro_interpreter.h"
+#include "tinynas_markers.h"
 
 extern const uint8_t g_input_data[];
 extern const unsigned int g_input_data_len;
 
-// Distinct bodies keep the linker and ICF from folding the markers into one address.
-volatile uint32_t tinynas_marks[4];
-extern "C" {
-__attribute__((noinline)) void tinynas_invoke_begin() { tinynas_marks[0]++; }
-__attribute__((noinline)) void tinynas_invoke_end() { tinynas_marks[1]++; }
-__attribute__((noinline)) void tinynas_op_begin() { tinynas_marks[2]++; }
-__attribute__((noinline)) void tinynas_op_end() { tinynas_marks[3]++; }
-}
 
 namespace {
 using Interpreter = tflite::RecordingMicroInterpreter;
