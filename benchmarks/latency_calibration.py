@@ -90,15 +90,15 @@ def predict(m: LatencyModel, p: dict) -> float:
     return m.cycles(p["terms"], p["family"], p["runtime"]) / (p["clock"] * 1e6) * 1e3
 
 
-def instruction_points(path: Path = CSV, own_runtime: bool = True) -> tuple[dict[str, list[dict]], list[str]]:
+def instruction_points(path: Path = CSV) -> tuple[dict[str, list[dict]], list[str]]:
     """The runtime=tflm points on boards with an instruction model (their core's class), by board: row,
-    instructions, FC instructions (the setup's own runtime's where counted and ``own_runtime``, else the pinned
-    runtime's: ``counts`` says which), cycles and the bytes of weights CMSIS-NN's loops read (for the flash-term
-    check); and the boards left out ("mcu (core)": no instruction model)."""
+    instructions and FC instructions (``n``, ``fc``: the setup's own runtime's where counted, else the pinned
+    runtime's; ``counts`` says which), the pinned runtime's (``pinned_n``, ``pinned_fc``), cycles and the bytes of
+    weights CMSIS-NN's loops read (for the flash-term check); and the boards left out ("mcu (core)": no
+    instruction model)."""
     from estimators.instructions import instruction_model_for
 
-    own = published_runtime_instructions() if own_runtime else {}
-
+    own = published_runtime_instructions()
     with open(path) as f:
         rows = [r for r in csv.DictReader(f) if r["runtime"] == "tflm"]
     by_board: dict[str, list[dict]] = {}
@@ -109,11 +109,11 @@ def instruction_points(path: Path = CSV, own_runtime: bool = True) -> tuple[dict
             unpriced.add(f"{r['mcu']} ({r['core']})")
             continue
         table = table_of(reference_model(r["model"]))
-        n, fc = own.get((r["mcu"], r["model"])) or (model.graph_instructions(table),
-                                                     fully_connected_instructions(model, table))
+        pinned = (model.graph_instructions(table), fully_connected_instructions(model, table))
+        n, fc = own.get((r["mcu"], r["model"])) or pinned
         by_board.setdefault(r["mcu"], []).append(dict(
-            row=r, model=model_key(r["model"]), n=n, fc=fc, weight_reads=weight_reads(table),
-            counts="own" if (r["mcu"], r["model"]) in own else "pinned",
+            row=r, model=model_key(r["model"]), n=n, fc=fc, pinned_n=pinned[0], pinned_fc=pinned[1],
+            weight_reads=weight_reads(table), counts="own" if (r["mcu"], r["model"]) in own else "pinned",
             cycles=float(r["latency_ms"]) * 1e-3 * float(r["clock_mhz"]) * 1e6))
     return by_board, sorted(unpriced)
 
@@ -175,9 +175,9 @@ def cpi_report(path: Path = CSV) -> dict[str, tuple[float, float | None]]:
     one_point_report(by_board)
     own_boards = {b for b, pts in by_board.items() if any(p["counts"] == "own" for p in pts)}
     if own_boards:
-        pinned, _ = instruction_points(path, own_runtime=False)
         print("the same, with the pinned runtime's instructions on the boards whose own runtime was counted:")
-        one_point_report({b: pts for b, pts in pinned.items() if b in own_boards})
+        one_point_report({b: [{**p, "n": p["pinned_n"], "fc": p["pinned_fc"], "counts": "pinned"} for p in pts]
+                          for b, pts in by_board.items() if b in own_boards})
     flash_term_report(by_board)
     return fitted
 
