@@ -224,6 +224,8 @@ def operator_kinds(code: Path, setup: Setup, model: str) -> list[str]:
 
 
 def count(repo: Path, setup: Setup) -> list[dict]:
+    """Build the setup's runtime and run each of its models once: one row per model (the data file's fields and
+    the model's ``elf``)."""
     from tinynas.target import emulate
     from tinynas.target.build import DATA, core_for
     from tinynas.target.sources import cache_dir
@@ -246,14 +248,15 @@ def count(repo: Path, setup: Setup) -> list[dict]:
                   "-Wl,--no-enum-size-warning", str(startup), *map(str, runtime), "-lm"]
         rows = []
         for model in setup.models:
-            run = emulate.run(firmware(code, setup, model, flags[0], linked, objdir), core.board, cache_dir())
+            elf = firmware(code, setup, model, flags[0], linked, objdir)
+            run = emulate.run(elf, core.board, cache_dir())
             kinds = operator_kinds(code, setup, model)
             if len(kinds) != len(run.per_op):
                 raise SystemExit(f"{setup.mcu} {model}: {len(run.per_op)} operators ran, the model has {len(kinds)}")
             fc = sum(n for n, k in zip(run.per_op, kinds) if k == "FULLY_CONNECTED")
             rows.append(dict(mcu=setup.mcu, model=model, instructions=run.instructions,
                              fully_connected_instructions=fc, operators=len(kinds),
-                             runtime=f"{setup.repository}@{commit[:7]} {setup.code}", build=build))
+                             runtime=f"{setup.repository}@{commit[:7]} {setup.code}", build=build, elf=elf))
             print(f"{setup.mcu:8s} {model:32s} {run.instructions:12,d} instructions, {len(kinds)} operators, "
                   f"FC {fc / run.instructions:.1%}", flush=True)
     return rows
@@ -271,7 +274,7 @@ def write(rows: list[dict]) -> None:
         with open(OUT) as f:
             kept = [r for r in csv.DictReader(f) if r["mcu"] not in counted]
     with open(OUT, "w", newline="") as f:
-        w = csv.DictWriter(f, FIELDS)
+        w = csv.DictWriter(f, FIELDS, extrasaction="ignore")  # a row's elf stays out
         w.writeheader()
         w.writerows(sorted(kept + rows, key=lambda r: (r["mcu"], r["model"])))
     print(f"wrote {OUT.relative_to(ROOT)}")
