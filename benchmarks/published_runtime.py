@@ -1,7 +1,7 @@
 """Count the instructions of a published setup's own runtime: the TFLM + CMSIS-NN an MLPerf Tiny submission
 published beside its results, built for the board's core and run once per model in the emulator.
 
-    python benchmarks/published_runtime.py --results-repo PATH [--setup ra6m4] [--write]
+    python benchmarks/published_runtime.py --results-repo PATH [--setup ra6m4] [--write] [--clang PATH]
 
 A board's published latencies disagree with one cycles-per-instruction constant partly because the submission
 ran an older runtime than the pinned one (other kernels, other loops), and partly because of the board's memory
@@ -164,10 +164,39 @@ def sources(code: Path, setup: Setup) -> list[Path]:
     return sorted(p for p in files if not any(x in str(p.relative_to(code)) for x in setup.exclude))
 
 
-def compile_flags(code: Path, setup: Setup) -> tuple[list[str], list[str]]:
+def compile_flags(code: Path, setup: Setup, clang: str | None = None) -> tuple[list[str], list[str]]:
+    """The C++ and C compiler commands: Arm GCC's, or with ``clang`` that LLVM compiler for arm-none-eabi on the
+    same C and C++ libraries' headers (GCC's newlib and libstdc++)."""
     common = [*setup.arch, setup.optimization, *setup.defines, *(f"-I{code / i}" for i in setup.includes)]
-    return (["arm-none-eabi-g++", *common, *setup.cxxflags, *setup.compat],
-            ["arm-none-eabi-gcc", *common, *setup.cflags])
+    if clang is None:
+        return (["arm-none-eabi-g++", *common, *setup.cxxflags, *setup.compat],
+                ["arm-none-eabi-gcc", *common, *setup.cflags])
+    target = ["--target=arm-none-eabi", *(f for d in gcc_library_includes(setup.arch, "c") for f in ("-isystem", d))]
+    cxx_target = ["--target=arm-none-eabi", "-nostdinc++",
+                  *(f for d in gcc_library_includes(setup.arch, "c++") for f in ("-isystem", d))]
+    return ([f"{clang}++", *cxx_target, *common, *map(llvm_flag, setup.cxxflags), *setup.compat],
+            [clang, *target, *common, *map(llvm_flag, setup.cflags)])
+
+
+def gcc_library_includes(arch: tuple[str, ...], language: str) -> list[str]:
+    """Arm GCC's include folders for ``arch`` and ``language`` ("c" or "c++") less its compiler-internal ones
+    (clang brings its own stdint.h, arm_mve.h ...)."""
+    out = subprocess.run(["arm-none-eabi-gcc", *arch, f"-x{language}", "-E", "-v", "-"], input="",
+                         capture_output=True, text=True).stderr
+    listed = out.split("#include <...> search starts here:")[1].split("End of search list.")[0].split()
+    return [str(Path(d).resolve()) for d in listed if "/lib/gcc/" not in str(Path(d).resolve())]
+
+
+def llvm_flag(flag: str) -> str:
+    """GCC's spelling of a flag in clang's."""
+    return {"-flax-vector-conversions": "-flax-vector-conversions=all"}.get(flag, flag)
+
+
+def cache_key(commit: str, setup: Setup, flags: tuple[list[str], list[str]], code: Path) -> str:
+    """The objects' cache key: the commit, the setup and the compile commands, which name the code by the commit,
+    not by the folder it was extracted to (a new temporary one each run)."""
+    portable = [[f.replace(str(code), "<code>") for f in command] for command in flags]
+    return hashlib.sha256(repr((commit, setup, *portable)).encode()).hexdigest()[:16]
 
 
 def build_runtime(code: Path, setup: Setup, flags: tuple[list[str], list[str]], objdir: Path) -> list[Path]:
@@ -223,22 +252,21 @@ def operator_kinds(code: Path, setup: Setup, model: str) -> list[str]:
         return [op.kind for op in read_tflite(f.name).ops]
 
 
-def count(repo: Path, setup: Setup) -> list[dict]:
-    """Build the setup's runtime and run each of its models once: one row per model (the data file's fields and
-    the model's ``elf``)."""
+def count(repo: Path, setup: Setup, clang: str | None = None) -> list[dict]:
+    """Build the setup's runtime (with Arm GCC, or ``clang``) and run each of its models once: one row per model
+    (the data file's fields and the model's ``elf``)."""
     from tinynas.target import emulate
     from tinynas.target.build import DATA, core_for
     from tinynas.target.sources import cache_dir
     from estimators.mcu import load_mcu
 
     core = core_for(load_mcu(setup.mcu, ROOT / "conf" / "mcu").core)
-    build = " ".join([f"arm-none-eabi-gcc {_gcc_version()}", *setup.arch, setup.optimization, *setup.defines])
-    print(f"{setup.mcu}: {setup.note}", flush=True)
+    build = " ".join([_compiler(clang), *setup.arch, setup.optimization, *setup.defines])
+    print(f"{setup.mcu}: {setup.note}" + (f"; this run: {_compiler(clang)}" if clang else ""), flush=True)
     with tempfile.TemporaryDirectory(prefix="tinynas-published-") as tmp:
         code, commit = extract(repo, setup, Path(tmp))
-        flags = compile_flags(code, setup)
-        key = hashlib.sha256(repr((commit, setup, *flags)).encode()).hexdigest()[:16]
-        objdir = cache_dir() / "published" / f"{setup.mcu}-{key}"
+        flags = compile_flags(code, setup, clang)
+        objdir = cache_dir() / "published" / f"{setup.mcu}-{cache_key(commit, setup, flags, code)}"
         objdir.mkdir(parents=True, exist_ok=True)
         runtime = build_runtime(code, setup, flags, objdir)
         startup = objdir / "startup.o"
@@ -262,9 +290,12 @@ def count(repo: Path, setup: Setup) -> list[dict]:
     return rows
 
 
-def _gcc_version() -> str:
+def _compiler(clang: str | None) -> str:
+    """``arm-none-eabi-gcc VERSION``, or the first line of ``clang --version``."""
+    if clang:
+        return (subprocess.run([clang, "--version"], capture_output=True, text=True).stdout.splitlines() or [clang])[0]
     out = subprocess.run(["arm-none-eabi-gcc", "-dumpversion"], capture_output=True, text=True).stdout.strip()
-    return out or "?"
+    return f"arm-none-eabi-gcc {out or '?'}"
 
 
 def write(rows: list[dict]) -> None:
@@ -286,8 +317,14 @@ def main() -> None:
                     help="checkout (or git directory) of the results repository the setup names")
     ap.add_argument("--setup", choices=sorted(SETUPS), nargs="+", default=sorted(SETUPS))
     ap.add_argument("--write", action="store_true", help=f"write {OUT.relative_to(ROOT)}")
+    ap.add_argument("--clang", metavar="PATH",
+                    help="build with this clang (LLVM, as Renesas built the RA8D1 project) instead of Arm GCC, on "
+                         "GCC's newlib and libstdc++ headers; a diagnostic: its counts are never written, as the "
+                         "instruction models are fitted on GCC builds")
     args = ap.parse_args()
-    rows = [row for name in args.setup for row in count(args.results_repo, SETUPS[name])]
+    if args.clang and args.write:
+        ap.error("--clang counts are not written (the instruction models count GCC builds): drop --write")
+    rows = [row for name in args.setup for row in count(args.results_repo, SETUPS[name], args.clang)]
     if args.write:
         write(rows)
 

@@ -1,8 +1,10 @@
 """benchmarks/published_runtime.py's own parts that need no results repository: reading a model's operators from
-the C array a submission ships it as, choosing the runtime's sources, and refusing a path that holds no project."""
+the C array a submission ships it as, choosing the runtime's sources, refusing a path that holds no project, the
+objects' cache key and the clang commands."""
 
 import dataclasses
 import importlib.util
+import shutil
 import sys
 from pathlib import Path
 
@@ -56,3 +58,26 @@ def test_sources_follow_the_globs_and_leave_out_the_excluded(published_runtime, 
 def test_a_path_without_the_project_is_refused_by_name(published_runtime, tmp_path):
     with pytest.raises(SystemExit, match=f"--results-repo {tmp_path}: neither a checkout holding closed/renesas"):
         published_runtime.extract(tmp_path, published_runtime.SETUPS["ra6m4"], tmp_path / "out")
+
+
+def test_the_cache_key_does_not_depend_on_where_the_code_was_extracted(published_runtime, tmp_path):
+    setup = published_runtime.SETUPS["ra6m4"]
+    keys = {published_runtime.cache_key("abc", setup, published_runtime.compile_flags(code, setup), code)
+            for code in (tmp_path / "one" / setup.code, tmp_path / "two" / setup.code)}
+    assert len(keys) == 1
+    other = dataclasses.replace(setup, optimization="-O2")
+    code = tmp_path / "one" / setup.code
+    assert published_runtime.cache_key("abc", other, published_runtime.compile_flags(code, other), code) not in keys
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="no Arm GCC here")
+def test_clang_compiles_on_gccs_c_libraries_with_its_own_builtin_headers(published_runtime, tmp_path):
+    setup = published_runtime.SETUPS["ra8d1"]
+    cxx, cc = published_runtime.compile_flags(tmp_path, setup, clang="/opt/llvm/bin/clang")
+    assert cxx[:3] == ["/opt/llvm/bin/clang++", "--target=arm-none-eabi", "-nostdinc++"]
+    assert cc[:2] == ["/opt/llvm/bin/clang", "--target=arm-none-eabi"] and "-nostdinc++" not in cc
+    for command in (cxx, cc):
+        system = [command[i + 1] for i, f in enumerate(command) if f == "-isystem"]
+        assert system and all(Path(d).is_dir() and "/lib/gcc/" not in d for d in system)
+        assert "-flax-vector-conversions=all" in command and "-flax-vector-conversions" not in command
+    assert any("c++" in d for d in cxx) and not any("c++" in d for d in cc)
