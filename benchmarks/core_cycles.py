@@ -62,32 +62,16 @@ def instruction_cycles(key: str) -> int:
     return 1
 
 
-def plugin() -> Path:
-    from tinynas.target.emulate import DATA
-    from tinynas.target.sources import cache_dir, digest, tool_version
-
-    key = digest(PLUGIN_SOURCE, DATA / "qemu_plugin_v1.h", extra=tool_version("qemu-system-arm"))
-    so = cache_dir() / "plugin" / key / "core_cycles.so"
-    if not so.is_file():
-        so.parent.mkdir(parents=True, exist_ok=True)
-        glib = subprocess.run(["pkg-config", "--cflags", "glib-2.0"], capture_output=True, text=True,
-                              check=True).stdout.split()
-        subprocess.run(["gcc", "-shared", "-fPIC", "-O2", f"-I{DATA}", *glib, "-o", str(so), str(PLUGIN_SOURCE)],
-                       check=True)
-    return so
-
-
 def executed(elf: Path, board: str) -> dict[str, int]:
     """Per plugin key, what one Invoke of ``elf`` executed on QEMU machine ``board``."""
-    from tinynas.target.emulate import marker_addresses
+    from tinynas.target.emulate import marker_addresses, plugin, qemu_command
+    from tinynas.target.sources import cache_dir
 
     begin, end = marker_addresses(elf)[:2]
     with tempfile.TemporaryDirectory(prefix="tinynas-cycles-") as tmp:
         log = Path(tmp) / "keys.txt"
-        subprocess.run(["qemu-system-arm", "-M", board, "-display", "none", "-monitor", "none", "-serial", "none",
-                        "-semihosting-config", "enable=on,target=native", "-kernel", str(elf),
-                        "-plugin", f"{plugin()},out={log},marks={begin:x}:{end:x}"],
-                       capture_output=True, timeout=1800, cwd=tmp, check=True)
+        command = qemu_command(elf, board, plugin(cache_dir(), PLUGIN_SOURCE), f"out={log},marks={begin:x}:{end:x}")
+        subprocess.run(command, capture_output=True, timeout=1800, cwd=tmp, check=True)
         snaps = {}
         for line in log.read_text().splitlines():
             fields = line.split()

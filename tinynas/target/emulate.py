@@ -33,19 +33,27 @@ class EmulationError(TinyNASError, RuntimeError):
     """The emulated firmware did not run to its end (timeout, crash, missing markers)."""
 
 
-def plugin(cache: Path) -> Path:
-    """The TCG plugin built with the system's gcc against glib, cached by its source and QEMU's version."""
-    key = digest(DATA / "insn_count.c", DATA / "qemu_plugin_v1.h", extra=tool_version("qemu-system-arm"))
-    so = cache / "plugin" / key / "insn_count.so"
+def plugin(cache: Path, source: Path = DATA / "insn_count.c") -> Path:
+    """A TCG plugin (by default the instruction counter) built with the system's gcc against glib, cached by its
+    source and QEMU's version."""
+    key = digest(source, DATA / "qemu_plugin_v1.h", extra=tool_version("qemu-system-arm"))
+    so = cache / "plugin" / key / f"{source.stem}.so"
     if not so.is_file():
         so.parent.mkdir(parents=True, exist_ok=True)
         cflags = subprocess.run(["pkg-config", "--cflags", "glib-2.0"], capture_output=True, text=True,
                                 check=True).stdout.split()
         tmp = so.with_suffix(".tmp")
-        subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", *cflags, "-o", str(tmp),
-                        str(DATA / "insn_count.c")], check=True, capture_output=True, text=True)
+        subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", f"-I{DATA}", *cflags, "-o", str(tmp), str(source)],
+                       check=True, capture_output=True, text=True)
         tmp.rename(so)
     return so
+
+
+def qemu_command(elf: Path, board: str, plugin_so: Path, plugin_args: str) -> list[str]:
+    """``qemu-system-arm`` running ``elf`` on machine ``board`` with semihosting and the plugin (``a=b,c=d``)."""
+    return ["qemu-system-arm", "-M", board, "-display", "none", "-monitor", "none", "-serial", "none",
+            "-semihosting-config", "enable=on,target=native", "-kernel", str(elf),
+            "-plugin", f"{plugin_so},{plugin_args}"]
 
 
 def marker_addresses(elf: Path) -> list[int]:
@@ -63,9 +71,7 @@ def run(elf: Path, board: str, cache: Path, timeout_s: int = TIMEOUT_S) -> Emula
     marks = marker_addresses(elf)
     with tempfile.TemporaryDirectory(prefix="tinynas-qemu-") as tmp:
         log = Path(tmp) / "insns.txt"
-        cmd = ["qemu-system-arm", "-M", board, "-display", "none", "-monitor", "none", "-serial", "none",
-               "-semihosting-config", "enable=on,target=native", "-kernel", str(elf),
-               "-plugin", f"{plugin(cache)},out={log},marks={':'.join(f'{a:x}' for a in marks)}"]
+        cmd = qemu_command(elf, board, plugin(cache), f"out={log},marks={':'.join(f'{a:x}' for a in marks)}")
         t0 = time.monotonic()
         try:
             proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=timeout_s)
