@@ -22,6 +22,7 @@ from pathlib import Path
 
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)  # benchmarks/estimators.py would shadow the `estimators` package
+sys.path += [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]  # tests/, the benchmarks
 
 import argparse
 import csv
@@ -94,8 +95,6 @@ def published_cycles() -> dict[tuple[str, str], float]:
 
 def pinned_elfs(board: str) -> dict[str, tuple[Path, str]]:
     """The pinned runtime's firmware of the Keras-built MLPerf Tiny references for ``board``'s core."""
-    sys.path.insert(0, str(ROOT))
-    sys.path.insert(0, str(Path(__file__).parent))
     from instruction_model import sources
     from tests.tflite_models import build_mlperf_tiny
     from estimators import load_mcu
@@ -115,7 +114,6 @@ def pinned_elfs(board: str) -> dict[str, tuple[Path, str]]:
 
 def own_elfs(repo: Path, optimization: str | None) -> dict[str, tuple[Path, str]]:
     """The v0.7 RA6M4 submission's own runtime, one firmware per model (benchmarks/published_runtime.py)."""
-    sys.path.insert(0, str(Path(__file__).parent))
     from published_runtime import SETUPS, count
     from tinynas.target.build import core_for
     from estimators.mcu import load_mcu

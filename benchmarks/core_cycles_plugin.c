@@ -91,7 +91,9 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
     uint64_t pc = qemu_plugin_insn_vaddr(insn);
     start_end[1] = pc + qemu_plugin_insn_size(insn);
     for (int m = 0; m < n_marks; m++) {
-      if (marks[m] == pc) qemu_plugin_register_vcpu_insn_exec_cb(insn, on_mark, QEMU_PLUGIN_CB_NO_REGS, (void *)(uintptr_t)m);
+      if (marks[m] == pc) {
+        qemu_plugin_register_vcpu_insn_exec_cb(insn, on_mark, QEMU_PLUGIN_CB_NO_REGS, (void *)(uintptr_t)m);
+      }
     }
     char *text = qemu_plugin_insn_disas(insn);
     char mnemonic[48], hint[32] = "", key[96];

@@ -9,8 +9,8 @@
 Ground truth: ``tinynas.target`` (TFLM + CMSIS-NN built with TFLM's Makefile for the class's core, run in
 qemu-system-arm with the instruction-counting plugin): the DSP class on cortex-m4 (mps2-an386), ARMv6-M on
 cortex-m0plus (mps2-an385), MVE on cortex-m55 (mps3-an547). A core of the DSP class whose own build departs from
-the M4's (GCC schedules and selects for its ``-mcpu``: the M7 on mps2-an500, the M33 on mps2-an505) gets a model of its own, same form,
-fitted on the same archs emulated on its firmware (``--core``). Each sample is one op of an exported arch
+the M4's (GCC schedules and selects for its ``-mcpu``: the M7 on mps2-an500, the M33 on mps2-an505) gets a model
+of its own, same form, fitted on the same archs emulated on its firmware (``--core``). Each sample is one op of an exported arch
 (its facts as the estimators read them from the .tflite, and its emulated instructions); each model adds one
 row of Invoke overhead (Invoke minus the sum of its op spans). The MLPerf Tiny reference models
 (tests/tflite_models.py) are emulated too and take part in the fit. The fit is per op variant

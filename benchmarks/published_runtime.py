@@ -261,8 +261,9 @@ def count(repo: Path, setup: Setup, clang: str | None = None) -> list[dict]:
     from estimators.mcu import load_mcu
 
     core = core_for(load_mcu(setup.mcu, ROOT / "conf" / "mcu").core)
-    build = " ".join([_compiler(clang), *setup.arch, setup.optimization, *setup.defines])
-    print(f"{setup.mcu}: {setup.note}" + (f"; this run: {_compiler(clang)}" if clang else ""), flush=True)
+    compiler = _compiler(clang)
+    build = " ".join([compiler, *setup.arch, setup.optimization, *setup.defines])
+    print(f"{setup.mcu}: {setup.note}" + (f"; this run: {compiler}" if clang else ""), flush=True)
     with tempfile.TemporaryDirectory(prefix="tinynas-published-") as tmp:
         code, commit = extract(repo, setup, Path(tmp))
         flags = compile_flags(code, setup, clang)

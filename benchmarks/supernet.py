@@ -120,7 +120,8 @@ def pooled(files: list[Path]) -> None:
     rows = [r for f in files for r in json.loads(f.read_text())["rows"]]
     print(f"{len(rows)} archs from {len(files)} runs")
     print(f"stand-alone seed 0 vs seed 1: {fmt(agreement(*zip(*(r['trained_seeds'][:2] for r in rows))))}")
-    print(f"supernet  vs stand-alone mean:   {fmt(agreement([r['supernet'] for r in rows], [r['trained'] for r in rows]))}")
+    supernet, trained = [r["supernet"] for r in rows], [r["trained"] for r in rows]
+    print(f"supernet  vs stand-alone mean:   {fmt(agreement(supernet, trained))}")
 
 
 def main() -> None:

@@ -260,8 +260,8 @@ def test_search_space_irs_are_priced_like_their_exported_firmware(space_exports,
 def test_class_and_core_models_match_their_emulated_firmware(mlperf_tiny, space_exports, firmware_report, model_of):
     """The ARMv6-M model against Cortex-M0+ firmware (mps2-an385), the MVE model against Cortex-M55 firmware
     (mps3-an547, Helium kernels), the Cortex-M7's and M33's own models against their firmware (mps2-an500,
-    mps2-an505: the M4's kernels as GCC builds them for that core, up to 1.2% apart from the M4's counts), on the same held-out archs and references
-    as the DSP class; each priced by the model its board's estimates use."""
+    mps2-an505: the M4's kernels as GCC builds them for that core, up to 1.2% apart from the M4's counts), on the
+    same held-out archs and references as the DSP class; each priced by the model its board's estimates use."""
     from estimators.instructions import instruction_model_for
     from estimators.tflite_reader import read_tflite
     from tests.conftest import target_benchmark

@@ -173,8 +173,9 @@ def test_board_constants_are_the_fit_of_their_published_points(board):
 def test_estimates_of_the_published_tflm_points_within_6_percent():
     """In-sample: each board's two constants against its own published points (the worst: RA6M4 ResNet-8, −5.4%;
     priced by the pinned runtime's instructions it was −12.6%). The STM32L4R5's FC-only AD model runs at 0.69× the
-    conv models' cycles per instruction: one constant for both was 44% off on it (the leave-one-out figures: benchmarks/latency_calibration.py). A point whose
-    setup's own runtime was counted is priced by those instructions; the others by `estimate` (the pinned runtime)."""
+    conv models' cycles per instruction: one constant for both was 44% off on it (the leave-one-out figures:
+    benchmarks/latency_calibration.py). A point whose setup's own runtime was counted is priced by those
+    instructions; the others by `estimate` (the pinned runtime)."""
     from estimators import estimate
 
     own = published_runtime_instructions()

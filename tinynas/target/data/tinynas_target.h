@@ -22,7 +22,6 @@
 extern const uint8_t g_input_data[];
 extern const unsigned int g_input_data_len;
 
-
 namespace {
 using Interpreter = tflite::RecordingMicroInterpreter;
 constexpr int kArenaBytes = TINYNAS_ARENA_BYTES;
